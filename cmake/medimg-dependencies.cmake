@@ -1,0 +1,8 @@
+# SPDX-License-Identifier: MIT
+# The library's own dependencies, all from Debian packages (scripts/install-deps.sh installs them).
+# medimgConfig.cmake repeats these as find_dependency() calls for installed consumers.
+include(GNUInstallDirs)
+find_package(Threads REQUIRED)
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+find_package(Eigen3 3.3 REQUIRED NO_MODULE)
+find_package(nlohmann_json 3.9 REQUIRED)

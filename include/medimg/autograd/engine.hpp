@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: MIT
+// engine.hpp: backward(). An iterative depth-first topological sort from the root, then each
+// node's closure in reverse order, then the graph is freed.
+//
+// The accumulation rule (written once, here): every backward closure ADDS its contribution into
+// each parent's gradient through Node::accumulate (+=), never overwrites it. A gradient that
+// arrives first is adopted (no copy) when the producer made it for that parent alone, else
+// copied; later arrivals are added. Leaf gradients therefore accumulate across backward() calls
+// until zero_grad(), as in PyTorch. Non-leaf gradients are released once used.
+#pragma once
+
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "medimg/autograd/variable.hpp"
+#include "medimg/ops/elementwise.hpp"
+
+namespace medimg::autograd {
+
+template <class T, class B>
+void Node<T, B>::accumulate(const Tensor<T, B>& g, bool owned) {
+    if (!requires_grad) return;
+    MEDIMG_CHECK(g.shape() == value.shape(), ShapeError, "autograd::accumulate: gradient ", g.shape(),
+                 " does not match value ", value.shape(), " of op '", op, "'");
+    if (!grad.defined())
+        grad = owned ? g : g.clone();
+    else
+        ops::add_(grad, g);
+}
+
+template <class T, class B>
+void Var<T, B>::backward(const Tensor<T, B>& seed) const {
+    MEDIMG_CHECK(node_ && node_->requires_grad, ValueError,
+                 "Var::backward: this value does not require grad (no parameter reaches it, or it was computed under NoGrad)");
+    MEDIMG_CHECK(node_->backward || node_->op == std::string_view("leaf"), ValueError, "Var::backward: the graph of op '",
+                 node_->op, "' was already freed by an earlier backward(); run the forward pass again");
+    Tensor<T, B> g = seed;
+    if (!g.defined()) {
+        MEDIMG_CHECK(node_->value.numel() == 1, ShapeError, "Var::backward: implicit seed needs a one-element value, got ",
+                     node_->value.shape(), "; pass a seed of that shape");
+        g = Tensor<T, B>::ones(node_->value.shape());
+    }
+    // Topological order by iterative DFS (no recursion: ResNet50 graphs are deep).
+    std::vector<NodeT*> order;
+    std::unordered_set<NodeT*> seen;
+    std::vector<std::pair<NodeT*, std::size_t>> stack{{node_.get(), 0}};
+    seen.insert(node_.get());
+    while (!stack.empty()) {
+        auto& [n, next] = stack.back();
+        if (next < n->parents.size()) {
+            NodeT* p = n->parents[next++].get();
+            if (p && p->requires_grad && !seen.count(p)) {
+                seen.insert(p);
+                stack.push_back({p, 0});
+            }
+        } else {
+            order.push_back(n);
+            stack.pop_back();
+        }
+    }
+    node_->accumulate(g, false);
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+        NodeT* n = *it;
+        if (!n->backward) continue;  // a leaf
+        if (n->grad.defined()) n->backward(n->grad);
+        // Free this part of the graph: saved tensors live in the closure.
+        n->backward = nullptr;
+        n->parents.clear();
+        n->grad = Tensor<T, B>();
+    }
+}
+
+}  // namespace medimg::autograd

@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: MIT
+// variable.hpp: the autograd core. A Var<T, B> is a handle to a Node: a value, a gradient, the
+// parent nodes it was computed from, and a backward closure that pushes this node's gradient
+// into its parents (micrograd's design, on tensors). Graphs are built define-by-run and freed
+// by backward() (engine.hpp). Also: the no-grad switch and its RAII guard.
+// Deliberately not here: higher-order gradients, in-place ops on values that are saved for
+// backward, hooks.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "medimg/core/tensor.hpp"
+
+namespace medimg::autograd {
+
+namespace detail {
+inline bool& grad_mode() {
+    thread_local bool enabled = true;
+    return enabled;
+}
+}  // namespace detail
+
+/// True unless a NoGrad guard is alive on this thread.
+inline bool is_grad_enabled() { return detail::grad_mode(); }
+
+/// While alive, ops on this thread record no graph (inference, optimizer updates, evaluation).
+class NoGrad {
+public:
+    NoGrad() : prev_(detail::grad_mode()) { detail::grad_mode() = false; }
+    ~NoGrad() { detail::grad_mode() = prev_; }
+    NoGrad(const NoGrad&) = delete;
+    NoGrad& operator=(const NoGrad&) = delete;
+
+private:
+    bool prev_;
+};
+
+template <class T, class B>
+struct Node {
+    using BackwardFn = std::function<void(const Tensor<T, B>& grad)>;
+    Tensor<T, B> value;
+    Tensor<T, B> grad;  // undefined until a gradient flows in
+    bool requires_grad = false;
+    std::vector<std::shared_ptr<Node>> parents;  // for the topological sort; cleared after backward
+    BackwardFn backward;                         // empty for leaves; cleared after backward
+    const char* op = "leaf";
+
+    /// Adds g into this node's gradient (the one accumulation rule, see engine.hpp).
+    /// `owned` says g was made for this node alone and may be adopted without a copy.
+    void accumulate(const Tensor<T, B>& g, bool owned);
+};
+
+template <class T, class B = Cpu>
+class Var {
+public:
+    using NodeT = Node<T, B>;
+
+    Var() = default;
+    /// A leaf holding `value`; it collects a gradient when requires_grad is true.
+    explicit Var(Tensor<T, B> value, bool requires_grad = false) : node_(std::make_shared<NodeT>()) {
+        node_->value = std::move(value);
+        node_->requires_grad = requires_grad;
+    }
+    /// A trainable leaf (requires_grad = true).
+    static Var parameter(Tensor<T, B> value) { return Var(std::move(value), true); }
+    /// The result of an op: records parents and the backward closure only when a gradient is
+    /// needed (grad mode on and some parent requires it); otherwise the closure is dropped so that
+    /// saved tensors are freed at once.
+    static Var from_op(const char* op, Tensor<T, B> value, std::vector<std::shared_ptr<NodeT>> parents,
+                       typename NodeT::BackwardFn backward) {
+        Var out(std::move(value), false);
+        bool needs = false;
+        if (is_grad_enabled())
+            for (const auto& p : parents) needs = needs || (p && p->requires_grad);
+        if (needs) {
+            out.node_->requires_grad = true;
+            out.node_->parents = std::move(parents);
+            out.node_->backward = std::move(backward);
+            out.node_->op = op;
+        }
+        return out;
+    }
+
+    bool defined() const { return node_ != nullptr; }
+    const Tensor<T, B>& value() const { return node_->value; }
+    /// Mutable access to the value (optimizers update parameters in place under NoGrad).
+    Tensor<T, B>& value() { return node_->value; }
+    const Tensor<T, B>& grad() const { return node_->grad; }
+    Tensor<T, B>& grad() { return node_->grad; }
+    const Shape& shape() const { return node_->value.shape(); }
+    std::int64_t size(int i) const { return node_->value.size(i); }
+    bool requires_grad() const { return node_ && node_->requires_grad; }
+    void set_requires_grad(bool r) { node_->requires_grad = r; }
+    bool is_leaf() const { return !node_->backward; }
+    /// Forgets the gradient (PyTorch's zero_grad(set_to_none=True)).
+    void zero_grad() { node_->grad = Tensor<T, B>(); }
+    /// A new leaf sharing this value, cut from the graph.
+    Var detach() const { return Var(node_->value, false); }
+    /// Backpropagates from this scalar (seed 1), or with an explicit seed of the value's shape.
+    void backward(const Tensor<T, B>& seed = Tensor<T, B>()) const;
+
+    const std::shared_ptr<NodeT>& node() const { return node_; }
+
+private:
+    std::shared_ptr<NodeT> node_;
+};
+
+}  // namespace medimg::autograd
+
+#include "medimg/autograd/engine.hpp"

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+// memory.hpp: the per-backend memory primitives every Tensor is built on.
+// Memory<B> allocates, frees, fills and copies within backend B; Transfer<From, To> copies between
+// backends (the only way data crosses devices: Tensor::to<B2>() calls it explicitly).
+// Memory<Cpu> is 64-byte aligned host memory; Memory<Cuda> lives in cuda/memory.cuh (nvcc only).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <new>
+
+#include "medimg/core/device.hpp"
+#include "medimg/config.hpp"
+
+namespace medimg {
+
+/// True when backend B can be used in this translation unit.
+template <class B>
+inline constexpr bool backend_available = false;
+template <>
+inline constexpr bool backend_available<Cpu> = true;
+template <>
+inline constexpr bool backend_available<Cuda> = MEDIMG_HAS_CUDA;
+
+template <class B>
+struct Memory {
+    static_assert(detail::dependent_false<B>,
+                  "medimg: Tensor<T, Cuda> requires a translation unit compiled by nvcc (MEDIMG_HAS_CUDA=1)");
+};
+
+template <>
+struct Memory<Cpu> {
+    static constexpr std::size_t alignment = 64;  // one cache line; AVX-512 loads stay aligned
+    static void* allocate(std::size_t bytes) {
+        return bytes ? ::operator new(bytes, std::align_val_t(alignment)) : nullptr;
+    }
+    static void deallocate(void* p) noexcept {
+        if (p) ::operator delete(p, std::align_val_t(alignment));
+    }
+    template <class T>
+    static void fill(T* p, std::size_t n, T value) { std::fill(p, p + n, value); }
+    static void copy(void* dst, const void* src, std::size_t bytes) {
+        if (bytes) std::memcpy(dst, src, bytes);
+    }
+};
+
+template <class From, class To>
+struct Transfer {
+    static_assert(detail::dependent_false<From>,
+                  "medimg: copies to or from Cuda require a translation unit compiled by nvcc (MEDIMG_HAS_CUDA=1)");
+};
+template <>
+struct Transfer<Cpu, Cpu> {
+    static void copy(void* dst, const void* src, std::size_t bytes) { Memory<Cpu>::copy(dst, src, bytes); }
+};
+
+}  // namespace medimg
