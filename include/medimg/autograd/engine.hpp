@@ -42,17 +42,18 @@ void Var<T, B>::backward(const Tensor<T, B>& seed) const {
         g = Tensor<T, B>::ones(node_->value.shape());
     }
     // Topological order by iterative DFS (no recursion: ResNet50 graphs are deep).
-    std::vector<NodeT*> order;
+    // `order` owns its nodes: freeing a node's parent list below must not destroy nodes still to run.
+    std::vector<std::shared_ptr<NodeT>> order;
     std::unordered_set<NodeT*> seen;
-    std::vector<std::pair<NodeT*, std::size_t>> stack{{node_.get(), 0}};
+    std::vector<std::pair<std::shared_ptr<NodeT>, std::size_t>> stack{{node_, 0}};
     seen.insert(node_.get());
     while (!stack.empty()) {
         auto& [n, next] = stack.back();
         if (next < n->parents.size()) {
-            NodeT* p = n->parents[next++].get();
-            if (p && p->requires_grad && !seen.count(p)) {
-                seen.insert(p);
-                stack.push_back({p, 0});
+            std::shared_ptr<NodeT> p = n->parents[next++];
+            if (p && p->requires_grad && !seen.count(p.get())) {
+                seen.insert(p.get());
+                stack.push_back({std::move(p), 0});
             }
         } else {
             order.push_back(n);
@@ -61,7 +62,7 @@ void Var<T, B>::backward(const Tensor<T, B>& seed) const {
     }
     node_->accumulate(g, false);
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
-        NodeT* n = *it;
+        NodeT* n = it->get();
         if (!n->backward) continue;  // a leaf
         if (n->grad.defined()) n->backward(n->grad);
         // Free this part of the graph: saved tensors live in the closure.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -57,6 +58,10 @@ struct ElementwiseImpl<Cpu> {
         blocks(n, [&](std::int64_t lo, std::int64_t hi) {
             for (std::int64_t i = lo; i < hi; ++i) dx[i] = y[i] > T(0) ? dy[i] : T(0);
         });
+    }
+    template <class T>
+    static void rsqrt(const T* x, double eps, T* y, std::int64_t n) {
+        for (std::int64_t i = 0; i < n; ++i) y[i] = static_cast<T>(1.0 / std::sqrt(static_cast<double>(x[i]) + eps));
     }
     template <class T>
     static double sum(const T* x, std::int64_t n) {

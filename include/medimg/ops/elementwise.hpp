@@ -66,6 +66,12 @@ void relu_backward(const Tensor<T, B>& y, const Tensor<T, B>& dy, Tensor<T, B>& 
     detail::check_same("relu_backward", "y", y, "dx", dx);
     ElementwiseImpl<B>::relu_backward(y.data(), dy.data(), dx.data(), y.numel());
 }
+/// y = 1 / sqrt(x + eps) (BatchNorm's inverse standard deviation).
+template <class T, class B>
+void rsqrt(const Tensor<T, B>& x, double eps, Tensor<T, B>& y) {
+    detail::check_same("rsqrt", "x", x, "y", y);
+    ElementwiseImpl<B>::rsqrt(x.data(), eps, y.data(), x.numel());
+}
 /// The sum of all elements, accumulated in double, returned on the host.
 template <class T, class B>
 double sum(const Tensor<T, B>& x) {

@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: MIT
+// autograd/functions.hpp: every differentiable op, each backward right under its forward.
+// A forward calls the ops:: front door (which checks shapes), then records a closure that
+// computes the parents' gradients with the backend kernels and ADDS them (Node::accumulate; the
+// rule is in engine.hpp). Parents that do not require grad are skipped, so frozen weights and
+// inputs cost nothing. Optional arguments (bias, beta) are undefined Vars.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+
+#include "medimg/autograd/variable.hpp"
+#include "medimg/ops/batch_norm.hpp"
+#include "medimg/ops/conv2d.hpp"
+#include "medimg/ops/elementwise.hpp"
+#include "medimg/ops/linear.hpp"
+#include "medimg/ops/pooling.hpp"
+#include "medimg/ops/softmax.hpp"
+
+namespace medimg::autograd {
+
+namespace detail {
+template <class T, class B>
+bool wants(const std::shared_ptr<Node<T, B>>& n) {
+    return n && n->requires_grad;
+}
+}  // namespace detail
+
+// ---- conv2d -------------------------------------------------------------------------------
+/// x: (N, C_in, H, W), w: (C_out, C_in, kH, kW), b: (C_out) or undefined -> (N, C_out, Ho, Wo)
+template <class T, class B>
+Var<T, B> conv2d(const Var<T, B>& x, const Var<T, B>& w, const Var<T, B>& b, const ops::Conv2dParams& p = {}) {
+    auto y = Tensor<T, B>::empty(ops::conv2d_output_shape("conv2d", x.shape(), w.shape(), p));
+    ops::conv2d_forward(x.value(), w.value(), b.defined() ? b.value() : Tensor<T, B>(), y, p);
+    auto xn = x.node(), wn = w.node(), bn = b.node();
+    // backward: dx = conv_transpose(dy, w); dw = sum_n dy_n * im2col(x_n)^T; db = sum dy over (n, h, w)
+    return Var<T, B>::from_op("conv2d", std::move(y), {xn, wn, bn}, [xn, wn, bn, p](const Tensor<T, B>& dy) {
+        if (detail::wants(xn)) {
+            auto dx = Tensor<T, B>::empty(xn->value.shape());
+            ops::conv2d_backward_data(dy, wn->value, dx, p);
+            xn->accumulate(dx, true);
+        }
+        if (detail::wants(wn)) {
+            auto dw = Tensor<T, B>::empty(wn->value.shape());
+            ops::conv2d_backward_filter(xn->value, dy, dw, p);
+            wn->accumulate(dw, true);
+        }
+        if (detail::wants(bn)) {
+            auto db = Tensor<T, B>::empty(bn->value.shape());
+            ops::conv2d_backward_bias(dy, db);
+            bn->accumulate(db, true);
+        }
+    });
+}
+
+// ---- batch_norm ---------------------------------------------------------------------------
+/// x: (N, C[, H, W]); gamma, beta: (C) Vars (undefined = no affine); running stats: (C) buffers
+/// updated in place when training (either may be undefined = track_running_stats=False).
+template <class T, class B>
+Var<T, B> batch_norm(const Var<T, B>& x, const Var<T, B>& gamma, const Var<T, B>& beta, Tensor<T, B> running_mean,
+                     Tensor<T, B> running_var, bool training, double momentum = 0.1, double eps = 1e-5) {
+    auto y = Tensor<T, B>::empty(x.shape());
+    const Tensor<T, B> g = gamma.defined() ? gamma.value() : Tensor<T, B>();
+    const Tensor<T, B> bt = beta.defined() ? beta.value() : Tensor<T, B>();
+    const bool batch_stats = training || !running_mean.defined();
+    Tensor<T, B> mean, invstd;  // what the forward normalised with, (C)
+    if (batch_stats) {
+        mean = Tensor<T, B>::empty({x.size(1)});
+        invstd = Tensor<T, B>::empty({x.size(1)});
+        ops::batch_norm_forward_training(x.value(), g, bt, running_mean, running_var, momentum, eps, y, mean, invstd);
+    } else {
+        ops::batch_norm_forward_inference(x.value(), g, bt, running_mean, running_var, eps, y);
+        if (is_grad_enabled() && (x.requires_grad() || gamma.requires_grad() || beta.requires_grad())) {
+            mean = running_mean.clone();
+            invstd = Tensor<T, B>::empty({x.size(1)});
+            ops::rsqrt(running_var, eps, invstd);
+        }
+    }
+    auto xn = x.node(), gn = gamma.node(), bn = beta.node();
+    // backward: see ops::batch_norm_backward (batch statistics depend on x; running ones do not)
+    return Var<T, B>::from_op("batch_norm", std::move(y), {xn, gn, bn},
+                              [xn, gn, bn, mean, invstd, batch_stats](const Tensor<T, B>& dy) {
+        Tensor<T, B> dx, dg, db;
+        if (detail::wants(xn)) dx = Tensor<T, B>::empty(xn->value.shape());
+        if (detail::wants(gn)) dg = Tensor<T, B>::empty(gn->value.shape());
+        if (detail::wants(bn)) db = Tensor<T, B>::empty(bn->value.shape());
+        ops::batch_norm_backward(xn->value, dy, gn ? gn->value : Tensor<T, B>(), mean, invstd, batch_stats, dx, dg, db);
+        if (dx.defined()) xn->accumulate(dx, true);
+        if (dg.defined()) gn->accumulate(dg, true);
+        if (db.defined()) bn->accumulate(db, true);
+    });
+}
+
+// ---- relu ---------------------------------------------------------------------------------
+template <class T, class B>
+Var<T, B> relu(const Var<T, B>& x) {
+    auto y = Tensor<T, B>::empty(x.shape());
+    ops::relu_forward(x.value(), y);
+    auto xn = x.node();
+    // backward: dx = dy * [y > 0]  (uses the output, so x need not be kept)
+    return Var<T, B>::from_op("relu", y, {xn}, [xn, y](const Tensor<T, B>& dy) {
+        auto dx = Tensor<T, B>::empty(y.shape());
+        ops::relu_backward(y, dy, dx);
+        xn->accumulate(dx, true);
+    });
+}
+
+// ---- pooling ------------------------------------------------------------------------------
+/// x: (N, C, H, W) -> (N, C, Ho, Wo)
+template <class T, class B>
+Var<T, B> max_pool2d(const Var<T, B>& x, const ops::MaxPool2dParams& p) {
+    const Shape ys = ops::max_pool2d_output_shape("max_pool2d", x.shape(), p);
+    auto y = Tensor<T, B>::empty(ys);
+    auto argmax = Tensor<std::int32_t, B>::empty(ys);
+    ops::max_pool2d_forward(x.value(), y, argmax, p);
+    auto xn = x.node();
+    // backward: each window's gradient goes to its argmax
+    return Var<T, B>::from_op("max_pool2d", std::move(y), {xn}, [xn, argmax](const Tensor<T, B>& dy) {
+        auto dx = Tensor<T, B>::empty(xn->value.shape());
+        ops::max_pool2d_backward(dy, argmax, dx);
+        xn->accumulate(dx, true);
+    });
+}
+
+/// x: (N, C, H, W) -> (N, C, out_h, out_w)
+template <class T, class B>
+Var<T, B> adaptive_avg_pool2d(const Var<T, B>& x, std::int64_t out_h = 1, std::int64_t out_w = 1) {
+    MEDIMG_CHECK(x.shape().rank() == 4 && out_h >= 1 && out_w >= 1, ShapeError, "adaptive_avg_pool2d: input ", x.shape(),
+                 " must be (N, C, H, W) and the output size (", out_h, ",", out_w, ") positive");
+    auto y = Tensor<T, B>::empty({x.size(0), x.size(1), out_h, out_w});
+    ops::adaptive_avg_pool2d_forward(x.value(), y);
+    auto xn = x.node();
+    // backward: each output's gradient spread evenly over its window
+    return Var<T, B>::from_op("adaptive_avg_pool2d", std::move(y), {xn}, [xn](const Tensor<T, B>& dy) {
+        auto dx = Tensor<T, B>::empty(xn->value.shape());
+        ops::adaptive_avg_pool2d_backward(dy, dx);
+        xn->accumulate(dx, true);
+    });
+}
+
+// ---- linear -------------------------------------------------------------------------------
+/// x: (N, in), w: (out, in), b: (out) or undefined -> (N, out)
+template <class T, class B>
+Var<T, B> linear(const Var<T, B>& x, const Var<T, B>& w, const Var<T, B>& b) {
+    ops::check_linear("linear", x.shape(), w.shape());
+    auto y = Tensor<T, B>::empty({x.size(0), w.size(0)});
+    ops::linear_forward(x.value(), w.value(), b.defined() ? b.value() : Tensor<T, B>(), y);
+    auto xn = x.node(), wn = w.node(), bn = b.node();
+    // backward: dx = dy w;  dw = dy^T x;  db = sum_n dy
+    return Var<T, B>::from_op("linear", std::move(y), {xn, wn, bn}, [xn, wn, bn](const Tensor<T, B>& dy) {
+        if (detail::wants(xn)) {
+            auto dx = Tensor<T, B>::empty(xn->value.shape());
+            ops::linear_backward_data(dy, wn->value, dx);
+            xn->accumulate(dx, true);
+        }
+        if (detail::wants(wn) || detail::wants(bn)) {
+            auto dw = Tensor<T, B>::empty(wn->value.shape());
+            Tensor<T, B> db = detail::wants(bn) ? Tensor<T, B>::empty(bn->value.shape()) : Tensor<T, B>();
+            ops::linear_backward_weight(xn->value, dy, dw, db);
+            if (detail::wants(wn)) wn->accumulate(dw, true);
+            if (db.defined()) bn->accumulate(db, true);
+        }
+    });
+}
+
+// ---- elementwise --------------------------------------------------------------------------
+/// a + b (same shape).  backward: da = dy, db = dy
+template <class T, class B>
+Var<T, B> add(const Var<T, B>& a, const Var<T, B>& b) {
+    auto y = Tensor<T, B>::empty(a.shape());
+    ops::add(a.value(), b.value(), y);
+    auto an = a.node(), bn = b.node();
+    return Var<T, B>::from_op("add", std::move(y), {an, bn}, [an, bn](const Tensor<T, B>& dy) {
+        an->accumulate(dy, false);  // dy is shared by both parents: not owned
+        bn->accumulate(dy, false);
+    });
+}
+
+/// a * b elementwise (same shape).  backward: da = dy * b, db = dy * a
+template <class T, class B>
+Var<T, B> mul(const Var<T, B>& a, const Var<T, B>& b) {
+    auto y = Tensor<T, B>::empty(a.shape());
+    ops::mul(a.value(), b.value(), y);
+    auto an = a.node(), bn = b.node();
+    return Var<T, B>::from_op("mul", std::move(y), {an, bn}, [an, bn](const Tensor<T, B>& dy) {
+        if (detail::wants(an)) {
+            auto da = Tensor<T, B>::empty(dy.shape());
+            ops::mul(dy, bn->value, da);
+            an->accumulate(da, true);
+        }
+        if (detail::wants(bn)) {
+            auto db = Tensor<T, B>::empty(dy.shape());
+            ops::mul(dy, an->value, db);
+            bn->accumulate(db, true);
+        }
+    });
+}
+
+/// alpha * x + beta.  backward: dx = alpha * dy
+template <class T, class B>
+Var<T, B> affine(const Var<T, B>& x, T alpha, T beta) {
+    auto y = Tensor<T, B>::empty(x.shape());
+    ops::affine(x.value(), alpha, beta, y);
+    auto xn = x.node();
+    return Var<T, B>::from_op("affine", std::move(y), {xn}, [xn, alpha](const Tensor<T, B>& dy) {
+        auto dx = Tensor<T, B>::empty(dy.shape());
+        ops::affine(dy, alpha, T(0), dx);
+        xn->accumulate(dx, true);
+    });
+}
+template <class T, class B>
+Var<T, B> scale(const Var<T, B>& x, T alpha) {
+    return affine(x, alpha, T(0));
+}
+template <class T, class B>
+Var<T, B> add_scalar(const Var<T, B>& x, T beta) {
+    return affine(x, T(1), beta);
+}
+
+// ---- reductions and views -----------------------------------------------------------------
+/// The sum of all elements, a scalar.  backward: dx = dy (broadcast)
+template <class T, class B>
+Var<T, B> sum(const Var<T, B>& x) {
+    auto y = Tensor<T, B>::scalar(static_cast<T>(ops::sum(x.value())));
+    auto xn = x.node();
+    return Var<T, B>::from_op("sum", std::move(y), {xn}, [xn](const Tensor<T, B>& dy) {
+        xn->accumulate(Tensor<T, B>::full(xn->value.shape(), dy.item()), true);
+    });
+}
+/// The mean of all elements, a scalar.  backward: dx = dy / numel
+template <class T, class B>
+Var<T, B> mean(const Var<T, B>& x) {
+    return scale(sum(x), static_cast<T>(1.0 / static_cast<double>(x.value().numel())));
+}
+
+/// The same values viewed with another shape.  backward: dy viewed back.
+template <class T, class B>
+Var<T, B> reshape(const Var<T, B>& x, const Shape& shape) {
+    auto y = x.value().reshape(shape);
+    auto xn = x.node();
+    return Var<T, B>::from_op("reshape", std::move(y), {xn}, [xn](const Tensor<T, B>& dy) {
+        xn->accumulate(dy.reshape(xn->value.shape()), false);
+    });
+}
+/// (N, ...) -> (N, prod(...)), as torch.flatten(x, 1).
+template <class T, class B>
+Var<T, B> flatten(const Var<T, B>& x) {
+    MEDIMG_CHECK(x.shape().rank() >= 1, ShapeError, "flatten: needs rank >= 1, got ", x.shape());
+    const std::int64_t n = x.size(0);
+    return reshape(x, Shape{n, n ? x.value().numel() / n : 0});
+}
+
+// ---- log_softmax --------------------------------------------------------------------------
+/// x: (N, C) -> log_softmax over C.  backward: dx = dy - softmax * sum_c dy
+template <class T, class B>
+Var<T, B> log_softmax(const Var<T, B>& x) {
+    auto y = Tensor<T, B>::empty(x.shape());
+    ops::log_softmax_forward(x.value(), y);
+    auto xn = x.node();
+    return Var<T, B>::from_op("log_softmax", y, {xn}, [xn, y](const Tensor<T, B>& dy) {
+        auto dx = Tensor<T, B>::empty(y.shape());
+        ops::log_softmax_backward(y, dy, dx);
+        xn->accumulate(dx, true);
+    });
+}
+
+}  // namespace medimg::autograd

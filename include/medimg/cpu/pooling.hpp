@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: MIT
+// cpu/pooling.hpp: host max pooling and adaptive average pooling, one (n, c) plane per task.
+// Ties in max pooling go to the first maximum in row-major window order; NaN wins (as PyTorch).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "medimg/core/parallel.hpp"
+#include "medimg/ops/pooling.hpp"
+
+namespace medimg::ops {
+
+template <>
+struct PoolImpl<Cpu> {
+    template <class T>
+    static void max_forward(const Tensor<T, Cpu>& x, Tensor<T, Cpu>& y, Tensor<std::int32_t, Cpu>& argmax,
+                            const MaxPool2dParams& p) {
+        const std::int64_t H = x.size(2), W = x.size(3), Ho = y.size(2), Wo = y.size(3);
+        parallel_for(0, x.size(0) * x.size(1), [&](std::int64_t nc) {
+            const T* in = x.data() + nc * H * W;
+            T* out = y.data() + nc * Ho * Wo;
+            std::int32_t* idx = argmax.data() + nc * Ho * Wo;
+            for (std::int64_t oh = 0; oh < Ho; ++oh)
+                for (std::int64_t ow = 0; ow < Wo; ++ow) {
+                    const std::int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
+                    T best = -std::numeric_limits<T>::infinity();
+                    std::int64_t at = -1;
+                    for (std::int64_t ih = std::max<std::int64_t>(h0, 0); ih < std::min(h0 + p.kernel_h, H); ++ih)
+                        for (std::int64_t iw = std::max<std::int64_t>(w0, 0); iw < std::min(w0 + p.kernel_w, W); ++iw) {
+                            const T v = in[ih * W + iw];
+                            if (at < 0 || v > best || std::isnan(v)) {
+                                best = v;
+                                at = ih * W + iw;
+                                if (std::isnan(v)) goto done;
+                            }
+                        }
+                done:
+                    out[oh * Wo + ow] = best;
+                    idx[oh * Wo + ow] = static_cast<std::int32_t>(at);
+                }
+        });
+    }
+
+    template <class T>
+    static void max_backward(const Tensor<T, Cpu>& dy, const Tensor<std::int32_t, Cpu>& argmax, Tensor<T, Cpu>& dx) {
+        const std::int64_t HW = dx.size(2) * dx.size(3), P = dy.size(2) * dy.size(3);
+        parallel_for(0, dx.size(0) * dx.size(1), [&](std::int64_t nc) {
+            T* out = dx.data() + nc * HW;
+            std::fill(out, out + HW, T(0));
+            const T* g = dy.data() + nc * P;
+            const std::int32_t* idx = argmax.data() + nc * P;
+            for (std::int64_t q = 0; q < P; ++q)
+                if (idx[q] >= 0) out[idx[q]] += g[q];
+        });
+    }
+
+    static std::int64_t start_index(std::int64_t o, std::int64_t out, std::int64_t in) { return (o * in) / out; }
+    static std::int64_t end_index(std::int64_t o, std::int64_t out, std::int64_t in) {
+        return ((o + 1) * in + out - 1) / out;
+    }
+
+    template <class T>
+    static void adaptive_avg_forward(const Tensor<T, Cpu>& x, Tensor<T, Cpu>& y) {
+        const std::int64_t H = x.size(2), W = x.size(3), Ho = y.size(2), Wo = y.size(3);
+        parallel_for(0, x.size(0) * x.size(1), [&](std::int64_t nc) {
+            const T* in = x.data() + nc * H * W;
+            T* out = y.data() + nc * Ho * Wo;
+            for (std::int64_t oh = 0; oh < Ho; ++oh) {
+                const std::int64_t h0 = start_index(oh, Ho, H), h1 = end_index(oh, Ho, H);
+                for (std::int64_t ow = 0; ow < Wo; ++ow) {
+                    const std::int64_t w0 = start_index(ow, Wo, W), w1 = end_index(ow, Wo, W);
+                    double s = 0.0;
+                    for (std::int64_t ih = h0; ih < h1; ++ih)
+                        for (std::int64_t iw = w0; iw < w1; ++iw) s += in[ih * W + iw];
+                    out[oh * Wo + ow] = static_cast<T>(s / static_cast<double>((h1 - h0) * (w1 - w0)));
+                }
+            }
+        });
+    }
+
+    template <class T>
+    static void adaptive_avg_backward(const Tensor<T, Cpu>& dy, Tensor<T, Cpu>& dx) {
+        const std::int64_t H = dx.size(2), W = dx.size(3), Ho = dy.size(2), Wo = dy.size(3);
+        parallel_for(0, dx.size(0) * dx.size(1), [&](std::int64_t nc) {
+            T* out = dx.data() + nc * H * W;
+            std::fill(out, out + H * W, T(0));
+            const T* g = dy.data() + nc * Ho * Wo;
+            for (std::int64_t oh = 0; oh < Ho; ++oh) {
+                const std::int64_t h0 = start_index(oh, Ho, H), h1 = end_index(oh, Ho, H);
+                for (std::int64_t ow = 0; ow < Wo; ++ow) {
+                    const std::int64_t w0 = start_index(ow, Wo, W), w1 = end_index(ow, Wo, W);
+                    const T share = g[oh * Wo + ow] / static_cast<T>((h1 - h0) * (w1 - w0));
+                    for (std::int64_t ih = h0; ih < h1; ++ih)
+                        for (std::int64_t iw = w0; iw < w1; ++iw) out[ih * W + iw] += share;
+                }
+            }
+        });
+    }
+};
+
+}  // namespace medimg::ops

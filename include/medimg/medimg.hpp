@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: MIT
+// medimg.hpp: the umbrella header. `#include <medimg/medimg.hpp>` gives every host-safe part of
+// the library; the CUDA backend (cuda/) joins only in translation units compiled by nvcc.
+#pragma once
+
+#include "medimg/config.hpp"
+#include "medimg/error.hpp"
+
+#include "medimg/core/device.hpp"
+#include "medimg/core/parallel.hpp"
+#include "medimg/core/rng.hpp"
+#include "medimg/core/shape.hpp"
+#include "medimg/core/tensor.hpp"
+
+#include "medimg/ops/batch_norm.hpp"
+#include "medimg/ops/conv2d.hpp"
+#include "medimg/ops/elementwise.hpp"
+#include "medimg/ops/linear.hpp"
+#include "medimg/ops/pooling.hpp"
+#include "medimg/ops/softmax.hpp"
+
+#include "medimg/autograd/engine.hpp"
+#include "medimg/autograd/functions.hpp"
+#include "medimg/autograd/grad_check.hpp"
+#include "medimg/autograd/loss.hpp"
+#include "medimg/autograd/variable.hpp"
+
+#if MEDIMG_HAS_CUDA
+#  include "medimg/cuda/cuda.hpp"
+#endif

@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: MIT
+// ops/batch_norm.hpp: the front door for batch normalisation over the channel axis (dim 1),
+// as torch.nn.BatchNorm1d/2d. Statistics run over every axis but 1.
+//   x: (N, C) or (N, C, H, W); gamma, beta, running_mean, running_var, save_mean, save_invstd: (C)
+// Training: normalise with the batch mean and biased variance; update the running statistics as
+//   running = (1 - momentum) * running + momentum * batch_stat, with the UNBIASED batch variance
+//   (PyTorch's rule; https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm2d.html).
+// Inference: normalise with the running statistics.
+#pragma once
+
+#include "medimg/core/tensor.hpp"
+#include "medimg/error.hpp"
+
+namespace medimg::ops {
+
+template <class B>
+struct BatchNormImpl;
+
+namespace detail {
+template <class T, class B>
+void check_bn(const char* fn, const Tensor<T, B>& x, std::initializer_list<const Tensor<T, B>*> per_channel) {
+    MEDIMG_CHECK(x.rank() == 2 || x.rank() == 4, ShapeError, fn, ": input must be (N, C) or (N, C, H, W), got ", x.shape());
+    for (const auto* t : per_channel)
+        MEDIMG_CHECK(!t->defined() || t->shape() == Shape{x.size(1)}, ShapeError, fn, ": per-channel tensor ", t->shape(),
+                     " does not match the ", x.size(1), " channels of input ", x.shape());
+}
+}  // namespace detail
+
+/// Training-mode forward.  Requires: at least 2 values per channel (else the variance is
+/// undefined, as PyTorch also refuses).  Ensures: y, save_mean, save_invstd = 1/sqrt(var+eps)
+/// overwritten; running stats (when defined) updated in place.
+template <class T, class B>
+void batch_norm_forward_training(const Tensor<T, B>& x, const Tensor<T, B>& gamma, const Tensor<T, B>& beta,
+                                 Tensor<T, B>& running_mean, Tensor<T, B>& running_var, double momentum, double eps,
+                                 Tensor<T, B>& y, Tensor<T, B>& save_mean, Tensor<T, B>& save_invstd) {
+    detail::check_bn("batch_norm_forward_training", x, {&gamma, &beta, &running_mean, &running_var, &save_mean, &save_invstd});
+    MEDIMG_CHECK(y.shape() == x.shape(), ShapeError, "batch_norm_forward_training: output ", y.shape(), " vs input ", x.shape());
+    MEDIMG_CHECK(x.numel() / x.size(1) > 1, ValueError,
+                 "batch_norm_forward_training: expected more than 1 value per channel when training, got input ", x.shape());
+    BatchNormImpl<B>::forward_training(x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean, save_invstd);
+}
+
+/// Inference-mode forward with the running statistics.  Ensures: y overwritten.
+template <class T, class B>
+void batch_norm_forward_inference(const Tensor<T, B>& x, const Tensor<T, B>& gamma, const Tensor<T, B>& beta,
+                                  const Tensor<T, B>& running_mean, const Tensor<T, B>& running_var, double eps,
+                                  Tensor<T, B>& y) {
+    detail::check_bn("batch_norm_forward_inference", x, {&gamma, &beta, &running_mean, &running_var});
+    MEDIMG_CHECK(running_mean.defined() && running_var.defined(), ValueError,
+                 "batch_norm_forward_inference: needs running statistics");
+    MEDIMG_CHECK(y.shape() == x.shape(), ShapeError, "batch_norm_forward_inference: output ", y.shape(), " vs input ", x.shape());
+    BatchNormImpl<B>::forward_inference(x, gamma, beta, running_mean, running_var, eps, y);
+}
+
+/// Backward for either mode, given the mean and invstd the forward normalised with.
+///   forward: xhat = (x - mean) * invstd;  y = gamma * xhat + beta
+///   dbeta = sum(dy);  dgamma = sum(dy * xhat)
+///   training (mean, invstd depend on x; M values per channel):
+///     dx = gamma * invstd / M * (M * dy - dbeta - xhat * dgamma)
+///   inference (constants): dx = gamma * invstd * dy
+/// Ensures: dx, dgamma, dbeta overwritten (each may be undefined to skip it).
+template <class T, class B>
+void batch_norm_backward(const Tensor<T, B>& x, const Tensor<T, B>& dy, const Tensor<T, B>& gamma,
+                         const Tensor<T, B>& mean, const Tensor<T, B>& invstd, bool training, Tensor<T, B>& dx,
+                         Tensor<T, B>& dgamma, Tensor<T, B>& dbeta) {
+    detail::check_bn("batch_norm_backward", x, {&gamma, &mean, &invstd, &dgamma, &dbeta});
+    MEDIMG_CHECK(dy.shape() == x.shape() && (!dx.defined() || dx.shape() == x.shape()), ShapeError,
+                 "batch_norm_backward: dy ", dy.shape(), " and dx ", dx.shape(), " must match input ", x.shape());
+    BatchNormImpl<B>::backward(x, dy, gamma, mean, invstd, training, dx, dgamma, dbeta);
+}
+
+}  // namespace medimg::ops
+
+#include "medimg/cpu/batch_norm.hpp"
+#if MEDIMG_HAS_CUDA
+#  include "medimg/cuda/batch_norm.hpp"
+#endif

@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: MIT
+// ops/pooling.hpp: the front door for max pooling and adaptive average pooling (as
+// torch.nn.MaxPool2d with ceil_mode=False, dilation=1, and torch.nn.AdaptiveAvgPool2d).
+//   max_pool2d:  x: (N, C, H, W) -> y: (N, C, Ho, Wo), argmax: (N, C, Ho, Wo) int32 index h*W + w
+//                Ho = (H + 2*pad - k) / stride + 1; padding counts as -inf; pad <= k/2 (PyTorch's rule)
+//   adaptive_avg_pool2d: window of output o along a side of length L -> [floor(o*L/O), ceil((o+1)*L/O))
+#pragma once
+
+#include <cstdint>
+
+#include "medimg/core/tensor.hpp"
+#include "medimg/error.hpp"
+
+namespace medimg::ops {
+
+struct MaxPool2dParams {
+    std::int64_t kernel_h = 2, kernel_w = 2;
+    std::int64_t stride_h = 2, stride_w = 2;
+    std::int64_t pad_h = 0, pad_w = 0;
+};
+
+template <class B>
+struct PoolImpl;
+
+inline Shape max_pool2d_output_shape(const char* fn, const Shape& x, const MaxPool2dParams& p) {
+    MEDIMG_CHECK(x.rank() == 4, ShapeError, fn, ": input must be (N, C, H, W), got ", x);
+    MEDIMG_CHECK(p.kernel_h >= 1 && p.kernel_w >= 1 && p.stride_h >= 1 && p.stride_w >= 1, ValueError, fn,
+                 ": kernel and stride must be >= 1, got kernel (", p.kernel_h, ",", p.kernel_w, "), stride (", p.stride_h,
+                 ",", p.stride_w, ")");
+    MEDIMG_CHECK(p.pad_h >= 0 && p.pad_w >= 0 && 2 * p.pad_h <= p.kernel_h && 2 * p.pad_w <= p.kernel_w, ValueError, fn,
+                 ": padding (", p.pad_h, ",", p.pad_w, ") must be between 0 and half the kernel (", p.kernel_h, ",",
+                 p.kernel_w, ")");
+    const std::int64_t ho = (x[2] + 2 * p.pad_h - p.kernel_h) / p.stride_h + 1;
+    const std::int64_t wo = (x[3] + 2 * p.pad_w - p.kernel_w) / p.stride_w + 1;
+    MEDIMG_CHECK(x[2] + 2 * p.pad_h >= p.kernel_h && x[3] + 2 * p.pad_w >= p.kernel_w, ShapeError, fn, ": kernel ",
+                 p.kernel_h, "x", p.kernel_w, " does not fit input ", x);
+    return Shape{x[0], x[1], ho, wo};
+}
+
+/// Ensures: y and argmax overwritten.
+template <class T, class B>
+void max_pool2d_forward(const Tensor<T, B>& x, Tensor<T, B>& y, Tensor<std::int32_t, B>& argmax,
+                        const MaxPool2dParams& p) {
+    const Shape ys = max_pool2d_output_shape("max_pool2d_forward", x.shape(), p);
+    MEDIMG_CHECK(y.shape() == ys && argmax.shape() == ys, ShapeError, "max_pool2d_forward: output ", y.shape(),
+                 " / argmax ", argmax.shape(), ", expected ", ys);
+    PoolImpl<B>::max_forward(x, y, argmax, p);
+}
+
+/// dx[argmax] += dy (each window routes its gradient to its maximum).  Ensures: dx overwritten.
+template <class T, class B>
+void max_pool2d_backward(const Tensor<T, B>& dy, const Tensor<std::int32_t, B>& argmax, Tensor<T, B>& dx) {
+    MEDIMG_CHECK(dy.shape() == argmax.shape() && dx.rank() == 4 && dy.rank() == 4 && dx.size(0) == dy.size(0) &&
+                     dx.size(1) == dy.size(1),
+                 ShapeError, "max_pool2d_backward: dy ", dy.shape(), ", argmax ", argmax.shape(), ", dx ", dx.shape(),
+                 " do not fit");
+    PoolImpl<B>::max_backward(dy, argmax, dx);
+}
+
+/// x: (N, C, H, W) -> y: (N, C, Ho, Wo) with Ho, Wo taken from y.  Ensures: y overwritten.
+template <class T, class B>
+void adaptive_avg_pool2d_forward(const Tensor<T, B>& x, Tensor<T, B>& y) {
+    MEDIMG_CHECK(x.rank() == 4 && y.rank() == 4 && x.size(0) == y.size(0) && x.size(1) == y.size(1) && y.size(2) >= 1 &&
+                     y.size(3) >= 1,
+                 ShapeError, "adaptive_avg_pool2d_forward: input ", x.shape(), " and output ", y.shape(), " do not fit");
+    PoolImpl<B>::adaptive_avg_forward(x, y);
+}
+
+/// Ensures: dx overwritten.
+template <class T, class B>
+void adaptive_avg_pool2d_backward(const Tensor<T, B>& dy, Tensor<T, B>& dx) {
+    MEDIMG_CHECK(dx.rank() == 4 && dy.rank() == 4 && dx.size(0) == dy.size(0) && dx.size(1) == dy.size(1), ShapeError,
+                 "adaptive_avg_pool2d_backward: dy ", dy.shape(), " and dx ", dx.shape(), " do not fit");
+    PoolImpl<B>::adaptive_avg_backward(dy, dx);
+}
+
+}  // namespace medimg::ops
+
+#include "medimg/cpu/pooling.hpp"
+#if MEDIMG_HAS_CUDA
+#  include "medimg/cuda/pooling.hpp"
+#endif

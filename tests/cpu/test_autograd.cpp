@@ -1,0 +1,174 @@
+// SPDX-License-Identifier: MIT
+// Tests for autograd/: the engine's rules (accumulation, shared inputs, NoGrad, graph freeing)
+// and a central finite-difference check in double for every differentiable op.
+#include <boost/test/unit_test.hpp>
+
+#include "helpers.hpp"
+#include "medimg/medimg.hpp"
+#include "reference.hpp"
+
+using namespace medimg;
+using namespace medimg::autograd;
+using medimg::test::message_contains;
+namespace ref = medimg::test::ref;
+using V = Var<double, Cpu>;
+using Vs = std::vector<V>;
+
+namespace {
+V param(const Shape& s, std::uint64_t seed, double lo = -1.0, double hi = 1.0) {
+    return V::parameter(ref::random<double>(s, seed, lo, hi));
+}
+/// Reduces any output to a scalar with fixed random weights, so every output element's gradient
+/// path is exercised (a plain sum would hide errors that cancel).
+V weighted_sum(const V& y, std::uint64_t seed = 999) {
+    return sum(mul(y, V(ref::random<double>(y.shape(), seed))));
+}
+void expect_gradients_match(const std::function<V(const Vs&)>& f, const Vs& inputs) {
+    const auto r = grad_check(f, inputs, 1e-6, test::kGradRtol, test::kGradAtol);
+    BOOST_CHECK_MESSAGE(r.ok, "gradient mismatch: " << r.worst << " (max abs error " << r.max_abs_error << ")");
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(autograd_engine)
+
+BOOST_AUTO_TEST_CASE(gradients_accumulate_until_zero_grad) {
+    auto w = V::parameter(Tensor<double>::from_vector({2}, {1.0, -2.0}));
+    sum(mul(w, w)).backward();
+    BOOST_TEST(w.grad()[0] == 2.0);
+    sum(mul(w, w)).backward();
+    BOOST_TEST(w.grad()[1] == -8.0);  // 2 * (2 * -2)
+    w.zero_grad();
+    BOOST_TEST(!w.grad().defined());
+}
+
+BOOST_AUTO_TEST_CASE(an_input_used_twice_gets_both_contributions) {
+    auto x = V::parameter(Tensor<double>::from_vector({3}, {1, 2, 3}));
+    auto y = add(x, scale(x, 3.0));  // y = 4x
+    sum(add(y, y)).backward();       // d/dx sum(2y) = 8
+    for (int i = 0; i < 3; ++i) BOOST_TEST(x.grad()[i] == 8.0);
+}
+
+BOOST_AUTO_TEST_CASE(no_grad_records_nothing_and_detach_cuts_the_graph) {
+    auto x = V::parameter(Tensor<double>::from_vector({2}, {1, 2}));
+    {
+        NoGrad guard;
+        BOOST_TEST(!is_grad_enabled());
+        auto y = mul(x, x);
+        BOOST_TEST(!y.requires_grad());
+        BOOST_CHECK_EXCEPTION(sum(y).backward(), ValueError, message_contains("does not require grad"));
+    }
+    BOOST_TEST(is_grad_enabled());
+    auto z = sum(mul(x.detach(), x));
+    z.backward();
+    BOOST_TEST(x.grad()[1] == 2.0);  // only the non-detached factor contributes
+}
+
+BOOST_AUTO_TEST_CASE(backward_frees_the_graph_and_refuses_a_second_pass) {
+    auto x = V::parameter(Tensor<double>::from_vector({2}, {1, 2}));
+    auto y = sum(relu(x));
+    y.backward();
+    BOOST_TEST(!y.node()->backward);
+    BOOST_TEST(y.node()->parents.empty());
+    BOOST_CHECK_EXCEPTION(y.backward(), ValueError, message_contains("already freed"));
+    auto v = relu(x);
+    BOOST_CHECK_EXCEPTION(v.backward(), ShapeError, message_contains("implicit seed needs a one-element value"));
+}
+
+BOOST_AUTO_TEST_CASE(frozen_parameters_receive_no_gradient) {
+    auto x = V(ref::random<double>({2, 3}, 1));
+    auto w = param({4, 3}, 2);
+    auto b = param({4}, 3);
+    b.set_requires_grad(false);
+    sum(linear(x, w, b)).backward();
+    BOOST_TEST(w.grad().defined());
+    BOOST_TEST(!b.grad().defined());
+    BOOST_TEST(!x.grad().defined());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(autograd_gradients)
+
+BOOST_AUTO_TEST_CASE(conv2d_backward_matches_finite_differences) {
+    struct Case {
+        Shape x, w;
+        ops::Conv2dParams p;
+    };
+    for (const auto& c : {Case{{2, 2, 5, 5}, {3, 2, 3, 3}, {1, 1, 1, 1, 1, 1}}, Case{{1, 2, 7, 6}, {2, 2, 3, 3}, {2, 2, 1, 0, 1, 1}},
+                          Case{{3, 3, 4, 4}, {2, 3, 1, 1}, {1, 1, 0, 0, 1, 1}}, Case{{2, 1, 7, 7}, {2, 1, 3, 2}, {1, 2, 2, 1, 2, 1}}}) {
+        Vs in{param(c.x, 10), param(c.w, 11), param({c.w[0]}, 12)};
+        expect_gradients_match([&](const Vs& v) { return weighted_sum(conv2d(v[0], v[1], v[2], c.p)); }, in);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm_backward_matches_finite_differences_in_both_modes) {
+    auto rm = Tensor<double>::from_vector({3}, {0.1, -0.2, 0.3});
+    auto rv = Tensor<double>::from_vector({3}, {1.5, 0.5, 2.0});
+    for (bool training : {true, false}) {
+        Vs in{param({2, 3, 3, 4}, 20, -2, 2), param({3}, 21, 0.5, 1.5), param({3}, 22)};
+        expect_gradients_match(
+            [&](const Vs& v) { return weighted_sum(batch_norm(v[0], v[1], v[2], rm.clone(), rv.clone(), training)); }, in);
+    }
+    Vs flat{param({5, 4}, 23)};  // (N, C) input, no affine parameters, no running stats
+    expect_gradients_match([&](const Vs& v) { return weighted_sum(batch_norm(v[0], V(), V(), Tensor<double>(), Tensor<double>(), true)); },
+                           flat);
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm_running_stats_update_in_training_only) {
+    auto rm = Tensor<double>::zeros({2});
+    auto rv = Tensor<double>::ones({2});
+    auto x = V(ref::random<double>({4, 2, 2, 2}, 24, 1.0, 3.0));
+    batch_norm(x, V(), V(), rm, rv, false);
+    BOOST_TEST(rm[0] == 0.0);
+    batch_norm(x, V(), V(), rm, rv, true);
+    BOOST_TEST(rm[0] > 0.1);  // moved 10% of the way toward a batch mean near 2
+}
+
+BOOST_AUTO_TEST_CASE(relu_and_pooling_backward_match_finite_differences) {
+    Vs in{param({2, 2, 6, 7}, 30)};
+    expect_gradients_match([](const Vs& v) { return weighted_sum(relu(v[0])); }, in);
+    expect_gradients_match([](const Vs& v) { return weighted_sum(max_pool2d(v[0], {3, 3, 2, 2, 1, 1})); }, in);
+    expect_gradients_match([](const Vs& v) { return weighted_sum(max_pool2d(v[0], {2, 2, 2, 2, 0, 0})); }, in);
+    expect_gradients_match([](const Vs& v) { return weighted_sum(adaptive_avg_pool2d(v[0], 1, 1)); }, in);
+    expect_gradients_match([](const Vs& v) { return weighted_sum(adaptive_avg_pool2d(v[0], 4, 3)); }, in);
+}
+
+BOOST_AUTO_TEST_CASE(linear_and_elementwise_backward_match_finite_differences) {
+    Vs in{param({3, 4}, 40), param({5, 4}, 41), param({5}, 42)};
+    expect_gradients_match([](const Vs& v) { return weighted_sum(linear(v[0], v[1], v[2])); }, in);
+    Vs ab{param({2, 3}, 43), param({2, 3}, 44)};
+    expect_gradients_match([](const Vs& v) { return weighted_sum(add(v[0], v[1])); }, ab);
+    expect_gradients_match([](const Vs& v) { return weighted_sum(mul(v[0], v[1])); }, ab);
+    expect_gradients_match([](const Vs& v) { return weighted_sum(affine(v[0], -1.5, 0.25)); }, ab);
+    expect_gradients_match([](const Vs& v) { return mean(mul(v[0], v[0])); }, ab);
+    expect_gradients_match([](const Vs& v) { return weighted_sum(flatten(reshape(v[0], {3, 2}))); }, ab);
+}
+
+BOOST_AUTO_TEST_CASE(log_softmax_and_cross_entropy_backward_match_finite_differences) {
+    Vs in{param({4, 3}, 50, -3, 3)};
+    expect_gradients_match([](const Vs& v) { return weighted_sum(log_softmax(v[0])); }, in);
+    auto t = Tensor<std::int64_t>::from_vector({4}, {0, 2, 1, 2});
+    expect_gradients_match([&](const Vs& v) { return loss::cross_entropy(v[0], t); }, in);
+    loss::CrossEntropyOptions<double> opt{Tensor<double>::from_vector({3}, {0.2, 1.0, 3.0}), 0.15};
+    expect_gradients_match([&](const Vs& v) { return loss::cross_entropy(v[0], t, opt); }, in);
+}
+
+BOOST_AUTO_TEST_CASE(a_small_network_backward_matches_finite_differences) {
+    // conv -> bn -> relu -> maxpool -> conv + skip -> avgpool -> linear -> cross-entropy: the
+    // shape of a ResNet step, end to end, in double.
+    auto rm = Tensor<double>::zeros({3});
+    auto rv = Tensor<double>::ones({3});
+    auto t = Tensor<std::int64_t>::from_vector({2}, {1, 0});
+    Vs in{param({2, 1, 8, 8}, 60), param({3, 1, 3, 3}, 61), param({3}, 62, 0.5, 1.5), param({3}, 63),
+          param({3, 3, 3, 3}, 64), param({2, 3}, 65), param({2}, 66)};
+    expect_gradients_match(
+        [&](const Vs& v) {
+            auto h = relu(batch_norm(conv2d(v[0], v[1], V(), {1, 1, 1, 1, 1, 1}), v[2], v[3], rm, rv, true));
+            h = max_pool2d(h, {2, 2, 2, 2, 0, 0});
+            h = relu(add(h, conv2d(h, v[4], V(), {1, 1, 1, 1, 1, 1})));
+            return loss::cross_entropy(linear(flatten(adaptive_avg_pool2d(h)), v[5], v[6]), t);
+        },
+        in);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,220 @@
+// SPDX-License-Identifier: MIT
+// Tests for ops/ + cpu/ (suite "kernels": "ops" would clash with the namespace): every forward kernel against the naive reference (tests/reference.hpp)
+// on small random inputs, in float and double, across the code paths (padding, stride,
+// dilation, 1x1 pointwise, batch smaller and larger than the thread count); error paths.
+#include <boost/mpl/list.hpp>
+#include <boost/test/unit_test.hpp>
+
+#include "helpers.hpp"
+#include "medimg/medimg.hpp"
+#include "reference.hpp"
+
+using namespace medimg;
+using medimg::test::message_contains;
+namespace ref = medimg::test::ref;
+
+using float_types = boost::mpl::list<float, double>;
+
+template <class T>
+constexpr double rtol() {
+    return std::is_same_v<T, float> ? test::kFloatRtol : test::kDoubleTol;
+}
+template <class T>
+constexpr double atol() {
+    return std::is_same_v<T, float> ? test::kFloatAtol : test::kDoubleTol;
+}
+
+BOOST_AUTO_TEST_SUITE(kernels)
+
+struct ConvCase {
+    Shape x, w;
+    ops::Conv2dParams p;
+    bool bias;
+};
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(conv2d_forward_matches_naive_reference, T, float_types) {
+    const std::vector<ConvCase> cases = {
+        {{2, 3, 9, 9}, {4, 3, 3, 3}, {1, 1, 1, 1, 1, 1}, true},     // 3x3 pad 1 (ResNet body)
+        {{3, 2, 11, 10}, {5, 2, 7, 7}, {2, 2, 3, 3, 1, 1}, false},  // 7x7 stride 2 (ResNet stem), odd sizes
+        {{1, 4, 8, 8}, {6, 4, 1, 1}, {1, 1, 0, 0, 1, 1}, true},     // pointwise, batch < threads
+        {{4, 4, 8, 8}, {3, 4, 1, 1}, {2, 2, 0, 0, 1, 1}, false},    // 1x1 stride 2 (downsample)
+        {{2, 2, 9, 7}, {3, 2, 3, 2}, {1, 2, 2, 1, 2, 1}, true},     // dilation, asymmetric kernel/stride
+        {{5, 1, 6, 6}, {2, 1, 3, 3}, {3, 3, 0, 0, 1, 1}, true},     // stride > 1, no padding, one channel
+    };
+    std::uint64_t seed = 1;
+    for (const auto& c : cases) {
+        auto x = ref::random<T>(c.x, seed++);
+        auto w = ref::random<T>(c.w, seed++);
+        auto b = c.bias ? ref::random<T>({c.w[0]}, seed++) : Tensor<T, Cpu>();
+        auto y = Tensor<T, Cpu>::empty(ops::conv2d_output_shape("test", c.x, c.w, c.p));
+        ops::conv2d_forward(x, w, b, y, c.p);
+        MEDIMG_CHECK_CLOSE_TENSORS(y, ref::conv2d(x, w, b, c.p), rtol<T>(), atol<T>());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(conv2d_is_deterministic_for_a_fixed_thread_count) {
+    auto x = ref::random<float>({6, 8, 12, 12}, 5);
+    auto w = ref::random<float>({8, 8, 3, 3}, 6);
+    auto dy = ref::random<float>({6, 8, 12, 12}, 7);
+    const ops::Conv2dParams p{1, 1, 1, 1, 1, 1};
+    auto dw1 = Tensor<float>::empty(w.shape()), dw2 = Tensor<float>::empty(w.shape());
+    ops::conv2d_backward_filter(x, dy, dw1, p);
+    ops::conv2d_backward_filter(x, dy, dw2, p);
+    for (std::int64_t i = 0; i < dw1.numel(); ++i) BOOST_REQUIRE(dw1[i] == dw2[i]);
+}
+
+BOOST_AUTO_TEST_CASE(conv2d_rejects_mismatched_shapes) {
+    auto x = Tensor<float>::zeros({8, 3, 16, 16});
+    auto w = Tensor<float>::zeros({64, 1, 7, 7});
+    auto y = Tensor<float>::zeros({8, 64, 5, 5});
+    BOOST_CHECK_EXCEPTION(ops::conv2d_forward(x, w, Tensor<float>(), y, {}), ShapeError,
+                          message_contains("conv2d_forward: input has 3 channels but weight expects 1 (input [8,3,16,16], weight [64,1,7,7])"));
+    auto w3 = Tensor<float>::zeros({64, 3, 7, 7});
+    BOOST_CHECK_EXCEPTION(ops::conv2d_forward(x, w3, Tensor<float>(), y, {}), ShapeError,
+                          message_contains("output is [8,64,5,5], expected [8,64,10,10]"));
+    auto x3 = Tensor<float>::zeros({3, 16, 16});
+    BOOST_CHECK_EXCEPTION(ops::conv2d_forward(x3, w3, Tensor<float>(), y, {}), ShapeError,
+                          message_contains("input must be (N, C_in, H, W), got [3,16,16]"));
+    ops::Conv2dParams bad;
+    bad.stride_h = 0;
+    BOOST_CHECK_EXCEPTION(ops::conv2d_forward(x, w3, Tensor<float>(), y, bad), ValueError, message_contains("stride"));
+    auto tiny = Tensor<float>::zeros({1, 3, 4, 4});
+    BOOST_CHECK_EXCEPTION(ops::conv2d_output_shape("conv2d", tiny.shape(), w3.shape(), {}), ShapeError,
+                          message_contains("does not fit input [1,3,4,4]"));
+    auto b = Tensor<float>::zeros({3});
+    BOOST_CHECK_EXCEPTION(ops::conv2d_forward(x, w3, b, y, {}), ShapeError, message_contains("bias must be (64)"));
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(batch_norm_training_normalises_and_updates_running_stats, T, float_types) {
+    auto x = ref::random<T>({4, 3, 5, 6}, 11, -2.0, 3.0);
+    auto gamma = ref::random<T>({3}, 12, 0.5, 1.5);
+    auto beta = ref::random<T>({3}, 13);
+    auto rm = Tensor<T, Cpu>::from_vector({3}, {0.5, -0.5, 0});
+    auto rv = Tensor<T, Cpu>::from_vector({3}, {1, 2, 3});
+    auto y = Tensor<T, Cpu>::empty(x.shape()), sm = Tensor<T, Cpu>::empty({3}), si = Tensor<T, Cpu>::empty({3});
+    ops::batch_norm_forward_training(x, gamma, beta, rm, rv, 0.1, 1e-5, y, sm, si);
+    std::vector<double> mean, var;
+    ref::channel_stats(x, mean, var);
+    auto expect = Tensor<double, Cpu>::empty(x.shape());
+    const std::int64_t S = 30, M = 4 * 30;
+    for (std::int64_t n = 0; n < 4; ++n)
+        for (std::int64_t c = 0; c < 3; ++c)
+            for (std::int64_t q = 0; q < S; ++q) {
+                const auto i = (n * 3 + c) * S + q;
+                expect[i] = gamma[c] * (x[i] - mean[c]) / std::sqrt(var[c] + 1e-5) + beta[c];
+            }
+    MEDIMG_CHECK_CLOSE_TENSORS(y, expect, rtol<T>(), atol<T>());
+    const double rm0[] = {0.5, -0.5, 0}, rv0[] = {1, 2, 3};
+    for (std::int64_t c = 0; c < 3; ++c) {
+        // PyTorch: running_var uses the unbiased variance, var * M / (M - 1).
+        BOOST_TEST(static_cast<double>(rm[c]) == 0.9 * rm0[c] + 0.1 * mean[c], boost::test_tools::tolerance(1e-5));
+        BOOST_TEST(static_cast<double>(rv[c]) == 0.9 * rv0[c] + 0.1 * var[c] * M / (M - 1), boost::test_tools::tolerance(1e-5));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm_inference_uses_running_stats_and_rejects_bad_shapes) {
+    auto x = ref::random<double>({2, 2, 3, 3}, 21);
+    auto g = Tensor<double>::from_vector({2}, {2, 3});
+    auto b = Tensor<double>::from_vector({2}, {0.5, -1});
+    auto rm = Tensor<double>::from_vector({2}, {0.1, 0.2});
+    auto rv = Tensor<double>::from_vector({2}, {4, 9});
+    auto y = Tensor<double>::empty(x.shape());
+    ops::batch_norm_forward_inference(x, g, b, rm, rv, 0.0, y);
+    BOOST_TEST(y[0] == 2 * (x[0] - 0.1) / 2 + 0.5, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(y[9] == 3 * (x[9] - 0.2) / 3 - 1, boost::test_tools::tolerance(1e-12));
+    auto bad = Tensor<double>::zeros({3});
+    BOOST_CHECK_EXCEPTION(ops::batch_norm_forward_inference(x, bad, b, rm, rv, 1e-5, y), ShapeError,
+                          message_contains("per-channel tensor [3] does not match the 2 channels of input [2,2,3,3]"));
+    auto one = Tensor<double>::zeros({1, 2, 1, 1});
+    auto y1 = Tensor<double>::empty(one.shape());
+    auto sm = Tensor<double>::empty({2}), si = Tensor<double>::empty({2});
+    BOOST_CHECK_EXCEPTION(ops::batch_norm_forward_training(one, g, b, rm, rv, 0.1, 1e-5, y1, sm, si), ValueError,
+                          message_contains("more than 1 value per channel"));
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(max_pool2d_matches_reference_and_routes_gradient_to_argmax, T, float_types) {
+    const ops::MaxPool2dParams p{3, 3, 2, 2, 1, 1};  // the ResNet stem's pool
+    auto x = ref::random<T>({2, 3, 9, 8}, 31);
+    const Shape ys = ops::max_pool2d_output_shape("test", x.shape(), p);
+    BOOST_TEST(ys == (Shape{2, 3, 5, 4}));
+    auto y = Tensor<T, Cpu>::empty(ys);
+    auto idx = Tensor<std::int32_t, Cpu>::empty(ys);
+    ops::max_pool2d_forward(x, y, idx, p);
+    MEDIMG_CHECK_CLOSE_TENSORS(y, ref::max_pool2d(x, p), 0.0, 0.0);
+    for (std::int64_t i = 0; i < y.numel(); ++i) {
+        const std::int64_t plane = i / 20;
+        BOOST_REQUIRE(x[plane * 72 + idx[i]] == y[i]);
+    }
+    BOOST_CHECK_EXCEPTION(ops::max_pool2d_output_shape("max_pool2d", x.shape(), {3, 3, 2, 2, 2, 2}), ValueError,
+                          message_contains("padding (2,2) must be between 0 and half the kernel"));
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(adaptive_avg_pool2d_matches_pytorch_windows, T, float_types) {
+    auto x = ref::random<T>({2, 3, 7, 5}, 41);
+    for (auto [oh, ow] : {std::pair<int, int>{1, 1}, {3, 2}, {7, 5}, {4, 4}}) {
+        auto y = Tensor<T, Cpu>::empty({2, 3, oh, ow});
+        ops::adaptive_avg_pool2d_forward(x, y);
+        MEDIMG_CHECK_CLOSE_TENSORS(y, ref::adaptive_avg_pool2d(x, oh, ow), rtol<T>(), atol<T>());
+    }
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(linear_matches_hand_computed, T, float_types) {
+    auto x = Tensor<T, Cpu>::from_vector({2, 3}, {1, 2, 3, 4, 5, 6});
+    auto w = Tensor<T, Cpu>::from_vector({2, 3}, {1, 0, -1, 0.5, 0.5, 0.5});
+    auto b = Tensor<T, Cpu>::from_vector({2}, {10, 20});
+    auto y = Tensor<T, Cpu>::empty({2, 2});
+    ops::linear_forward(x, w, b, y);
+    const double expect[] = {1 - 3 + 10, 3 + 20, 4 - 6 + 10, 7.5 + 20};
+    for (int i = 0; i < 4; ++i) BOOST_TEST(static_cast<double>(y[i]) == expect[i], boost::test_tools::tolerance(1e-6));
+    auto wbad = Tensor<T, Cpu>::zeros({2, 4});
+    BOOST_CHECK_EXCEPTION(ops::linear_forward(x, wbad, b, y), ShapeError,
+                          message_contains("linear_forward: input has 3 features but weight expects 4"));
+}
+
+BOOST_AUTO_TEST_CASE(cross_entropy_matches_hand_computed_values) {
+    // logits (2, 3); hand: logp = z - log(sum exp z)
+    auto z = Tensor<double>::from_vector({2, 3}, {1.0, 2.0, 3.0, 0.5, 0.5, -1.0});
+    auto t = Tensor<std::int64_t>::from_vector({2}, {2, 0});
+    auto logp = Tensor<double>::empty({2, 3});
+    auto loss = Tensor<double>::empty(Shape{});
+    ops::cross_entropy_forward(z, t, Tensor<double>(), {}, logp, loss);
+    const double lse0 = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
+    const double lse1 = std::log(2 * std::exp(0.5) + std::exp(-1.0));
+    const double nll0 = lse0 - 3.0, nll1 = lse1 - 0.5;
+    BOOST_TEST(loss[0] == (nll0 + nll1) / 2, boost::test_tools::tolerance(1e-12));
+    // Weights (PyTorch divides by the sum of the targets' weights) and label smoothing 0.1.
+    auto w = Tensor<double>::from_vector({3}, {2.0, 1.0, 0.5});
+    ops::cross_entropy_forward(z, t, w, {0.1}, logp, loss);
+    const double smooth0 = 2 * (lse0 - 1) + 1 * (lse0 - 2) + 0.5 * (lse0 - 3);
+    const double smooth1 = 2 * (lse1 - 0.5) + 1 * (lse1 - 0.5) + 0.5 * (lse1 + 1);
+    const double expect = (0.9 * (0.5 * nll0 + 2 * nll1) + 0.1 / 3 * (smooth0 + smooth1)) / (0.5 + 2.0);
+    BOOST_TEST(loss[0] == expect, boost::test_tools::tolerance(1e-12));
+    auto bad = Tensor<std::int64_t>::from_vector({2}, {2, 3});
+    BOOST_CHECK_EXCEPTION(ops::cross_entropy_forward(z, bad, Tensor<double>(), {}, logp, loss), ValueError,
+                          message_contains("cross_entropy: target[1] = 3 is not a class index in [0, 3)"));
+    auto short_t = Tensor<std::int64_t>::from_vector({1}, {0});
+    BOOST_CHECK_EXCEPTION(ops::cross_entropy_forward(z, short_t, Tensor<double>(), {}, logp, loss), ShapeError,
+                          message_contains("target must be (2)"));
+    BOOST_CHECK_EXCEPTION(ops::cross_entropy_forward(z, t, Tensor<double>(), {1.5}, logp, loss), ValueError,
+                          message_contains("label_smoothing must be in [0, 1]"));
+}
+
+BOOST_AUTO_TEST_CASE(elementwise_ops_and_reductions) {
+    auto a = Tensor<float>::from_vector({4}, {1, -2, 3, -4});
+    auto b = Tensor<float>::from_vector({4}, {0.5, 0.5, 2, 2});
+    auto y = Tensor<float>::empty({4});
+    ops::mul(a, b, y);
+    BOOST_TEST(y[3] == -8.0f);
+    ops::relu_forward(a, y);
+    BOOST_TEST((y[0] == 1.0f && y[1] == 0.0f));
+    BOOST_TEST(ops::sum(a) == -2.0);
+    BOOST_TEST(ops::dot(a, b) == 0.5 - 1 + 6 - 8);
+    ops::axpy_(y, 2.0f, b);
+    BOOST_TEST(y[2] == 7.0f);
+    auto big = Tensor<float>::full({300001}, 0.1f);  // crosses several parallel blocks
+    BOOST_TEST(ops::sum(big) == 300001 * static_cast<double>(0.1f), boost::test_tools::tolerance(1e-12));
+    auto c = Tensor<float>::zeros({5});
+    BOOST_CHECK_EXCEPTION(ops::add_(y, c), ShapeError, message_contains("add_: y [4] and x [5] must have the same shape"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
