@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
-// safetensors.hpp: read and write .safetensors files (https://github.com/huggingface/safetensors):
-// an 8-byte little-endian u64 N, N bytes of JSON {"name": {"dtype", "shape", "data_offsets"}, ...,
-// "__metadata__": {str: str}}, then the raw little-endian data buffer (offsets relative to its start).
-// SafetensorsFile reads the whole file once and validates everything up front, as the reference does
-// (entries sorted by offset must tile the buffer exactly); keys() come in data-offset order; tensor<T>()
-// converts any stored dtype to T (F16/BF16 decoded exactly). SafetensorsWriter sorts keys, lays data out
-// in that order, pads the header with spaces to 8 bytes and writes atomically (temp, fsync, rename).
+// safetensors.hpp: .safetensors read/write (https://github.com/huggingface/safetensors): u64 LE header
+// length N, N bytes of JSON {"name": {"dtype", "shape", "data_offsets"}, "__metadata__": {str: str}}, then
+// the little-endian data buffer. SafetensorsFile::load reads the file once and validates it up front as the
+// reference does (entries sorted by offset tile the buffer exactly); keys() are in data-offset order;
+// tensor<T>() converts any stored dtype to T (F16/BF16 exactly). SafetensorsWriter sorts keys, lays data out
+// in that order, space-pads the header to 8 bytes and writes atomically (temp file, fsync, rename).
+// Errors: IoError "safetensors: <file>: ..." (load, write), ValueError "SafetensorsWriter::..." (arguments).
 // Deliberately not here: mmap/lazy loading, F8/U16/U32/U64 dtypes, big-endian hosts, non-POSIX systems.
 #pragma once
 
@@ -71,10 +71,16 @@ inline const char* dtype_name(DType d) {
 /// Bytes per element (BOOL is one byte, 0 or 1).
 inline std::size_t dtype_size(DType d) {
     switch (d) {
-        case DType::F64: case DType::I64: return 8;
-        case DType::F32: case DType::I32: return 4;
-        case DType::F16: case DType::BF16: case DType::I16: return 2;
-        case DType::I8: case DType::U8: case DType::BOOL: return 1;
+        case DType::F64:
+        case DType::I64: return 8;
+        case DType::F32:
+        case DType::I32: return 4;
+        case DType::F16:
+        case DType::BF16:
+        case DType::I16: return 2;
+        case DType::I8:
+        case DType::U8:
+        case DType::BOOL: return 1;
     }
     return 0;
 }
@@ -93,9 +99,10 @@ inline bool dtype_is_floating(DType d) {
 
 /// True for the C++ element types that have a native safetensors dtype.
 template <class T>
-inline constexpr bool has_dtype_v =
-    std::is_same_v<T, bool> || (std::is_floating_point_v<T> && (sizeof(T) == 4 || sizeof(T) == 8)) ||
-    (std::is_integral_v<T> && std::is_signed_v<T> && sizeof(T) <= 8) || (std::is_integral_v<T> && sizeof(T) == 1);
+inline constexpr bool has_dtype_v = std::is_same_v<T, bool> ||
+                                    (std::is_floating_point_v<T> && (sizeof(T) == 4 || sizeof(T) == 8)) ||
+                                    (std::is_integral_v<T> && std::is_signed_v<T> && sizeof(T) <= 8) ||
+                                    (std::is_integral_v<T> && sizeof(T) == 1);
 
 /// The native dtype of T: float -> F32, double -> F64, int64_t -> I64, ..., uint8_t -> U8, bool -> BOOL.
 template <class T>
@@ -103,11 +110,14 @@ constexpr DType dtype_of() {
     static_assert(has_dtype_v<T>,
                   "medimg::io: no safetensors dtype for this element type (use float, double, int64_t, int32_t, "
                   "int16_t, int8_t, uint8_t or bool)");
-    if constexpr (std::is_same_v<T, bool>) return DType::BOOL;
-    else if constexpr (std::is_floating_point_v<T>) return sizeof(T) == 8 ? DType::F64 : DType::F32;
+    if constexpr (std::is_same_v<T, bool>)
+        return DType::BOOL;
+    else if constexpr (std::is_floating_point_v<T>)
+        return sizeof(T) == 8 ? DType::F64 : DType::F32;
     else if constexpr (std::is_signed_v<T>)
         return sizeof(T) == 8 ? DType::I64 : sizeof(T) == 4 ? DType::I32 : sizeof(T) == 2 ? DType::I16 : DType::I8;
-    else return DType::U8;
+    else
+        return DType::U8;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -133,13 +143,13 @@ inline std::uint32_t round_to_narrow_float(bool negative, std::uint64_t m, int e
     const int bias = (1 << (exp_bits - 1)) - 1;  // 15 for F16, 127 for BF16
     const int emin = 1 - bias;                   // exponent of the smallest normal
     const std::uint32_t inf = sign | (((1u << exp_bits) - 1u) << man_bits);
-    if (E > bias) return inf;  // >= 2^(emax+1) overflows whatever the rounding
+    if (E > bias) return inf;   // >= 2^(emax+1) overflows whatever the rounding
     int shift = 63 - man_bits;  // m bits dropped for a normal result (keeps man_bits + implicit 1)
     std::uint32_t base = 0;
     if (E >= emin)
         base = static_cast<std::uint32_t>(E + bias - 1) << man_bits;  // q's implicit bit adds the last 1
     else
-        shift += emin - E;  // subnormal: the unit in the last place stays 2^(emin - man_bits)
+        shift += emin - E;        // subnormal: the unit in the last place stays 2^(emin - man_bits)
     if (shift > 64) return sign;  // below half the smallest subnormal
     std::uint64_t q, rem, half;
     if (shift == 64) {
@@ -164,7 +174,7 @@ inline std::uint32_t narrow_from_double(double x, int exp_bits, int man_bits) {
         const std::uint32_t inf = sign | (((1u << exp_bits) - 1u) << man_bits);
         if (frac == 0) return inf;
         const auto payload = static_cast<std::uint32_t>(frac >> (52 - man_bits));  // top payload bits
-        return inf | (1u << (man_bits - 1)) | payload;                              // quiet bit set
+        return inf | (1u << (man_bits - 1)) | payload;                             // quiet bit set
     }
     if (ex == 0) return round_to_narrow_float(negative, frac, -1074, exp_bits, man_bits);
     return round_to_narrow_float(negative, frac | (std::uint64_t{1} << 52), ex - 1075, exp_bits, man_bits);
@@ -173,7 +183,8 @@ inline std::uint32_t narrow_from_double(double x, int exp_bits, int man_bits) {
 /// An integer to a narrow format with one rounding (no detour through double).
 inline std::uint32_t narrow_from_int64(std::int64_t v, int exp_bits, int man_bits) {
     const bool negative = v < 0;
-    const std::uint64_t mag = negative ? std::uint64_t{0} - static_cast<std::uint64_t>(v) : static_cast<std::uint64_t>(v);
+    const std::uint64_t mag =
+        negative ? std::uint64_t{0} - static_cast<std::uint64_t>(v) : static_cast<std::uint64_t>(v);
     return round_to_narrow_float(negative, mag, 0, exp_bits, man_bits);
 }
 
@@ -213,7 +224,9 @@ inline float bfloat16_to_float(std::uint16_t h) {
 }
 
 /// double (or float, promoted exactly) -> IEEE binary16 bits, round to nearest even; overflow -> inf.
-inline std::uint16_t float_to_half(double x) { return static_cast<std::uint16_t>(detail::narrow_from_double(x, 5, 10)); }
+inline std::uint16_t float_to_half(double x) {
+    return static_cast<std::uint16_t>(detail::narrow_from_double(x, 5, 10));
+}
 
 /// double (or float, promoted exactly) -> bfloat16 bits, round to nearest even (one rounding from double).
 inline std::uint16_t float_to_bfloat16(double x) {
@@ -296,32 +309,39 @@ void decode_elements(const std::uint8_t* src, DType dt, std::int64_t n, T* dst, 
     const std::size_t w = dtype_size(dt);
     switch (dt) {
         case DType::F64:
-            return decode_loop(src, w, n, dst, [](const std::uint8_t* p) { return load_le<double>(p); }, from_double, fail);
+            return decode_loop(
+                src, w, n, dst, [](const std::uint8_t* p) { return load_le<double>(p); }, from_double, fail);
         case DType::F32:
-            return decode_loop(src, w, n, dst, [](const std::uint8_t* p) { return double(load_le<float>(p)); },
-                               from_double, fail);
+            return decode_loop(
+                src, w, n, dst, [](const std::uint8_t* p) { return double(load_le<float>(p)); }, from_double, fail);
         case DType::F16:
-            return decode_loop(src, w, n, dst,
-                               [](const std::uint8_t* p) { return double(half_to_float(load_le<std::uint16_t>(p))); },
-                               from_double, fail);
+            return decode_loop(
+                src, w, n, dst, [](const std::uint8_t* p) { return double(half_to_float(load_le<std::uint16_t>(p))); },
+                from_double, fail);
         case DType::BF16:
             return decode_loop(
-                src, w, n, dst, [](const std::uint8_t* p) { return double(bfloat16_to_float(load_le<std::uint16_t>(p))); },
-                from_double, fail);
+                src, w, n, dst,
+                [](const std::uint8_t* p) { return double(bfloat16_to_float(load_le<std::uint16_t>(p))); }, from_double,
+                fail);
         case DType::I64:
-            return decode_loop(src, w, n, dst, [](const std::uint8_t* p) { return load_le<std::int64_t>(p); }, from_int, fail);
+            return decode_loop(
+                src, w, n, dst, [](const std::uint8_t* p) { return load_le<std::int64_t>(p); }, from_int, fail);
         case DType::I32:
-            return decode_loop(src, w, n, dst, [](const std::uint8_t* p) { return std::int64_t(load_le<std::int32_t>(p)); },
-                               from_int, fail);
+            return decode_loop(
+                src, w, n, dst, [](const std::uint8_t* p) { return std::int64_t(load_le<std::int32_t>(p)); }, from_int,
+                fail);
         case DType::I16:
-            return decode_loop(src, w, n, dst, [](const std::uint8_t* p) { return std::int64_t(load_le<std::int16_t>(p)); },
-                               from_int, fail);
+            return decode_loop(
+                src, w, n, dst, [](const std::uint8_t* p) { return std::int64_t(load_le<std::int16_t>(p)); }, from_int,
+                fail);
         case DType::I8:
-            return decode_loop(src, w, n, dst, [](const std::uint8_t* p) { return std::int64_t(load_le<std::int8_t>(p)); },
-                               from_int, fail);
+            return decode_loop(
+                src, w, n, dst, [](const std::uint8_t* p) { return std::int64_t(load_le<std::int8_t>(p)); }, from_int,
+                fail);
         case DType::U8:
         case DType::BOOL:
-            return decode_loop(src, w, n, dst, [](const std::uint8_t* p) { return std::int64_t(*p); }, from_int, fail);
+            return decode_loop(
+                src, w, n, dst, [](const std::uint8_t* p) { return std::int64_t(*p); }, from_int, fail);
     }
 }
 
@@ -340,8 +360,10 @@ template <class T, class Fail>
 void encode_elements(const T* src, std::int64_t n, DType dt, std::uint8_t* dst, Fail fail) {
     if (n == 0) return;
     const auto to_narrow = [](T v, int eb, int mb) -> std::uint16_t {
-        if constexpr (std::is_floating_point_v<T>) return static_cast<std::uint16_t>(narrow_from_double(v, eb, mb));
-        else return static_cast<std::uint16_t>(narrow_from_int64(static_cast<std::int64_t>(v), eb, mb));
+        if constexpr (std::is_floating_point_v<T>)
+            return static_cast<std::uint16_t>(narrow_from_double(v, eb, mb));
+        else
+            return static_cast<std::uint16_t>(narrow_from_int64(static_cast<std::int64_t>(v), eb, mb));
     };
     switch (dt) {
         case DType::F64:
@@ -452,7 +474,8 @@ struct ByteSpan {
 /// file at path is left untouched, and IoError names path, the step and the system's reason.
 inline void atomic_write(const std::string& path, const std::vector<ByteSpan>& pieces) {
     const auto fail = [&](const std::string& what, int err) {
-        return IoError(::medimg::detail::concat("safetensors: cannot write ", path, ": ", what, ": ", errno_message(err)));
+        return IoError(
+            ::medimg::detail::concat("safetensors: cannot write ", path, ": ", what, ": ", errno_message(err)));
     };
     MEDIMG_CHECK(!path.empty(), IoError, "safetensors: cannot write a file with an empty path");
     std::string tmp;
@@ -507,7 +530,8 @@ inline std::vector<std::uint8_t> read_file(const std::string& path) {
     std::vector<std::uint8_t> bytes(static_cast<std::size_t>(st.st_size));
     std::size_t got = 0;
     while (got < bytes.size()) {
-        const ::ssize_t r = ::read(fd, bytes.data() + got, std::min<std::size_t>(bytes.size() - got, std::size_t{1} << 30));
+        const ::ssize_t r =
+            ::read(fd, bytes.data() + got, std::min<std::size_t>(bytes.size() - got, std::size_t{1} << 30));
         if (r < 0) {
             if (errno == EINTR) continue;
             const int err = errno;
@@ -582,10 +606,11 @@ public:
     /// value does not fit T; floats to integers truncate toward zero), bool as value != 0.
     template <class T>
     Tensor<T, Cpu> tensor(const std::string& key) const {
-        static_assert(has_dtype_v<T>, "medimg::io: SafetensorsFile::tensor<T> needs float, double, int64_t, int32_t, "
-                                      "int16_t, int8_t, uint8_t or bool");
+        static_assert(has_dtype_v<T>,
+                      "medimg::io: SafetensorsFile::tensor<T> needs float, double, int64_t, int32_t, "
+                      "int16_t, int8_t, uint8_t or bool");
         const Entry& e = entry_(key);
-        auto t = Tensor<T, Cpu>::empty(e.shape);  // e.shape
+        auto t = Tensor<T, Cpu>::empty(e.shape);  // e.g. (C_out, C_in, kH, kW) for a conv weight
         const std::uint8_t* src = bytes_.data() + data_start_ + e.begin;
         detail::decode_elements(src, e.dtype, t.numel(), t.data(), [&](std::int64_t i, auto value) {
             throw IoError(::medimg::detail::concat(prefix_(), "tensor ", detail::quoted(e.key), ": element ", i,
@@ -616,13 +641,16 @@ private:
             const auto mm = std::mismatch(key.begin(), key.end(), e.key.begin(), e.key.end());
             ranked.emplace_back(static_cast<std::size_t>(mm.first - key.begin()), &e.key);
         }
-        std::sort(ranked.begin(), ranked.end(),
-                  [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : *a.second < *b.second; });
+        std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+            return a.first != b.first ? a.first > b.first : *a.second < *b.second;
+        });
         std::string list;
-        for (std::size_t i = 0; i < ranked.size() && i < 5; ++i) list += (i ? ", " : "") + detail::quoted(*ranked[i].second, 60);
+        for (std::size_t i = 0; i < ranked.size() && i < 5; ++i)
+            list += (i ? ", " : "") + detail::quoted(*ranked[i].second, 60);
         if (ranked.size() > 5) list += ", ...";
         throw IoError(::medimg::detail::concat(prefix_(), "no tensor ", detail::quoted(key), " (", entries_.size(),
-                                               " tensors", entries_.empty() ? "" : "; closest: ", list, ")"));
+                                               entries_.size() == 1 ? " tensor" : " tensors",
+                                               entries_.empty() ? "" : "; closest: ", list, ")"));
     }
 
     // Parses and validates bytes_ (see the file header); fills entries_, index_, metadata_.
@@ -634,11 +662,13 @@ private:
         MEDIMG_CHECK(n != 0, IoError, p, "header length is 0; expected a JSON object");
         MEDIMG_CHECK(n <= max_header_bytes, IoError, p, "header length ", n, " exceeds the limit of ", max_header_bytes,
                      " bytes");
-        MEDIMG_CHECK(n <= size - 8, IoError, p, "header length ", n, " points past the end of the ", size, "-byte file");
+        MEDIMG_CHECK(n <= size - 8, IoError, p, "header length ", n, " points past the end of the ", size,
+                     "-byte file");
         data_start_ = 8 + static_cast<std::size_t>(n);
         const std::uint64_t buffer_size = size - data_start_;
 
-        const nlohmann::json header = parse_json_(reinterpret_cast<const char*>(bytes_.data() + 8), static_cast<std::size_t>(n));
+        const nlohmann::json header =
+            parse_json_(reinterpret_cast<const char*>(bytes_.data() + 8), static_cast<std::size_t>(n));
         MEDIMG_CHECK(header.is_object(), IoError, p, "header is not a JSON object (got ", header.type_name(), ")");
 
         for (const auto& item : header.items()) {
@@ -655,17 +685,17 @@ private:
         std::uint64_t pos = 0;
         const Entry* prev = nullptr;
         for (const Entry& e : entries_) {
-            MEDIMG_CHECK(e.begin >= pos, IoError, p, "tensor ", detail::quoted(e.key), " (data_offsets [", e.begin, ", ",
-                         e.end, "]) overlaps tensor ", prev ? detail::quoted(prev->key) : "", " (data_offsets [",
+            MEDIMG_CHECK(e.begin >= pos, IoError, p, "tensor ", detail::quoted(e.key), " (data_offsets [", e.begin,
+                         ", ", e.end, "]) overlaps tensor ", prev ? detail::quoted(prev->key) : "", " (data_offsets [",
                          prev ? prev->begin : 0, ", ", pos, "])");
             MEDIMG_CHECK(e.begin == pos, IoError, p, "gap of ", e.begin - pos, " bytes before tensor ",
-                         detail::quoted(e.key), " (data_offsets [", e.begin, ", ", e.end, "] but the previous tensor ends at ",
-                         pos, "); entries must tile the data buffer");
+                         detail::quoted(e.key), " (data_offsets [", e.begin, ", ", e.end,
+                         "] but the previous tensor ends at ", pos, "); entries must tile the data buffer");
             pos = e.end;
             prev = &e;
         }
-        MEDIMG_CHECK(pos == buffer_size, IoError, p, "data buffer has ", buffer_size, " bytes but the tensors cover only ",
-                     pos, " (", buffer_size - pos, " trailing bytes)");
+        MEDIMG_CHECK(pos == buffer_size, IoError, p, "data buffer has ", buffer_size,
+                     " bytes but the tensors cover only ", pos, " (", buffer_size - pos, " trailing bytes)");
         for (std::size_t i = 0; i < entries_.size(); ++i) index_.emplace(entries_[i].key, i);
     }
 
@@ -703,6 +733,8 @@ private:
             const auto close = what.find("] ");
             if (what.rfind("[json.exception.", 0) == 0 && close != std::string::npos) what = what.substr(close + 2);
             if (what.size() > 200) what = what.substr(0, 197) + "...";
+            for (char& c : what)  // the parser quotes the bytes it last read: keep the message one printable line
+                if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
             throw IoError(::medimg::detail::concat(p, "header is not valid JSON: ", what));
         }
     }
@@ -721,22 +753,24 @@ private:
 
     Entry parse_entry_(const std::string& key, const nlohmann::json& j, std::uint64_t buffer_size) const {
         const std::string p = prefix_() + "tensor " + detail::quoted(key) + ": ";
-        MEDIMG_CHECK(j.is_object(), IoError, p, "entry must be a JSON object, got ", j.type_name(), " ", detail::shown(j));
+        MEDIMG_CHECK(j.is_object(), IoError, p, "entry must be a JSON object, got ", j.type_name(), " ",
+                     detail::shown(j));
         for (const char* field : {"dtype", "shape", "data_offsets"})
             MEDIMG_CHECK(j.contains(field), IoError, p, "missing \"", field, "\"");
         Entry e;
         e.key = key;
 
         const auto& jd = j.at("dtype");
-        MEDIMG_CHECK(jd.is_string(), IoError, p, "\"dtype\" must be a string, got ", jd.type_name(), " ", detail::shown(jd));
+        MEDIMG_CHECK(jd.is_string(), IoError, p, "\"dtype\" must be a string, got ", jd.type_name(), " ",
+                     detail::shown(jd));
         const auto dt = dtype_from_name(jd.get_ref<const std::string&>());
         MEDIMG_CHECK(dt.has_value(), IoError, p, "unsupported dtype ", detail::quoted(jd.get<std::string>(), 40),
                      " (medimg reads F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL)");
         e.dtype = *dt;
 
         const auto& js = j.at("shape");
-        MEDIMG_CHECK(js.is_array(), IoError, p, "\"shape\" must be an array of non-negative integers, got ", js.type_name(),
-                     " ", detail::shown(js));
+        MEDIMG_CHECK(js.is_array(), IoError, p, "\"shape\" must be an array of non-negative integers, got ",
+                     js.type_name(), " ", detail::shown(js));
         std::vector<std::uint64_t> dims;
         for (std::size_t i = 0; i < js.size(); ++i) {
             const auto& d = js[i];
@@ -746,8 +780,9 @@ private:
                          ", not an integer (shape ", detail::shown(js), ")");
             dims.push_back(d.get<std::uint64_t>());
         }
-        MEDIMG_CHECK(dims.size() <= static_cast<std::size_t>(Shape::max_rank), IoError, p, "shape ", detail::dims_string(dims),
-                     " has rank ", dims.size(), ", more than medimg's maximum of ", Shape::max_rank);
+        MEDIMG_CHECK(dims.size() <= static_cast<std::size_t>(Shape::max_rank), IoError, p, "shape ",
+                     detail::dims_string(dims), " has rank ", dims.size(), ", more than medimg's maximum of ",
+                     Shape::max_rank);
         // The element count and byte size must fit int64 (as in the reference, any overflow is an error,
         // even when another dimension is 0).
         constexpr std::uint64_t limit = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
@@ -758,13 +793,14 @@ private:
             numel *= d;
         }
         const std::uint64_t width = dtype_size(e.dtype);
-        MEDIMG_CHECK(numel <= limit / width, IoError, p, "shape ", detail::dims_string(dims), " of ", dtype_name(e.dtype),
-                     " overflows a 64-bit byte count");
+        MEDIMG_CHECK(numel <= limit / width, IoError, p, "shape ", detail::dims_string(dims), " of ",
+                     dtype_name(e.dtype), " overflows a 64-bit byte count");
         std::vector<std::int64_t> sdims(dims.begin(), dims.end());
         e.shape = Shape(sdims);
 
         const auto& jo = j.at("data_offsets");
-        const bool two_unsigned = jo.is_array() && jo.size() == 2 && jo[0].is_number_unsigned() && jo[1].is_number_unsigned();
+        const bool two_unsigned =
+            jo.is_array() && jo.size() == 2 && jo[0].is_number_unsigned() && jo[1].is_number_unsigned();
         MEDIMG_CHECK(two_unsigned, IoError, p, "\"data_offsets\" must be two non-negative integers [begin, end], got ",
                      detail::shown(jo));
         e.begin = jo[0].get<std::uint64_t>();
@@ -773,7 +809,8 @@ private:
         MEDIMG_CHECK(e.end <= buffer_size, IoError, p, "data_offsets [", e.begin, ", ", e.end,
                      "] end beyond the data buffer of ", buffer_size, " bytes (file truncated?)");
         MEDIMG_CHECK(e.end - e.begin == numel * width, IoError, p, "data_offsets [", e.begin, ", ", e.end, "] hold ",
-                     e.end - e.begin, " bytes but shape ", e.shape, " of ", dtype_name(e.dtype), " needs ", numel * width);
+                     e.end - e.begin, " bytes but shape ", e.shape, " of ", dtype_name(e.dtype), " needs ",
+                     numel * width);
         return e;
     }
 
@@ -794,8 +831,8 @@ private:
 class SafetensorsWriter {
 public:
     /// Adds t under its native dtype (float -> F32, double -> F64, int64_t -> I64, int32_t -> I32,
-    /// uint8_t -> U8, ...). Throws ValueError for a duplicate, empty-named-by-__metadata__ or
-    /// undefined tensor, or a key that is not valid UTF-8.
+    /// uint8_t -> U8, int16_t -> I16, int8_t -> I8, bool -> BOOL). Throws ValueError for a key added
+    /// twice, the reserved key "__metadata__", a key that is not valid UTF-8, or an undefined tensor.
     template <class T>
     void add(const std::string& key, const Tensor<T, Cpu>& t) {
         add_as(key, t, dtype_of<T>());
@@ -806,8 +843,9 @@ public:
     /// does not fit the target throws ValueError.
     template <class T>
     void add_as(const std::string& key, const Tensor<T, Cpu>& t, DType dtype) {
-        static_assert(has_dtype_v<T>, "medimg::io: SafetensorsWriter::add needs float, double, int64_t, int32_t, "
-                                      "int16_t, int8_t, uint8_t or bool");
+        static_assert(has_dtype_v<T>,
+                      "medimg::io: SafetensorsWriter::add needs float, double, int64_t, int32_t, "
+                      "int16_t, int8_t, uint8_t or bool");
         const std::string p = "SafetensorsWriter::add: tensor " + detail::quoted(key) + ": ";
         check_name_(key, "SafetensorsWriter::add: tensor name");
         MEDIMG_CHECK(key != "__metadata__", ValueError, p, "the name is reserved for the metadata map");
@@ -820,7 +858,8 @@ public:
         pend.shape = t.shape();
         pend.bytes.resize(static_cast<std::size_t>(t.numel()) * dtype_size(dtype));
         detail::encode_elements(t.data(), t.numel(), dtype, pend.bytes.data(), [&](std::int64_t i, std::int64_t v) {
-            throw ValueError(::medimg::detail::concat(p, "element ", i, " (value ", v, ") does not fit ", dtype_name(dtype)));
+            throw ValueError(
+                ::medimg::detail::concat(p, "element ", i, " (value ", v, ") does not fit ", dtype_name(dtype)));
         });
         tensors_.emplace(key, std::move(pend));
     }
@@ -867,17 +906,21 @@ private:
     }
 
     // The 8-byte length followed by the JSON header, space-padded so the data starts 8-byte aligned.
+    // Field order as the reference serializer writes it: __metadata__ first, then each entry as
+    // {"dtype", "shape", "data_offsets"}; so a single-dtype file matches it byte for byte.
     std::vector<std::uint8_t> header_() const {
-        nlohmann::json h = nlohmann::json::object();
+        nlohmann::ordered_json h = nlohmann::ordered_json::object();
+        if (!metadata_.empty()) h["__metadata__"] = metadata_;
         std::uint64_t offset = 0;
         for (const auto& kv : tensors_) {
             const std::uint64_t end = offset + kv.second.bytes.size();
-            h[kv.first] = {{"dtype", dtype_name(kv.second.dtype)},
-                           {"shape", kv.second.shape.to_vector()},
-                           {"data_offsets", {offset, end}}};
+            nlohmann::ordered_json entry = nlohmann::ordered_json::object();
+            entry["dtype"] = dtype_name(kv.second.dtype);
+            entry["shape"] = kv.second.shape.to_vector();
+            entry["data_offsets"] = {offset, end};
+            h[kv.first] = std::move(entry);
             offset = end;
         }
-        if (!metadata_.empty()) h["__metadata__"] = metadata_;
         std::string text = h.dump();
         text.append((8 - text.size() % 8) % 8, ' ');
         std::vector<std::uint8_t> out(8 + text.size());

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: MIT
+// io/checkpoint.hpp: checkpoints and pretrained weights, as safetensors files with PyTorch's
+// parameter names, so that `safetensors.torch.load_file` + `model.load_state_dict` reads ours
+// and a torchvision/timm ResNet state_dict saved as safetensors loads here as "pretrained".
+// One file holds: the model's state_dict (F32; num_batches_tracked as I64), the optimizer state
+// under the "optimizer." prefix (PyTorch ignores it with strict=False, or filter it out), and
+// the metadata (architecture, classes, preprocessing, epoch, metrics, config) as JSON strings
+// in "__metadata__". Writes are atomic (temporary file, fsync, rename).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "medimg/io/safetensors.hpp"
+#include "medimg/nn/module.hpp"
+
+namespace medimg::io {
+
+/// What a checkpoint says about itself; stored as strings in the safetensors metadata.
+struct CheckpointMeta {
+    std::string architecture;          // "resnet18", "resnet34", "resnet50"
+    std::vector<std::string> classes;  // in the model's output order
+    std::int64_t in_channels = 3;
+    std::int64_t image_size = 224;
+    std::vector<double> mean, std;     // normalisation per channel
+    std::int64_t epoch = 0;
+    std::map<std::string, double> metrics;
+    std::string config;                // the configuration used (YAML text)
+    std::map<std::string, std::string> extra;
+};
+
+inline constexpr const char* kCheckpointFormat = "medimg-checkpoint";
+inline constexpr const char* kOptimizerPrefix = "optimizer.";
+
+namespace detail {
+template <class T, class B>
+Tensor<T, Cpu> to_host(const Tensor<T, B>& t) {
+    if constexpr (std::is_same_v<B, Cpu>)
+        return t;
+    else
+        return t.template to<Cpu>();
+}
+inline void put_meta(SafetensorsWriter& w, const CheckpointMeta& m) {
+    w.set_metadata("format", kCheckpointFormat);
+    w.set_metadata("format_version", "1");
+    w.set_metadata("architecture", m.architecture);
+    w.set_metadata("classes", nlohmann::json(m.classes).dump());
+    w.set_metadata("in_channels", std::to_string(m.in_channels));
+    w.set_metadata("image_size", std::to_string(m.image_size));
+    w.set_metadata("normalize_mean", nlohmann::json(m.mean).dump());
+    w.set_metadata("normalize_std", nlohmann::json(m.std).dump());
+    w.set_metadata("epoch", std::to_string(m.epoch));
+    w.set_metadata("metrics", nlohmann::json(m.metrics).dump());
+    if (!m.config.empty()) w.set_metadata("config", m.config);
+    for (const auto& [k, v] : m.extra) w.set_metadata(k, v);
+}
+}  // namespace detail
+
+/// Writes model (+ optional optimizer state) + metadata to `path`, atomically.
+template <class T, class B>
+void save_checkpoint(const std::string& path, const nn::Module<T, B>& model, const CheckpointMeta& meta,
+                     const std::map<std::string, Tensor<T, Cpu>>& optimizer_state = {}) {
+    SafetensorsWriter w;
+    for (const auto& e : model.state_dict()) {
+        const auto host = detail::to_host(e.value);
+        if (e.integer)
+            w.add(e.name, host.template cast<std::int64_t>());
+        else
+            w.add(e.name, host.template cast<float>());
+    }
+    for (const auto& [k, v] : optimizer_state) w.add(kOptimizerPrefix + k, v.template cast<float>());
+    detail::put_meta(w, meta);
+    w.write(path);
+}
+
+/// A checkpoint read back: metadata parsed, tensors available by name.
+class Checkpoint {
+public:
+    static Checkpoint load(const std::string& path) {
+        Checkpoint c(SafetensorsFile::load(path));
+        const auto& md = c.file_.metadata();
+        auto get = [&](const char* key) -> std::string {
+            auto it = md.find(key);
+            MEDIMG_CHECK(it != md.end(), IoError, "checkpoint: ", path, ": metadata key '", key,
+                         "' is missing (not a medimg checkpoint? pretrained weights load with load_pretrained)");
+            return it->second;
+        };
+        MEDIMG_CHECK(get("format") == kCheckpointFormat, IoError, "checkpoint: ", path, ": format is '", get("format"),
+                     "', expected '", kCheckpointFormat, "'");
+        try {
+            auto& m = c.meta_;
+            m.architecture = get("architecture");
+            m.classes = nlohmann::json::parse(get("classes")).get<std::vector<std::string>>();
+            m.in_channels = std::stoll(get("in_channels"));
+            m.image_size = std::stoll(get("image_size"));
+            m.mean = nlohmann::json::parse(get("normalize_mean")).get<std::vector<double>>();
+            m.std = nlohmann::json::parse(get("normalize_std")).get<std::vector<double>>();
+            m.epoch = std::stoll(get("epoch"));
+            m.metrics = nlohmann::json::parse(get("metrics")).get<std::map<std::string, double>>();
+            if (md.count("config")) m.config = md.at("config");
+            for (const auto& [k, v] : md)
+                if (!known_key(k)) m.extra[k] = v;
+        } catch (const IoError&) {
+            throw;
+        } catch (const std::exception& e) {
+            throw IoError("checkpoint: " + path + ": malformed metadata (" + e.what() + ")");
+        }
+        return c;
+    }
+
+    const CheckpointMeta& meta() const { return meta_; }
+    const SafetensorsFile& file() const { return file_; }
+
+    /// The model part (every key without the optimizer prefix), converted to T.
+    template <class T>
+    std::map<std::string, Tensor<T, Cpu>> model_state() const {
+        std::map<std::string, Tensor<T, Cpu>> out;
+        for (const auto& k : file_.keys())
+            if (k.rfind(kOptimizerPrefix, 0) != 0) out[k] = file_.tensor<T>(k);
+        return out;
+    }
+    /// The optimizer part, prefix removed.
+    template <class T>
+    std::map<std::string, Tensor<T, Cpu>> optimizer_state() const {
+        std::map<std::string, Tensor<T, Cpu>> out;
+        const std::string p = kOptimizerPrefix;
+        for (const auto& k : file_.keys())
+            if (k.rfind(p, 0) == 0) out[k.substr(p.size())] = file_.tensor<T>(k);
+        return out;
+    }
+    /// Loads the weights into `model` (strict), after checking that the architecture and class
+    /// count agree; each mismatch is one line naming the file and both values.
+    template <class T, class B>
+    void load_into(nn::Module<T, B>& model, const std::string& expected_architecture = "") const {
+        MEDIMG_CHECK(expected_architecture.empty() || expected_architecture == meta_.architecture, IoError, "checkpoint: ",
+                     file_.name(), ": holds a ", meta_.architecture, " but the model is a ", expected_architecture);
+        auto state = model_state<T>();
+        for (const auto& e : model.state_dict()) {
+            auto it = state.find(e.name);
+            if (it != state.end() && it->second.shape() != e.value.shape())
+                throw IoError(::medimg::detail::concat("checkpoint: ", file_.name(), ": '", e.name, "' is ", it->second.shape(),
+                                                       " in the file but ", e.value.shape(), " in the model",
+                                                       e.name.rfind("fc.", 0) == 0 ? " (another class count?)" : ""));
+        }
+        try {
+            model.load_state_dict(to_backend<T, B>(state));
+        } catch (const ValueError& err) {
+            throw IoError("checkpoint: " + file_.name() + ": " + err.what());
+        }
+    }
+
+private:
+    explicit Checkpoint(SafetensorsFile f) : file_(std::move(f)) {}
+    static bool known_key(const std::string& k) {
+        for (const char* s : {"format", "format_version", "architecture", "classes", "in_channels", "image_size",
+                              "normalize_mean", "normalize_std", "epoch", "metrics", "config"})
+            if (k == s) return true;
+        return false;
+    }
+    template <class T, class B>
+    static std::map<std::string, Tensor<T, B>> to_backend(const std::map<std::string, Tensor<T, Cpu>>& in) {
+        if constexpr (std::is_same_v<B, Cpu>)
+            return in;
+        else {
+            std::map<std::string, Tensor<T, B>> out;
+            for (const auto& [k, v] : in) out[k] = v.template to<B>();
+            return out;
+        }
+    }
+    SafetensorsFile file_;
+    CheckpointMeta meta_;
+};
+
+/// What load_pretrained did, for the program to print.
+struct PretrainedReport {
+    std::vector<std::string> loaded, adapted, reinitialised, ignored;
+};
+
+/// Loads a torchvision/timm-named ResNet state_dict from a safetensors file as "pretrained":
+///  - conv1.weight (64, 3, 7, 7) into a 1-channel model: summed over the input-channel axis
+///    (a gray image x gives the same response as the RGB image (x, x, x));
+///  - fc.* whose shape does not match num_classes: left as initialised (re-initialised head);
+///  - num_batches_tracked may be absent (older torchvision files); other missing keys are errors;
+///  - keys the model does not have are ignored and listed.
+template <class T, class B>
+PretrainedReport load_pretrained(nn::Module<T, B>& model, const std::string& path) {
+    const auto file = SafetensorsFile::load(path);
+    PretrainedReport r;
+    std::map<std::string, Tensor<T, B>> state;
+    auto mine = model.state_dict();
+    for (const auto& e : mine) {
+        const bool counter = e.name.size() >= 19 && e.name.compare(e.name.size() - 19, 19, "num_batches_tracked") == 0;
+        if (!file.contains(e.name)) {
+            MEDIMG_CHECK(counter, IoError, "pretrained: ", path, ": missing '", e.name,
+                         "' (is this a ResNet of the same depth, with torchvision names?)");
+            continue;
+        }
+        auto t = file.tensor<T>(e.name);
+        const Shape want = e.value.shape();
+        if (t.shape() != want && e.name == "conv1.weight" && t.rank() == 4 && want.rank() == 4 && want[1] == 1 &&
+            t.size(0) == want[0] && t.size(2) == want[2] && t.size(3) == want[3]) {
+            auto summed = Tensor<T, Cpu>::zeros(want);  // w1[o, 0, u, v] = sum_c w[o, c, u, v]
+            const std::int64_t C = t.size(1), K = want[2] * want[3];
+            for (std::int64_t o = 0; o < want[0]; ++o)
+                for (std::int64_t c = 0; c < C; ++c)
+                    for (std::int64_t q = 0; q < K; ++q) summed[o * K + q] += t[(o * C + c) * K + q];
+            t = summed;
+            r.adapted.push_back(e.name + " " + file.shape(e.name).to_string() + " -> " + want.to_string() +
+                                " (summed over input channels)");
+        } else if (t.shape() != want && e.name.rfind("fc.", 0) == 0) {
+            r.reinitialised.push_back(e.name + " " + t.shape().to_string() + " -> " + want.to_string());
+            continue;
+        } else {
+            MEDIMG_CHECK(t.shape() == want, IoError, "pretrained: ", path, ": '", e.name, "' is ", t.shape(),
+                         " in the file but ", want, " in the model");
+            r.loaded.push_back(e.name);
+        }
+        if constexpr (std::is_same_v<B, Cpu>)
+            state[e.name] = t;
+        else
+            state[e.name] = t.template to<B>();
+    }
+    for (const auto& k : file.keys())
+        if (std::none_of(mine.begin(), mine.end(), [&](const nn::StateEntry<T, B>& e) { return e.name == k; }))
+            r.ignored.push_back(k);
+    model.load_state_dict(state, /*strict=*/false);
+    return r;
+}
+
+}  // namespace medimg::io

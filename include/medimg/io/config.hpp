@@ -1,0 +1,429 @@
+// SPDX-License-Identifier: MIT
+// io/config.hpp: the YAML configuration of the programs (configs/default.yaml, documented field
+// by field in docs/configuration.md), read with yaml-cpp and validated against one schema table:
+// an unknown key (with a "did you mean" hint), a wrong type or an out-of-range value is a
+// ConfigError naming the file and the dotted key. `--set key=value` overrides are applied to the
+// YAML tree before validation, so they are checked the same way. Every key has a default.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+#include "medimg/error.hpp"
+
+namespace medimg::io {
+
+struct AugmentConfig {
+    bool random_resized_crop = true;
+    double crop_scale_min = 0.08;  // RandomResizedCrop scale=(min, 1)
+    bool hflip = true;
+    double rotation_degrees = 0.0;
+    double brightness = 0.0;       // jitter factor drawn from [1 - b, 1 + b]
+    double contrast = 0.0;
+};
+
+struct DataConfig {
+    std::string train = "data/train", val = "data/val", test = "data/test";  // test: "" = none
+    std::vector<std::string> classes{"normal", "lesao"};
+    std::int64_t image_size = 224;
+    std::int64_t resize = 256;  // eval: resize the shorter side... to this, then center-crop image_size
+    std::int64_t channels = 3;
+    std::vector<double> mean{0.485, 0.456, 0.406}, std{0.229, 0.224, 0.225};
+    bool skip_unreadable = false;
+    AugmentConfig augment;
+};
+
+struct ModelConfig {
+    std::string name = "resnet18";  // resnet18 | resnet34 | resnet50
+    std::string pretrained;         // .safetensors with torchvision names; "" = none
+    std::string gray_input = "sum_conv1";  // channels 1 with 3-channel weights: sum_conv1 | replicate
+};
+
+struct TrainConfig {
+    std::int64_t batch_size = 32;
+    std::int64_t epochs = 10;
+    std::string optimizer = "adam";  // sgd | adam | adamw
+    double lr = 1e-3;
+    double momentum = 0.9;           // sgd
+    bool nesterov = false;           // sgd
+    std::vector<double> betas{0.9, 0.999};  // adam, adamw
+    double weight_decay = 0.0;
+    std::string scheduler = "none";  // none | step | cosine
+    std::int64_t step_size = 5;      // step
+    double gamma = 0.1;              // step
+    std::int64_t warmup_epochs = 0;  // linear warmup before the schedule
+    double label_smoothing = 0.0;
+    std::string class_weights = "none";     // none | auto | list (see class_weight_values)
+    std::vector<double> class_weight_values;
+    std::int64_t early_stopping_patience = 0;  // epochs without improvement; 0 = off
+    std::string checkpoint_metric = "val_acc";  // val_acc | val_auc | val_loss
+    std::uint64_t seed = 42;
+    bool drop_last = false;
+    double grad_clip_norm = 0.0;  // 0 = off
+};
+
+struct RuntimeConfig {
+    std::string device = "cpu";  // cpu | cuda | auto
+    std::int64_t threads = 0;    // 0 = all cores
+    std::int64_t workers = 2;    // decoding threads
+};
+
+struct Config {
+    DataConfig data;
+    ModelConfig model;
+    TrainConfig train;
+    RuntimeConfig runtime;
+    std::string output_dir = "artifacts";
+    std::string source = "<defaults>";  // the file it came from, for messages
+};
+
+namespace detail {
+
+struct Field {
+    std::string key;
+    std::string kind;  // for messages: "a number", "an integer", ...
+    std::function<void(Config&, const YAML::Node&, const std::string& where)> set;
+    std::function<YAML::Node(const Config&)> get;
+};
+
+[[noreturn]] inline void bad(const std::string& where, const std::string& key, const std::string& what) {
+    throw ConfigError("config: " + where + ": '" + key + "' " + what);
+}
+inline std::string shown(const YAML::Node& n) {
+    if (n.IsScalar()) return "'" + n.Scalar() + "'";
+    std::ostringstream os;
+    os << YAML::Dump(n);
+    std::string s = os.str();
+    std::replace(s.begin(), s.end(), '\n', ' ');
+    return s.size() > 60 ? s.substr(0, 57) + "..." : s;
+}
+inline double as_number(const YAML::Node& n, const std::string& where, const std::string& key) {
+    if (!n.IsScalar()) bad(where, key, "must be a number, got " + shown(n));
+    const std::string& s = n.Scalar();
+    try {
+        std::size_t used = 0;
+        const double v = std::stod(s, &used);
+        if (used != s.size() || !std::isfinite(v)) throw std::invalid_argument(s);
+        return v;
+    } catch (const std::exception&) {
+        bad(where, key, "must be a number, got " + shown(n));
+    }
+}
+
+struct Range {
+    double lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
+    bool lo_open = false, hi_open = false;
+    void check(double v, const std::string& where, const std::string& key) const {
+        const bool ok = (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+        if (ok) return;
+        std::ostringstream os;
+        os << "must be ";
+        if (std::isfinite(lo)) os << (lo_open ? "> " : ">= ") << lo;
+        if (std::isfinite(lo) && std::isfinite(hi)) os << " and ";
+        if (std::isfinite(hi)) os << (hi_open ? "< " : "<= ") << hi;
+        os << ", got " << v;
+        bad(where, key, os.str());
+    }
+};
+inline Range at_least(double lo) { return {lo, std::numeric_limits<double>::infinity(), false, false}; }
+inline Range above(double lo) { return {lo, std::numeric_limits<double>::infinity(), true, false}; }
+inline Range between(double lo, double hi) { return {lo, hi, false, false}; }
+
+template <class Ref>
+Field number(std::string key, Ref ref, Range r) {
+    return {key, "a number",
+            [=](Config& c, const YAML::Node& n, const std::string& w) {
+                const double v = as_number(n, w, key);
+                r.check(v, w, key);
+                ref(c) = v;
+            },
+            [=](const Config& c) { return YAML::Node(ref(const_cast<Config&>(c))); }};
+}
+template <class Ref>
+Field integer(std::string key, Ref ref, Range r) {
+    return {key, "an integer",
+            [=](Config& c, const YAML::Node& n, const std::string& w) {
+                const double v = as_number(n, w, key);
+                if (v != std::floor(v) || std::abs(v) > 9e15) bad(w, key, "must be an integer, got " + shown(n));
+                r.check(v, w, key);
+                ref(c) = static_cast<std::remove_reference_t<decltype(ref(c))>>(v);
+            },
+            [=](const Config& c) { return YAML::Node(ref(const_cast<Config&>(c))); }};
+}
+template <class Ref>
+Field boolean(std::string key, Ref ref) {
+    return {key, "true or false",
+            [=](Config& c, const YAML::Node& n, const std::string& w) {
+                const std::string s = n.IsScalar() ? n.Scalar() : "";
+                if (s == "true" || s == "True" || s == "yes") ref(c) = true;
+                else if (s == "false" || s == "False" || s == "no") ref(c) = false;
+                else bad(w, key, "must be true or false, got " + shown(n));
+            },
+            [=](const Config& c) { return YAML::Node(ref(const_cast<Config&>(c))); }};
+}
+template <class Ref>
+Field text(std::string key, Ref ref, std::vector<std::string> choices = {}) {
+    return {key, "a string",
+            [=](Config& c, const YAML::Node& n, const std::string& w) {
+                if (n.IsNull()) {
+                    if (!choices.empty()) bad(w, key, "must be one of the choices, got nothing");
+                    ref(c) = "";
+                    return;
+                }
+                if (!n.IsScalar()) bad(w, key, "must be a string, got " + shown(n));
+                if (!choices.empty() && std::find(choices.begin(), choices.end(), n.Scalar()) == choices.end()) {
+                    std::string list;
+                    for (const auto& ch : choices) list += (list.empty() ? "" : ", ") + ch;
+                    bad(w, key, "must be one of " + list + "; got " + shown(n));
+                }
+                ref(c) = n.Scalar();
+            },
+            [=](const Config& c) { return YAML::Node(ref(const_cast<Config&>(c))); }};
+}
+template <class Ref>
+Field numbers(std::string key, Ref ref, std::size_t min_count, std::size_t max_count, Range r) {
+    return {key, "a list of numbers",
+            [=](Config& c, const YAML::Node& n, const std::string& w) {
+                if (!n.IsSequence()) bad(w, key, "must be a list of numbers, got " + shown(n));
+                if (n.size() < min_count || n.size() > max_count)
+                    bad(w, key, "must have " + (min_count == max_count ? std::to_string(min_count) : std::to_string(min_count) + " to " + std::to_string(max_count)) +
+                                    " values, got " + std::to_string(n.size()));
+                std::vector<double> v;
+                for (const auto& e : n) {
+                    v.push_back(as_number(e, w, key));
+                    r.check(v.back(), w, key);
+                }
+                ref(c) = v;
+            },
+            [=](const Config& c) { return YAML::Node(ref(const_cast<Config&>(c))); }};
+}
+template <class Ref>
+Field strings(std::string key, Ref ref, std::size_t min_count) {
+    return {key, "a list of names",
+            [=](Config& c, const YAML::Node& n, const std::string& w) {
+                if (!n.IsSequence()) bad(w, key, "must be a list of names, got " + shown(n));
+                if (n.size() < min_count) bad(w, key, "must have at least " + std::to_string(min_count) + " entries, got " + std::to_string(n.size()));
+                std::vector<std::string> v;
+                for (const auto& e : n) {
+                    if (!e.IsScalar() || e.Scalar().empty()) bad(w, key, "entries must be non-empty names, got " + shown(e));
+                    if (std::find(v.begin(), v.end(), e.Scalar()) != v.end()) bad(w, key, "lists '" + e.Scalar() + "' twice");
+                    v.push_back(e.Scalar());
+                }
+                ref(c) = v;
+            },
+            [=](const Config& c) { return YAML::Node(ref(const_cast<Config&>(c))); }};
+}
+
+#define MEDIMG_CFG_REF(member) [](Config& c) -> auto& { return c.member; }
+
+inline const std::vector<Field>& schema() {
+    static const std::vector<Field> fields = [] {
+        std::vector<Field> f;
+        f.push_back(text("data.train", MEDIMG_CFG_REF(data.train)));
+        f.push_back(text("data.val", MEDIMG_CFG_REF(data.val)));
+        f.push_back(text("data.test", MEDIMG_CFG_REF(data.test)));
+        f.push_back(strings("data.classes", MEDIMG_CFG_REF(data.classes), 2));
+        f.push_back(integer("data.image_size", MEDIMG_CFG_REF(data.image_size), between(32, 4096)));
+        f.push_back(integer("data.resize", MEDIMG_CFG_REF(data.resize), between(32, 8192)));
+        f.push_back(integer("data.channels", MEDIMG_CFG_REF(data.channels), between(1, 3)));
+        f.push_back(numbers("data.mean", MEDIMG_CFG_REF(data.mean), 1, 3, between(-1e6, 1e6)));
+        f.push_back(numbers("data.std", MEDIMG_CFG_REF(data.std), 1, 3, above(0)));
+        f.push_back(boolean("data.skip_unreadable", MEDIMG_CFG_REF(data.skip_unreadable)));
+        f.push_back(boolean("data.augment.random_resized_crop", MEDIMG_CFG_REF(data.augment.random_resized_crop)));
+        f.push_back(number("data.augment.crop_scale_min", MEDIMG_CFG_REF(data.augment.crop_scale_min), {0, 1, true, false}));
+        f.push_back(boolean("data.augment.hflip", MEDIMG_CFG_REF(data.augment.hflip)));
+        f.push_back(number("data.augment.rotation_degrees", MEDIMG_CFG_REF(data.augment.rotation_degrees), between(0, 180)));
+        f.push_back(number("data.augment.brightness", MEDIMG_CFG_REF(data.augment.brightness), between(0, 1)));
+        f.push_back(number("data.augment.contrast", MEDIMG_CFG_REF(data.augment.contrast), between(0, 1)));
+        f.push_back(text("model.name", MEDIMG_CFG_REF(model.name), {"resnet18", "resnet34", "resnet50"}));
+        f.push_back(text("model.pretrained", MEDIMG_CFG_REF(model.pretrained)));
+        f.push_back(text("model.gray_input", MEDIMG_CFG_REF(model.gray_input), {"sum_conv1", "replicate"}));
+        f.push_back(integer("train.batch_size", MEDIMG_CFG_REF(train.batch_size), between(1, 65536)));
+        f.push_back(integer("train.epochs", MEDIMG_CFG_REF(train.epochs), between(1, 100000)));
+        f.push_back(text("train.optimizer", MEDIMG_CFG_REF(train.optimizer), {"sgd", "adam", "adamw"}));
+        f.push_back(number("train.lr", MEDIMG_CFG_REF(train.lr), above(0)));
+        f.push_back(number("train.momentum", MEDIMG_CFG_REF(train.momentum), {0, 1, false, true}));
+        f.push_back(boolean("train.nesterov", MEDIMG_CFG_REF(train.nesterov)));
+        f.push_back(numbers("train.betas", MEDIMG_CFG_REF(train.betas), 2, 2, {0, 1, false, true}));
+        f.push_back(number("train.weight_decay", MEDIMG_CFG_REF(train.weight_decay), at_least(0)));
+        f.push_back(text("train.scheduler", MEDIMG_CFG_REF(train.scheduler), {"none", "step", "cosine"}));
+        f.push_back(integer("train.step_size", MEDIMG_CFG_REF(train.step_size), at_least(1)));
+        f.push_back(number("train.gamma", MEDIMG_CFG_REF(train.gamma), {0, 1, true, false}));
+        f.push_back(integer("train.warmup_epochs", MEDIMG_CFG_REF(train.warmup_epochs), at_least(0)));
+        f.push_back(number("train.label_smoothing", MEDIMG_CFG_REF(train.label_smoothing), {0, 1, false, true}));
+        f.push_back({"train.class_weights", "none, auto or a list of numbers",
+                     [](Config& c, const YAML::Node& n, const std::string& w) {
+                         if (n.IsScalar() && (n.Scalar() == "none" || n.Scalar() == "auto")) {
+                             c.train.class_weights = n.Scalar();
+                             c.train.class_weight_values.clear();
+                             return;
+                         }
+                         if (!n.IsSequence()) bad(w, "train.class_weights", "must be none, auto or a list of numbers, got " + shown(n));
+                         c.train.class_weights = "list";
+                         c.train.class_weight_values.clear();
+                         for (const auto& e : n) {
+                             const double v = as_number(e, w, "train.class_weights");
+                             above(0).check(v, w, "train.class_weights");
+                             c.train.class_weight_values.push_back(v);
+                         }
+                     },
+                     [](const Config& c) {
+                         return c.train.class_weights == "list" ? YAML::Node(c.train.class_weight_values)
+                                                                : YAML::Node(c.train.class_weights);
+                     }});
+        f.push_back(integer("train.early_stopping_patience", MEDIMG_CFG_REF(train.early_stopping_patience), at_least(0)));
+        f.push_back(text("train.checkpoint_metric", MEDIMG_CFG_REF(train.checkpoint_metric), {"val_acc", "val_auc", "val_loss"}));
+        f.push_back(integer("train.seed", MEDIMG_CFG_REF(train.seed), between(0, 9e15)));
+        f.push_back(boolean("train.drop_last", MEDIMG_CFG_REF(train.drop_last)));
+        f.push_back(number("train.grad_clip_norm", MEDIMG_CFG_REF(train.grad_clip_norm), at_least(0)));
+        f.push_back(text("runtime.device", MEDIMG_CFG_REF(runtime.device), {"cpu", "cuda", "auto"}));
+        f.push_back(integer("runtime.threads", MEDIMG_CFG_REF(runtime.threads), between(0, 1024)));
+        f.push_back(integer("runtime.workers", MEDIMG_CFG_REF(runtime.workers), between(0, 256)));
+        f.push_back(text("output.dir", MEDIMG_CFG_REF(output_dir)));
+        return f;
+    }();
+    return fields;
+}
+#undef MEDIMG_CFG_REF
+
+inline std::size_t edit_distance(const std::string& a, const std::string& b) {
+    std::vector<std::size_t> d(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) d[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t prev = d[0]++;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t cur = d[j];
+            d[j] = std::min({d[j] + 1, d[j - 1] + 1, prev + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            prev = cur;
+        }
+    }
+    return d[b.size()];
+}
+inline std::string suggestion(const std::string& key) {
+    std::string best;
+    std::size_t bd = 4;
+    for (const auto& f : schema())  // every key and every section above it
+        for (std::size_t dot = 0; dot != std::string::npos;) {
+            dot = f.key.find('.', dot + 1);
+            const std::string cand = f.key.substr(0, dot);
+            const std::size_t d = edit_distance(key, cand);
+            if (d < bd) bd = d, best = cand;
+        }
+    return best.empty() ? "" : " (did you mean '" + best + "'?)";
+}
+inline bool is_section(const std::string& prefix) {
+    for (const auto& f : schema())
+        if (f.key.rfind(prefix + ".", 0) == 0) return true;
+    return false;
+}
+inline const Field* find_field(const std::string& key) {
+    for (const auto& f : schema())
+        if (f.key == key) return &f;
+    return nullptr;
+}
+/// Applies every leaf of `node` (a map) under `prefix`; unknown keys are errors.
+inline void apply(Config& c, const YAML::Node& node, const std::string& prefix, const std::string& where) {
+    for (const auto& kv : node) {
+        const std::string key = (prefix.empty() ? "" : prefix + ".") + kv.first.as<std::string>();
+        if (const Field* f = find_field(key)) {
+            f->set(c, kv.second, where);
+        } else if (is_section(key)) {
+            if (!kv.second.IsMap()) bad(where, key, "must be a section (a map of keys), got " + shown(kv.second));
+            apply(c, kv.second, key, where);
+        } else {
+            throw ConfigError("config: " + where + ": unknown key '" + key + "'" + suggestion(key));
+        }
+    }
+}
+/// Sets `value` at the dotted `key` of the tree, creating sections as needed.
+inline void set_path(YAML::Node root, const std::string& key, const YAML::Node& value) {
+    std::vector<std::string> parts;
+    std::string part;
+    std::istringstream is(key);
+    while (std::getline(is, part, '.')) parts.push_back(part);
+    std::vector<YAML::Node> chain{root};
+    for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+        YAML::Node next = chain.back()[parts[i]];
+        if (!next.IsMap()) next = YAML::Node(YAML::NodeType::Map);
+        chain.back()[parts[i]] = next;
+        chain.push_back(next);
+    }
+    chain.back()[parts.back()] = value;
+}
+}  // namespace detail
+
+/// Parses YAML text (named `source` in messages) plus `key=value` overrides into a validated Config.
+inline Config parse_config(const std::string& yaml_text, const std::string& source,
+                           const std::vector<std::string>& overrides = {}) {
+    YAML::Node root;
+    try {
+        root = YAML::Load(yaml_text);
+    } catch (const YAML::Exception& e) {
+        throw ConfigError("config: " + source + ": not valid YAML (line " + std::to_string(e.mark.line + 1) + ": " + e.msg + ")");
+    }
+    if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+    if (!root.IsMap()) throw ConfigError("config: " + source + ": the top level must be a map of sections");
+    Config c;
+    c.source = source;
+    detail::apply(c, root, "", source);
+    for (const auto& o : overrides) {
+        const auto eq = o.find('=');
+        if (eq == std::string::npos || eq == 0)
+            throw ConfigError("config: --set " + o + ": expected key=value, e.g. --set train.lr=0.01");
+        const std::string key = o.substr(0, eq);
+        if (!detail::find_field(key)) throw ConfigError("config: --set: unknown key '" + key + "'" + detail::suggestion(key));
+        YAML::Node value;
+        try {
+            value = YAML::Load(o.substr(eq + 1));
+        } catch (const YAML::Exception& e) {
+            throw ConfigError("config: --set " + o + ": value is not valid YAML (" + e.msg + ")");
+        }
+        detail::find_field(key)->set(c, value, "--set");
+    }
+    // Cross-field checks.
+    const auto ch = static_cast<std::size_t>(c.data.channels);
+    if (c.data.channels == 2) detail::bad(source, "data.channels", "must be 1 or 3, got 2");
+    if (c.data.mean.size() != ch && c.data.mean.size() != 1)
+        detail::bad(source, "data.mean", "has " + std::to_string(c.data.mean.size()) + " values for " + std::to_string(ch) + " channels");
+    if (c.data.std.size() != ch && c.data.std.size() != 1)
+        detail::bad(source, "data.std", "has " + std::to_string(c.data.std.size()) + " values for " + std::to_string(ch) + " channels");
+    if (c.data.mean.size() == 1) c.data.mean.assign(ch, c.data.mean[0]);
+    if (c.data.std.size() == 1) c.data.std.assign(ch, c.data.std[0]);
+    if (c.data.resize < c.data.image_size)
+        detail::bad(source, "data.resize", "(" + std::to_string(c.data.resize) + ") must be >= data.image_size (" +
+                                                std::to_string(c.data.image_size) + ")");
+    if (c.train.class_weights == "list" && c.train.class_weight_values.size() != c.data.classes.size())
+        detail::bad(source, "train.class_weights", "has " + std::to_string(c.train.class_weight_values.size()) + " values for " +
+                                                       std::to_string(c.data.classes.size()) + " classes");
+    if (c.train.nesterov && c.train.momentum <= 0) detail::bad(source, "train.nesterov", "needs train.momentum > 0");
+    return c;
+}
+
+/// Reads and validates a config file; a missing file is a ConfigError naming it.
+inline Config load_config(const std::string& path, const std::vector<std::string>& overrides = {}) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw ConfigError("config: cannot open '" + path + "'");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return parse_config(ss.str(), path, overrides);
+}
+
+/// The full effective configuration as YAML (what checkpoints store).
+inline std::string to_yaml(const Config& c) {
+    YAML::Node root(YAML::NodeType::Map);
+    for (const auto& f : detail::schema()) detail::set_path(root, f.key, f.get(c));
+    YAML::Emitter out;
+    out << root;
+    return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace medimg::io

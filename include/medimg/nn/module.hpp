@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: MIT
+// nn/module.hpp: Module, the base of every layer and network: named parameters (trainable Vars),
+// named buffers (BN running statistics and counters), named children, train/eval mode, and
+// state_dict()/load_state_dict() with PyTorch's dotted names ("layer1.0.bn1.running_mean").
+// Order matches torch.nn.Module: own parameters, then own buffers, then children in registration
+// order. Modules are held by shared_ptr; copying a Module is not supported (clone by state_dict).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "medimg/autograd/variable.hpp"
+#include "medimg/core/tensor.hpp"
+#include "medimg/error.hpp"
+
+namespace medimg::nn {
+
+template <class T, class B>
+using NamedParams = std::vector<std::pair<std::string, autograd::Var<T, B>>>;
+
+/// One state_dict entry. `integer` marks counters (num_batches_tracked) that PyTorch keeps as
+/// int64; their value is held in T here and written as I64 by the checkpoint code.
+template <class T, class B>
+struct StateEntry {
+    std::string name;
+    Tensor<T, B> value;
+    bool integer = false;
+};
+template <class T, class B>
+using StateDict = std::vector<StateEntry<T, B>>;
+
+template <class T, class B = Cpu>
+class Module {
+public:
+    using Var = autograd::Var<T, B>;
+    virtual ~Module() = default;
+    Module() = default;
+    Module(const Module&) = delete;
+    Module& operator=(const Module&) = delete;
+
+    /// The module's computation on one input.
+    virtual Var forward(const Var& x) = 0;
+    Var operator()(const Var& x) { return forward(x); }
+
+    /// Switches this module and all children to training (true) or evaluation (false) mode.
+    void train(bool on = true) {
+        training_ = on;
+        for (auto& [n, c] : children_) c->train(on);
+    }
+    void eval() { train(false); }
+    bool is_training() const { return training_; }
+
+    /// Every parameter, recursively, with dotted names.
+    NamedParams<T, B> named_parameters(const std::string& prefix = "") const {
+        NamedParams<T, B> out;
+        for (const auto& [n, p] : params_) out.emplace_back(prefix + n, p);
+        for (const auto& [n, c] : children_) {
+            auto sub = c->named_parameters(prefix + n + ".");
+            out.insert(out.end(), sub.begin(), sub.end());
+        }
+        return out;
+    }
+    std::vector<Var> parameters() const {
+        std::vector<Var> out;
+        for (auto& [n, p] : named_parameters()) out.push_back(p);
+        return out;
+    }
+    /// Parameters and buffers, in PyTorch's state_dict order. Values share storage with the module.
+    StateDict<T, B> state_dict(const std::string& prefix = "") const {
+        StateDict<T, B> out;
+        collect(prefix, out);
+        return out;
+    }
+    /// Number of trainable scalars.
+    std::int64_t parameter_count() const {
+        std::int64_t n = 0;
+        for (auto& [name, p] : named_parameters()) n += p.value().numel();
+        return n;
+    }
+
+    /// Copies values into the module's parameters and buffers by name.
+    /// strict: every module key must be present and every given key must exist in the module.
+    /// A shape mismatch is always an error naming the key and both shapes.
+    void load_state_dict(const std::map<std::string, Tensor<T, B>>& state, bool strict = true) {
+        auto mine = state_dict();
+        std::vector<std::string> missing, unexpected;
+        for (auto& e : mine) {
+            auto it = state.find(e.name);
+            if (it == state.end()) {
+                missing.push_back(e.name);
+                continue;
+            }
+            MEDIMG_CHECK(it->second.shape() == e.value.shape(), ShapeError, "load_state_dict: '", e.name, "' has shape ",
+                         it->second.shape(), " in the given state but ", e.value.shape(), " in the model");
+        }
+        for (const auto& [k, v] : state)
+            if (std::none_of(mine.begin(), mine.end(), [&](const StateEntry<T, B>& e) { return e.name == k; }))
+                unexpected.push_back(k);
+        if (strict && (!missing.empty() || !unexpected.empty()))
+            throw ValueError("load_state_dict: " + describe("missing key", missing) +
+                             (missing.empty() || unexpected.empty() ? "" : "; ") + describe("unexpected key", unexpected));
+        for (auto& e : mine) {
+            auto it = state.find(e.name);
+            if (it != state.end()) e.value.copy_(it->second);
+        }
+    }
+
+    std::shared_ptr<Module> child(const std::string& name) const {
+        for (const auto& [n, c] : children_)
+            if (n == name) return c;
+        throw ValueError("Module::child: no child named '" + name + "'");
+    }
+
+protected:
+    Var& register_parameter(const std::string& name, Tensor<T, B> value) {
+        params_.emplace_back(name, Var::parameter(std::move(value)));
+        return params_.back().second;
+    }
+    Tensor<T, B>& register_buffer(const std::string& name, Tensor<T, B> value, bool integer = false) {
+        buffers_.push_back({name, std::move(value), integer});
+        return buffers_.back().value;
+    }
+    template <class M>
+    std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+        m->train(training_);
+        children_.emplace_back(name, m);
+        return m;
+    }
+    /// Parameter / buffer access by local name (stable: the vectors only grow at construction).
+    Var& param(const std::string& name) { return find(params_, name, "parameter"); }
+    Tensor<T, B>& buffer(const std::string& name) {
+        for (auto& e : buffers_)
+            if (e.name == name) return e.value;
+        throw ValueError("Module: no buffer named '" + name + "'");
+    }
+
+private:
+    template <class V>
+    static auto& find(V& v, const std::string& name, const char* what) {
+        for (auto& [n, x] : v)
+            if (n == name) return x;
+        throw ValueError(std::string("Module: no ") + what + " named '" + name + "'");
+    }
+    void collect(const std::string& prefix, StateDict<T, B>& out) const {
+        for (const auto& [n, p] : params_) out.push_back({prefix + n, p.value(), false});
+        for (const auto& e : buffers_) out.push_back({prefix + e.name, e.value, e.integer});
+        for (const auto& [n, c] : children_) c->collect(prefix + n + ".", out);
+    }
+    static std::string describe(const char* what, const std::vector<std::string>& keys) {
+        if (keys.empty()) return "";
+        std::string s = std::to_string(keys.size()) + " " + what + (keys.size() > 1 ? "s" : "") + " (";
+        for (std::size_t i = 0; i < keys.size() && i < 5; ++i) s += (i ? ", " : "") + ("'" + keys[i] + "'");
+        return s + (keys.size() > 5 ? ", ...)" : ")");
+    }
+
+    bool training_ = true;
+    std::vector<std::pair<std::string, Var>> params_;
+    std::vector<StateEntry<T, B>> buffers_;
+    std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+};
+
+/// Runs its children in order (torch.nn.Sequential); children are named "0", "1", ...
+template <class T, class B = Cpu>
+class Sequential : public Module<T, B> {
+public:
+    using Var = autograd::Var<T, B>;
+    template <class M>
+    std::shared_ptr<M> push_back(std::shared_ptr<M> m) {
+        order_.push_back(m);
+        return this->register_module(std::to_string(order_.size() - 1), std::move(m));
+    }
+    Var forward(const Var& x) override {
+        Var h = x;
+        for (auto& m : order_) h = m->forward(h);
+        return h;
+    }
+    std::size_t size() const { return order_.size(); }
+    bool empty() const { return order_.empty(); }
+
+private:
+    std::vector<std::shared_ptr<Module<T, B>>> order_;
+};
+
+}  // namespace medimg::nn

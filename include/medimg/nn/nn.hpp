@@ -1,0 +1,8 @@
+// SPDX-License-Identifier: MIT
+// nn/nn.hpp: every module.
+#pragma once
+
+#include "medimg/nn/init.hpp"
+#include "medimg/nn/layers.hpp"
+#include "medimg/nn/module.hpp"
+#include "medimg/nn/resnet.hpp"

@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: MIT
+// Tests for io/checkpoint.hpp: round trips (weights, integer counters, optimizer state,
+// metadata), refusal of another architecture / class count / truncated file with one clear line,
+// atomic writes, and pretrained loading with the 3 -> 1 channel conv1 adaptation and fc reset.
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "helpers.hpp"
+#include "medimg/io/checkpoint.hpp"
+#include "medimg/medimg.hpp"
+#include "medimg/nn/nn.hpp"
+
+using namespace medimg;
+using medimg::test::message_contains;
+namespace fs = std::filesystem;
+
+namespace {
+struct TempDir {
+    fs::path path;
+    TempDir() : path(fs::temp_directory_path() / ("medimg-ckpt-" + std::to_string(Rng(std::random_device{}()).next_u64()))) {
+        fs::create_directories(path);
+    }
+    ~TempDir() { fs::remove_all(path); }
+    std::string operator/(const std::string& f) const { return (path / f).string(); }
+};
+io::CheckpointMeta meta() {
+    io::CheckpointMeta m;
+    m.architecture = "resnet18";
+    m.classes = {"normal", "lesao"};
+    m.in_channels = 1;
+    m.image_size = 64;
+    m.mean = {0.5};
+    m.std = {0.25};
+    m.epoch = 7;
+    m.metrics = {{"val_acc", 0.875}, {"val_loss", 0.31}};
+    m.config = "model: resnet18\n";
+    return m;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(checkpoint)
+
+BOOST_AUTO_TEST_CASE(round_trip_restores_weights_counters_optimizer_state_and_metadata) {
+    TempDir dir;
+    nn::ResNet18<float> a(nn::ResNetOptions{2, 1, 1});
+    a.train();
+    {  // one forward so the running stats and num_batches_tracked move
+        autograd::NoGrad g;
+        a(autograd::Var<float>(Tensor<float>::full({2, 1, 32, 32}, 0.5f)));
+    }
+    std::map<std::string, Tensor<float>> opt{{"fc.weight.exp_avg", Tensor<float>::full({2, 512}, 0.25f)}};
+    io::save_checkpoint(dir / "last.safetensors", a, meta(), opt);
+    BOOST_TEST(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator{}) == 1);  // no temp file left
+
+    const auto c = io::Checkpoint::load(dir / "last.safetensors");
+    BOOST_TEST(c.meta().architecture == "resnet18");
+    BOOST_TEST((c.meta().classes == std::vector<std::string>{"normal", "lesao"}));
+    BOOST_TEST(c.meta().epoch == 7);
+    BOOST_TEST(c.meta().metrics.at("val_acc") == 0.875);
+    BOOST_TEST(c.meta().std[0] == 0.25);
+    BOOST_TEST(c.meta().config == "model: resnet18\n");
+    BOOST_TEST((c.file().dtype("bn1.num_batches_tracked") == io::DType::I64));
+    BOOST_TEST(c.optimizer_state<float>().at("fc.weight.exp_avg")[5] == 0.25f);
+
+    nn::ResNet18<float> b(nn::ResNetOptions{2, 1, 2});
+    c.load_into(b, "resnet18");
+    auto sa = a.state_dict(), sb = b.state_dict();
+    for (std::size_t i = 0; i < sa.size(); ++i) MEDIMG_CHECK_CLOSE_TENSORS(sb[i].value, sa[i].value, 0.0, 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(refuses_another_architecture_class_count_or_a_truncated_file) {
+    TempDir dir;
+    nn::ResNet18<float> a(nn::ResNetOptions{2, 1});
+    io::save_checkpoint(dir / "m.safetensors", a, meta());
+    const auto c = io::Checkpoint::load(dir / "m.safetensors");
+    nn::ResNet34<float> deeper(nn::ResNetOptions{2, 1});
+    BOOST_CHECK_EXCEPTION(c.load_into(deeper, "resnet34"), IoError, message_contains("holds a resnet18 but the model is a resnet34"));
+    BOOST_CHECK_EXCEPTION(c.load_into(deeper), IoError, message_contains("missing key"));
+    nn::ResNet18<float> three(nn::ResNetOptions{3, 1});
+    BOOST_CHECK_EXCEPTION(c.load_into(three), IoError, message_contains("'fc.weight' is [2,512] in the file but [3,512] in the model (another class count?)"));
+
+    const auto size = fs::file_size(dir / "m.safetensors");
+    fs::copy_file(dir / "m.safetensors", dir / "cut.safetensors");
+    fs::resize_file(dir / "cut.safetensors", size / 2);
+    BOOST_CHECK_EXCEPTION(io::Checkpoint::load(dir / "cut.safetensors"), IoError, message_contains("cut.safetensors"));
+
+    io::SafetensorsWriter w;  // a safetensors file that is not a checkpoint
+    w.add("x", Tensor<float>::zeros({1}));
+    w.write(dir / "plain.safetensors");
+    BOOST_CHECK_EXCEPTION(io::Checkpoint::load(dir / "plain.safetensors"), IoError, message_contains("metadata key 'format' is missing"));
+}
+
+BOOST_AUTO_TEST_CASE(a_failed_write_leaves_the_existing_checkpoint_intact) {
+    TempDir dir;
+    nn::ResNet18<float> a(nn::ResNetOptions{2, 1});
+    BOOST_CHECK_THROW(io::save_checkpoint(dir / "no/such/dir/best.safetensors", a, meta()), IoError);
+    io::save_checkpoint(dir / "best.safetensors", a, meta());
+    const auto before = fs::file_size(dir / "best.safetensors");
+    fs::create_directory(dir / "best-dir.safetensors");  // a directory in the way
+    BOOST_CHECK_THROW(io::save_checkpoint(dir / "best-dir.safetensors", a, meta()), IoError);
+    BOOST_TEST(fs::file_size(dir / "best.safetensors") == before);
+    BOOST_TEST(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator{}) == 2);
+}
+
+BOOST_AUTO_TEST_CASE(pretrained_rgb_weights_adapt_to_one_channel_and_a_new_head) {
+    TempDir dir;
+    // A torchvision-style file: ResNet18, 3 channels, 1000 classes, no metadata, no counters.
+    nn::ResNet18<float> imagenet(nn::ResNetOptions{1000, 3, 5});
+    io::SafetensorsWriter w;
+    for (const auto& e : imagenet.state_dict())
+        if (e.name.find("num_batches_tracked") == std::string::npos) w.add(e.name, e.value);
+    w.write(dir / "resnet18-imagenet.safetensors");
+
+    nn::ResNet18<float> gray(nn::ResNetOptions{2, 1, 6});
+    const auto fc_before = gray.fc().weight().value().clone();
+    const auto r = io::load_pretrained(gray, dir / "resnet18-imagenet.safetensors");
+    BOOST_TEST(r.adapted.size() == 1u);
+    BOOST_TEST(r.reinitialised.size() == 2u);  // fc.weight, fc.bias
+    BOOST_TEST(r.ignored.empty());
+    const auto& w3 = imagenet.conv1().weight().value();
+    const auto& w1 = gray.conv1().weight().value();
+    BOOST_TEST(w1.shape() == (Shape{64, 1, 7, 7}));
+    BOOST_TEST(w1[0] == w3[0] + w3[49] + w3[98], boost::test_tools::tolerance(1e-6f));
+    MEDIMG_CHECK_CLOSE_TENSORS(gray.fc().weight().value(), fc_before, 0.0, 0.0);
+    // A gray image x through the adapted model equals the RGB image (x, x, x) through the original.
+    imagenet.eval();
+    gray.eval();
+    autograd::NoGrad g;
+    auto x1 = Tensor<float>::empty({1, 1, 32, 32});
+    Rng(3).fill_uniform(x1, 0, 1);
+    auto x3 = Tensor<float>::empty({1, 3, 32, 32});
+    for (int c = 0; c < 3; ++c)
+        for (int i = 0; i < 1024; ++i) x3[c * 1024 + i] = x1[i];
+    auto stem = [](auto& m, const Tensor<float>& x) { return m.conv1()(autograd::Var<float>(x)).value(); };
+    MEDIMG_CHECK_CLOSE_TENSORS(stem(gray, x1), stem(imagenet, x3), test::kFloatRtol, test::kFloatAtol);
+
+    nn::ResNet34<float> deeper(nn::ResNetOptions{2, 3});
+    BOOST_CHECK_EXCEPTION(io::load_pretrained(deeper, dir / "resnet18-imagenet.safetensors"), IoError,
+                          message_contains("missing 'layer1.2.conv1.weight'"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: MIT
+// Tests for nn/: Module bookkeeping (names, state_dict, strict loading), torchvision's
+// parameter names, initialisation, and numeric parity with PyTorch/torchvision for ResNet18
+// (eval + train logits, loss, gradients, BN running statistics) and ResNet34/50 (eval), from
+// fixtures written by tests/data/make_resnet_fixtures.py. Weights are set on both sides from the
+// same closed form (det_init below mirrors det_value there: a splitmix64 hash of the entry index
+// and the element index, so both languages get bit-identical weights).
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+
+#include "helpers.hpp"
+#include "medimg/io/safetensors.hpp"
+#include "medimg/medimg.hpp"
+#include "medimg/nn/nn.hpp"
+
+using namespace medimg;
+using medimg::test::message_contains;
+using V = autograd::Var<float, Cpu>;
+
+namespace {
+// float32 network vs PyTorch's float32 network: the same sums in another order through ~20
+// layers; measured max differences are ~1e-6 relative, so 1e-4 / 1e-5 leaves a wide margin
+// while a wrong formula (biased running variance, a missing bias correction) moves values by
+// 1e-2 or more.
+constexpr double kParityRtol = 1e-4;
+constexpr double kParityAtol = 1e-5;
+// Gradients pass back through the whole network and BN's batch statistics at batch 2; measured
+// they stay within the same bounds as the logits.
+constexpr double kGradRtol = kParityRtol;
+constexpr double kGradAtol = kParityAtol;
+
+std::string fixture(const std::string& name) { return std::string(MEDIMG_TEST_DATA_DIR) + "/resnet/" + name; }
+
+/// Mirror of det_uniform in make_resnet_fixtures.py: splitmix64((k << 32) + i) -> [-1, 1).
+double det_uniform(std::uint64_t k, std::uint64_t i) {
+    std::uint64_t z = (k << 32) + i + 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z = z ^ (z >> 31);
+    return static_cast<double>(z >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+}
+
+/// Mirror of det_value in make_resnet_fixtures.py.
+void det_init(nn::Module<float, Cpu>& m) {
+    std::uint64_t k = 0;
+    for (auto& e : m.state_dict()) {
+        auto& t = e.value;
+        const auto& s = t.shape();
+        for (std::int64_t i = 0; i < t.numel(); ++i) {
+            const double x = det_uniform(k, static_cast<std::uint64_t>(i));
+            double v;
+            const auto ends = [&](const char* suffix) {
+                const std::string n(suffix);
+                return e.name.size() >= n.size() && e.name.compare(e.name.size() - n.size(), n.size(), n) == 0;
+            };
+            if (ends("num_batches_tracked")) v = 0;
+            else if (ends("running_var")) v = 1.0 + 0.5 * x * x;
+            else if (ends("running_mean")) v = 0.1 * x;
+            else if (s.rank() == 4) v = std::sqrt(6.0 / static_cast<double>(s[1] * s[2] * s[3])) * x;
+            else if (s.rank() == 2) v = x / std::sqrt(static_cast<double>(s[1]));
+            else if (ends("weight")) v = 1.0 + 0.2 * x;
+            else v = 0.1 * x;
+            t[i] = static_cast<float>(v);
+        }
+        ++k;
+    }
+}
+
+Tensor<float> find_param(nn::Module<float, Cpu>& m, const std::string& name) {
+    for (auto& [n, p] : m.named_parameters())
+        if (n == name) return p.grad().defined() ? p.grad() : Tensor<float>();
+    BOOST_FAIL("no parameter " << name);
+    return {};
+}
+Tensor<float> find_state(nn::Module<float, Cpu>& m, const std::string& name) {
+    for (auto& e : m.state_dict())
+        if (e.name == name) return e.value;
+    BOOST_FAIL("no state entry " << name);
+    return {};
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(resnet)
+
+BOOST_AUTO_TEST_CASE(resnet18_has_torchvision_names_shapes_and_count) {
+    nn::ResNet18<float> m(nn::ResNetOptions{2, 3});
+    auto sd = m.state_dict();
+    BOOST_TEST(sd.size() == 122u);  // len(torchvision.models.resnet18().state_dict())
+    BOOST_TEST(sd.front().name == "conv1.weight");
+    BOOST_TEST(sd.back().name == "fc.bias");
+    BOOST_TEST(m.parameter_count() == 11177538);  // torchvision resnet18(num_classes=2)
+    bool found = false;
+    for (auto& e : sd)
+        if (e.name == "layer2.0.downsample.0.weight") {
+            found = true;
+            BOOST_TEST(e.value.shape() == (Shape{128, 64, 1, 1}));
+        }
+    BOOST_TEST(found);
+    BOOST_TEST(sd[5].name == "bn1.num_batches_tracked");
+    BOOST_TEST(sd[5].integer);
+    nn::ResNet50<float> r50(nn::ResNetOptions{1000, 3});
+    BOOST_TEST(r50.parameter_count() == 25557032);  // torchvision resnet50()
+    nn::ResNet34<float> r34(nn::ResNetOptions{1000, 1});
+    BOOST_TEST(r34.conv1().weight().shape() == (Shape{64, 1, 7, 7}));
+}
+
+BOOST_AUTO_TEST_CASE(initialisation_follows_torchvision_and_the_seed) {
+    nn::ResNet18<float> a(nn::ResNetOptions{2, 1, 7}), b(nn::ResNetOptions{2, 1, 7}), c(nn::ResNetOptions{2, 1, 8});
+    auto wa = a.conv1().weight().value(), wb = b.conv1().weight().value(), wc = c.conv1().weight().value();
+    BOOST_TEST(wa[10] == wb[10]);
+    BOOST_TEST(wa[10] != wc[10]);
+    // kaiming_normal fan_out: std = sqrt(2 / (64 * 7 * 7)) for conv1.
+    double s2 = 0;
+    for (std::int64_t i = 0; i < wa.numel(); ++i) s2 += double(wa[i]) * wa[i];
+    BOOST_TEST(std::sqrt(s2 / wa.numel()) == std::sqrt(2.0 / (64 * 49)), boost::test_tools::tolerance(0.1));
+    auto fw = a.fc().weight().value();
+    for (std::int64_t i = 0; i < fw.numel(); ++i) BOOST_REQUIRE(std::abs(fw[i]) <= 1.0f / std::sqrt(512.0f));
+    auto sd = a.state_dict();
+    BOOST_TEST(sd[1].name == "bn1.weight");
+    BOOST_TEST(sd[1].value[0] == 1.0f);
+}
+
+BOOST_AUTO_TEST_CASE(load_state_dict_names_missing_unexpected_and_misshaped_keys) {
+    nn::ResNet18<float> m(nn::ResNetOptions{2, 3});
+    std::map<std::string, Tensor<float>> state;
+    for (auto& e : m.state_dict()) state[e.name] = e.value.clone();
+    state["fc.weight"].fill_(0.5f);
+    m.load_state_dict(state);
+    BOOST_TEST(m.fc().weight().value()[3] == 0.5f);
+    auto wrong = state;
+    wrong["fc.weight"] = Tensor<float>::zeros({3, 512});
+    BOOST_CHECK_EXCEPTION(m.load_state_dict(wrong), ShapeError,
+                          message_contains("load_state_dict: 'fc.weight' has shape [3,512] in the given state but [2,512] in the model"));
+    auto partial = state;
+    partial.erase("layer1.0.conv1.weight");
+    partial["extra.weight"] = Tensor<float>::zeros({1});
+    BOOST_CHECK_EXCEPTION(m.load_state_dict(partial), ValueError,
+                          message_contains("1 missing key ('layer1.0.conv1.weight'); 1 unexpected key ('extra.weight')"));
+    m.load_state_dict(partial, false);  // non-strict: loads what matches
+}
+
+BOOST_AUTO_TEST_CASE(resnet18_matches_pytorch_in_eval_and_train_with_gradients) {
+    const auto f = io::SafetensorsFile::load(fixture("resnet18.safetensors"));
+    nn::ResNet18<float> m(nn::ResNetOptions{2, 3});
+    det_init(m);
+    const V x(f.tensor<float>("input"));
+    m.eval();
+    {
+        autograd::NoGrad g;
+        MEDIMG_CHECK_CLOSE_TENSORS(m(x).value(), f.tensor<float>("logits_eval"), kParityRtol, kParityAtol);
+    }
+    m.train();
+    auto logits = m(x);
+    MEDIMG_CHECK_CLOSE_TENSORS(logits.value(), f.tensor<float>("logits_train"), kParityRtol, kParityAtol);
+    auto loss = loss::cross_entropy(logits, f.tensor<std::int64_t>("target"));
+    BOOST_TEST(loss.value().item() == f.tensor<float>("loss").item(), boost::test_tools::tolerance(1e-5f));
+    loss.backward();
+    for (const char* name : {"conv1.weight", "layer3.0.downsample.0.weight", "layer4.1.bn2.weight", "fc.weight", "fc.bias"}) {
+        BOOST_TEST_CONTEXT("grad of " << name) {
+            MEDIMG_CHECK_CLOSE_TENSORS(find_param(m, name), f.tensor<float>(std::string("grad.") + name), kGradRtol, kGradAtol);
+        }
+    }
+    for (const char* name : {"bn1.running_mean", "bn1.running_var", "layer4.1.bn2.running_mean", "layer4.1.bn2.running_var"}) {
+        BOOST_TEST_CONTEXT(name) {
+            MEDIMG_CHECK_CLOSE_TENSORS(find_state(m, name), f.tensor<float>(std::string("after_train_forward.") + name),
+                                       kParityRtol, kParityAtol);
+        }
+    }
+    BOOST_TEST(find_state(m, "bn1.num_batches_tracked").item() == 1.0f);
+}
+
+BOOST_AUTO_TEST_CASE(resnet34_and_resnet50_match_pytorch_in_eval) {
+    for (const char* name : {"resnet34_eval.safetensors", "resnet50_eval.safetensors"}) {
+        BOOST_TEST_CONTEXT(name) {
+            const auto f = io::SafetensorsFile::load(fixture(name));
+            std::unique_ptr<nn::Module<float, Cpu>> m;
+            if (std::string(name).find("34") != std::string::npos)
+                m = std::make_unique<nn::ResNet34<float>>(nn::ResNetOptions{3, 3});
+            else
+                m = std::make_unique<nn::ResNet50<float>>(nn::ResNetOptions{3, 3});
+            det_init(*m);
+            m->eval();
+            autograd::NoGrad g;
+            MEDIMG_CHECK_CLOSE_TENSORS(m->forward(V(f.tensor<float>("input"))).value(), f.tensor<float>("logits_eval"),
+                                       kParityRtol, kParityAtol);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(resnet_rejects_wrong_input_channels) {
+    nn::ResNet18<float> m(nn::ResNetOptions{2, 1});
+    BOOST_CHECK_EXCEPTION(m(V(Tensor<float>::zeros({1, 3, 32, 32}))), ShapeError,
+                          message_contains("ResNet: input must be (N, 1, H, W), got [1,3,32,32]"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
