@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "helpers.hpp"
 #include "medimg/io/checkpoint.hpp"

@@ -182,3 +182,16 @@ template <class T = float, class B = Cpu>
 using ResNet50 = ResNet<T, B, Bottleneck, 3, 4, 6, 3>;
 
 }  // namespace medimg::nn
+
+namespace medimg::nn {
+
+/// The architecture named in a config ("resnet18" | "resnet34" | "resnet50") as a Module.
+template <class T = float, class B = Cpu>
+std::shared_ptr<Module<T, B>> make_resnet(const std::string& name, const ResNetOptions& o) {
+    if (name == "resnet18") return std::make_shared<ResNet18<T, B>>(o);
+    if (name == "resnet34") return std::make_shared<ResNet34<T, B>>(o);
+    if (name == "resnet50") return std::make_shared<ResNet50<T, B>>(o);
+    throw ValueError("make_resnet: unknown architecture '" + name + "' (resnet18, resnet34 or resnet50)");
+}
+
+}  // namespace medimg::nn

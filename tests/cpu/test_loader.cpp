@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: MIT
+// Tests for data/dataset.hpp and data/loader.hpp: class order from the config, sorted files,
+// skipped non-images, missing/empty class folders; batches that are identical for 0, 1 and 3
+// workers, a seeded per-epoch shuffle, drop_last, the prefetch bound, and error handling.
+#include <boost/test/unit_test.hpp>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "helpers.hpp"
+#include "medimg/data/dataset.hpp"
+#include "medimg/data/loader.hpp"
+
+using namespace medimg;
+using medimg::test::message_contains;
+namespace fs = std::filesystem;
+
+namespace {
+struct Tree {
+    fs::path root = fs::temp_directory_path() / ("medimg-ds-" + std::to_string(Rng(std::random_device{}()).next_u64()));
+    void file(const std::string& rel) {
+        fs::create_directories((root / rel).parent_path());
+        std::ofstream(root / rel) << "x";
+    }
+    ~Tree() { fs::remove_all(root); }
+};
+/// A fake decoder: a 1x2x2 image holding the index and one augmentation draw.
+Tensor<float, Cpu> fake(std::int64_t i, Rng& rng) {
+    auto t = Tensor<float, Cpu>::full({1, 2, 2}, static_cast<float>(i));
+    t[3] = static_cast<float>(rng.uniform());
+    return t;
+}
+std::vector<std::vector<float>> run_epoch(data::DataLoader& l, std::int64_t epoch) {
+    std::vector<std::vector<float>> out;
+    l.start_epoch(epoch);
+    while (auto b = l.next()) out.push_back(b->images.to_vector());
+    return out;
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(loader)
+
+BOOST_AUTO_TEST_CASE(dataset_takes_class_order_from_config_and_sorts_files) {
+    Tree t;
+    t.file("train/normal/b.png");
+    t.file("train/normal/a.PNG");
+    t.file("train/normal/notes.txt");
+    t.file("train/lesao/z.jpg");
+    t.file("train/other/ignored.png");
+    const auto d = data::FolderDataset::scan((t.root / "train").string(), {"normal", "lesao"});
+    BOOST_TEST(d.size() == 3);
+    BOOST_TEST(fs::path(d.path(0)).filename() == "a.PNG");
+    BOOST_TEST(d.label(2) == 1);
+    BOOST_TEST(d.skipped_non_images() == 1);
+    BOOST_TEST((d.class_counts() == std::vector<std::int64_t>{2, 1}));
+    BOOST_TEST(d.balanced_class_weights()[1] == 1.5);  // 3 / (2 * 1)
+}
+
+BOOST_AUTO_TEST_CASE(dataset_rejects_missing_or_empty_class_folders) {
+    Tree t;
+    t.file("train/normal/a.png");
+    t.file("train/lesao/readme.md");
+    BOOST_CHECK_EXCEPTION(data::FolderDataset::scan((t.root / "nope").string(), {"normal"}), IoError,
+                          message_contains("does not exist or is not a folder"));
+    BOOST_CHECK_EXCEPTION(data::FolderDataset::scan((t.root / "train").string(), {"normal", "tumor"}), IoError,
+                          message_contains("tumor' is missing"));
+    BOOST_CHECK_EXCEPTION(data::FolderDataset::scan((t.root / "train").string(), {"normal", "lesao"}), IoError,
+                          message_contains("lesao' holds no images"));
+}
+
+BOOST_AUTO_TEST_CASE(batches_are_identical_for_any_number_of_workers) {
+    std::vector<std::int64_t> labels(23);
+    for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<std::int64_t>(i % 2);
+    std::vector<std::vector<std::vector<float>>> runs;
+    for (int workers : {0, 1, 3}) {
+        data::DataLoader l(labels, fake, {5, true, false, 9, workers, 2, false});
+        BOOST_TEST(l.num_batches() == 5);
+        runs.push_back(run_epoch(l, 1));
+        auto again = run_epoch(l, 1);
+        BOOST_TEST((again == runs.back()));
+        BOOST_TEST((run_epoch(l, 2) != runs.back()));  // another epoch, another order and draws
+    }
+    BOOST_TEST((runs[0] == runs[1]));
+    BOOST_TEST((runs[0] == runs[2]));
+    std::set<float> seen;  // every index exactly once per epoch
+    for (auto& b : runs[0])
+        for (std::size_t k = 0; k < b.size(); k += 4) seen.insert(b[k]);
+    BOOST_TEST(seen.size() == 23u);
+}
+
+BOOST_AUTO_TEST_CASE(drop_last_and_the_prefetch_bound_hold) {
+    std::vector<std::int64_t> labels(10, 0);
+    std::atomic<int> made{0};
+    data::DataLoader l(labels, [&](std::int64_t i, Rng& r) { ++made; return fake(i, r); }, {4, false, true, 0, 2, 1, false});
+    BOOST_TEST(l.num_batches() == 2);
+    l.start_epoch(0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    BOOST_TEST(made.load() <= 4);  // one batch ahead at most
+    int n = 0;
+    while (auto b = l.next()) n += static_cast<int>(b->labels.numel());
+    BOOST_TEST(n == 8);
+}
+
+BOOST_AUTO_TEST_CASE(a_failing_sample_fails_the_epoch_or_is_skipped_and_counted) {
+    std::vector<std::int64_t> labels(6, 1);
+    auto flaky = [](std::int64_t i, Rng& r) {
+        if (i == 4) throw IoError("image: data/x/4.png: truncated");
+        return fake(i, r);
+    };
+    for (int workers : {0, 2}) {
+        data::DataLoader strict(labels, flaky, {3, false, false, 0, workers, 2, false});
+        strict.start_epoch(0);
+        BOOST_CHECK_EXCEPTION(while (strict.next()) {}, IoError, message_contains("data/x/4.png"));
+        data::DataLoader lenient(labels, flaky, {3, false, false, 0, workers, 2, true});
+        lenient.start_epoch(0);
+        int n = 0;
+        while (auto b = lenient.next()) n += static_cast<int>(b->labels.numel());
+        BOOST_TEST(n == 5);
+        BOOST_TEST(lenient.skipped() == 1);
+    }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
