@@ -13,6 +13,7 @@
 #include "medimg/io/safetensors.hpp"
 #include "medimg/medimg.hpp"
 #include "medimg/nn/nn.hpp"
+#include "medimg/optim/optim.hpp"
 
 using namespace medimg;
 using medimg::test::message_contains;
@@ -168,6 +169,66 @@ BOOST_AUTO_TEST_CASE(resnet18_matches_pytorch_in_eval_and_train_with_gradients) 
         }
     }
     BOOST_TEST(find_state(m, "bn1.num_batches_tracked").item() == 1.0f);
+}
+
+BOOST_AUTO_TEST_CASE(one_sgd_adam_and_adamw_step_on_resnet18_match_pytorch) {
+    const auto f = io::SafetensorsFile::load(fixture("resnet18.safetensors"));
+    for (const std::string opt : {"sgd", "adam", "adamw"}) {
+        BOOST_TEST_CONTEXT(opt) {
+            nn::ResNet18<float> m(nn::ResNetOptions{2, 3});
+            det_init(m);
+            m.train();
+            loss::cross_entropy(m(V(f.tensor<float>("input"))), f.tensor<std::int64_t>("target")).backward();
+            std::unique_ptr<optim::OptimizerBase> o;
+            if (opt == "sgd") {
+                optim::SGDOptions so(0.1);
+                so.momentum = 0.9;
+                so.weight_decay = 1e-4;
+                o = std::make_unique<optim::SGD<float>>(m.named_parameters(), so);
+            } else if (opt == "adam") {
+                o = std::make_unique<optim::Adam<float>>(m.named_parameters(), optim::AdamOptions{});
+            } else {
+                o = std::make_unique<optim::AdamW<float>>(m.named_parameters(), optim::AdamWOptions{});
+            }
+            o->step();
+            for (const char* name : {"conv1.weight", "layer4.1.bn2.weight", "fc.weight", "fc.bias"})
+                BOOST_TEST_CONTEXT(name) {
+                    MEDIMG_CHECK_CLOSE_TENSORS(find_state(m, name), f.tensor<float>(opt + "." + name), kParityRtol, kParityAtol);
+                }
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(resnet18_learns_a_tiny_two_class_set) {
+    // 64 gray 32x32 images: class 1 has a bright 6x6 square at a random place, class 0 does not.
+    Rng rng(11);
+    auto x = Tensor<float>::empty({64, 1, 32, 32});
+    auto y = Tensor<std::int64_t>::empty({64});
+    for (std::int64_t i = 0; i < 64; ++i) {
+        y[i] = i % 2;
+        float* img = x.data() + i * 1024;
+        for (int p = 0; p < 1024; ++p) img[p] = static_cast<float>(rng.normal(0.0, 0.3));
+        if (y[i] == 1) {
+            const auto r0 = static_cast<int>(rng.randint(26)), c0 = static_cast<int>(rng.randint(26));
+            for (int r = r0; r < r0 + 6; ++r)
+                for (int c = c0; c < c0 + 6; ++c) img[r * 32 + c] += 1.5f;
+        }
+    }
+    nn::ResNet18<float> m(nn::ResNetOptions{2, 1, 3});
+    optim::Adam<float> opt(m.named_parameters(), optim::AdamOptions{1e-3});
+    double first = 0, last = 0;
+    const int steps = 12;  // full-batch steps
+    for (int s = 0; s < steps; ++s) {
+        auto loss = loss::cross_entropy(m(V(x)), y);
+        const double l = loss.value().item();
+        if (s == 0) first = l;
+        last = l;
+        loss.backward();
+        opt.step();
+        opt.zero_grad();
+    }
+    BOOST_TEST_MESSAGE("loss " << first << " -> " << last << " in " << steps << " steps");
+    BOOST_TEST(last < 0.1 * first);  // stated bound: below 10% of the starting loss within 12 steps
 }
 
 BOOST_AUTO_TEST_CASE(resnet34_and_resnet50_match_pytorch_in_eval) {
