@@ -18,11 +18,20 @@
 
 namespace medimg {
 
+namespace detail {
+/// Set on threads that must not start thread teams of their own (data-loader workers run beside
+/// the training threads; nested teams would oversubscribe the cores).
+inline bool& serial_thread() {
+    thread_local bool serial = false;
+    return serial;
+}
+}  // namespace detail
+
 #ifdef _OPENMP
 /// Threads used by CPU kernels (defaults to the number of cores, or OMP_NUM_THREADS).
 inline int num_threads() { return omp_get_max_threads(); }
 /// True inside a parallel region (kernels then run their inner loops serially).
-inline bool in_parallel() { return omp_in_parallel() != 0; }
+inline bool in_parallel() { return omp_in_parallel() != 0 || detail::serial_thread(); }
 inline void set_num_threads(int n) {
     MEDIMG_CHECK(n >= 1, ValueError, "set_num_threads: need at least 1 thread, got ", n);
     omp_set_num_threads(n);
@@ -30,7 +39,7 @@ inline void set_num_threads(int n) {
 }
 #else
 inline int num_threads() { return 1; }
-inline bool in_parallel() { return false; }
+inline bool in_parallel() { return detail::serial_thread(); }
 inline void set_num_threads(int n) {
     MEDIMG_CHECK(n >= 1, ValueError, "set_num_threads: need at least 1 thread, got ", n);
 }

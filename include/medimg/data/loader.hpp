@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "medimg/core/parallel.hpp"
 #include "medimg/core/rng.hpp"
 #include "medimg/core/tensor.hpp"
 #include "medimg/error.hpp"
@@ -146,6 +147,7 @@ private:
         return out;
     }
     void work() {
+        medimg::detail::serial_thread() = true;  // kernels called from here run on this thread only
         for (;;) {
             std::int64_t b;
             {

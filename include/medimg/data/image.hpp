@@ -1,0 +1,721 @@
+// SPDX-License-Identifier: MIT
+// data/image.hpp: reads PNG, JPEG, BMP and binary PGM/PPM files into (C, H, W) float tensors with
+// values in [0, 1] (8-bit samples / 255, 16-bit / 65535, PGM/PPM / maxval), and writes 8- and 16-bit
+// PNGs atomically. PNG/JPEG/BMP pixels are decoded by stb_image; every header is parsed here first
+// (PNG chunks and CRCs, JPEG markers, BMP and PNM headers), so truncated files and decompression
+// bombs are refused before a decoder allocates anything. Every read error is an IoError of one line
+// starting "image: <file>: ". Deliberately not here: DICOM, TIFF, EXIF orientation, ICC profiles,
+// gamma; alpha is dropped, never composited (as PIL's convert("L") / convert("RGB") do).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "medimg/core/tensor.hpp"
+#include "medimg/error.hpp"
+
+// ---- stb_image / stb_image_write: a private copy in every translation unit ----------------------
+// This header is the only place medimg touches stb. STB_IMAGE_STATIC / STB_IMAGE_WRITE_STATIC give
+// every stbi_* function internal linkage, so each translation unit that includes this header compiles
+// its own copy and no external symbol is defined twice: the ODR holds without a separate .cpp file,
+// and there is nothing to link. (Debian's libstb.so exports extern stbi_* symbols; medimg neither
+// links it nor collides with it.) The price is the decoder's code once per translation unit.
+// Only PNG, JPEG and BMP are compiled in; PGM/PPM are parsed below (stb 2.27 does not byte-swap
+// 16-bit PNM samples and accepts truncated PNM data silently). A TU that included stb_image.h
+// *before* this header already has extern declarations, which would turn these definitions into
+// external ones; that is refused at compile time. Including stb headers after this one is fine as
+// long as that TU does not define STB_IMAGE_IMPLEMENTATION again.
+#if defined(STBI_INCLUDE_STB_IMAGE_H) && !defined(MEDIMG_STB_PRIVATE_COPY)
+#  error "medimg/data/image.hpp: include it before <stb/stb_image.h> (medimg compiles a private static copy of stb_image)"
+#endif
+#if defined(INCLUDE_STB_IMAGE_WRITE_H) && !defined(MEDIMG_STB_PRIVATE_COPY)
+#  error "medimg/data/image.hpp: include it before <stb/stb_image_write.h> (medimg compiles a private static copy)"
+#endif
+#ifndef MEDIMG_STB_PRIVATE_COPY
+#  define MEDIMG_STB_PRIVATE_COPY 1
+#  if defined(__GNUC__)
+#    pragma GCC diagnostic push
+#    pragma GCC diagnostic ignored "-Wunused-function"
+#    pragma GCC diagnostic ignored "-Wunused-parameter"
+#    pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#    pragma GCC diagnostic ignored "-Wsign-compare"
+#    pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#    pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#    pragma GCC diagnostic ignored "-Wtype-limits"
+#    pragma GCC diagnostic ignored "-Wshadow"
+#    pragma GCC diagnostic ignored "-Wconversion"
+#    pragma GCC diagnostic ignored "-Wdouble-promotion"
+#    pragma GCC diagnostic ignored "-Wcast-qual"
+#    pragma GCC diagnostic ignored "-Wold-style-cast"
+#    pragma GCC diagnostic ignored "-Wuseless-cast"
+#  endif
+#  define STB_IMAGE_STATIC
+#  define STB_IMAGE_IMPLEMENTATION
+#  define STBI_ONLY_PNG
+#  define STBI_ONLY_JPEG
+#  define STBI_ONLY_BMP
+#  define STBI_NO_STDIO  // files are read here (errno-accurate messages, size limit), then decoded from memory
+#  define STBI_NO_LINEAR
+#  define STBI_NO_HDR
+#  include <stb/stb_image.h>
+#  undef STB_IMAGE_IMPLEMENTATION
+#  define STB_IMAGE_WRITE_STATIC
+#  define STB_IMAGE_WRITE_IMPLEMENTATION
+#  define STBI_WRITE_NO_STDIO
+#  include <stb/stb_image_write.h>
+#  undef STB_IMAGE_WRITE_IMPLEMENTATION
+#  if defined(__GNUC__)
+#    pragma GCC diagnostic pop
+#  endif
+#endif
+
+namespace medimg::data {
+
+/// Limits checked before any pixel is decoded.
+struct ReadOptions {
+    /// Largest width * height accepted (default 64 Mi = 8192 x 8192). Checked from the header, before
+    /// decoding, so a file whose header claims 100000 x 100000 pixels is refused without allocating.
+    std::int64_t max_pixels = std::int64_t{1} << 26;
+    /// Largest file accepted, in bytes (default 1 GiB; stb_image addresses at most 2 GiB).
+    std::int64_t max_file_bytes = std::int64_t{1} << 30;
+};
+
+/// A decoded image: pixels as (C, H, W) float in [0, 1], the layout transforms and models take.
+struct Image {
+    Tensor<float, Cpu> pixels;  // (C, H, W), C = 1 (gray) or 3 (RGB)
+    int bit_depth = 8;          // precision of the stored samples: 8 (1..8-bit files) or 16
+    int stored_channels = 0;    // in the file as decoded: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA
+    int channels() const { return static_cast<int>(pixels.size(0)); }
+    int height() const { return static_cast<int>(pixels.size(1)); }
+    int width() const { return static_cast<int>(pixels.size(2)); }
+};
+
+/// What a file's header says, without decoding pixels.
+struct ImageInfo {
+    std::string format;       // "PNG", "JPEG", "BMP", "PGM" or "PPM"
+    int width = 0;
+    int height = 0;
+    int stored_channels = 0;  // as for Image::stored_channels
+    int bit_depth = 8;        // 8 or 16
+};
+
+namespace detail {
+
+/// "image: <name>: <what>" as an IoError.
+template <class... Args>
+IoError image_error(const std::string& name, Args&&... what) {
+    return IoError(medimg::detail::concat("image: ", name, ": ", std::forward<Args>(what)...));
+}
+
+/// CRC-32 (ISO 3309 / ITU-T V.42, polynomial 0xEDB88320), as PNG chunks use.
+inline std::uint32_t png_crc32(std::uint32_t crc, const std::uint8_t* p, std::size_t n) {
+    static const std::array<std::uint32_t, 256> table = [] {
+        std::array<std::uint32_t, 256> t{};
+        for (std::uint32_t i = 0; i < 256; ++i) {
+            std::uint32_t c = i;
+            for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+            t[i] = c;
+        }
+        return t;
+    }();
+    crc = ~crc;
+    for (std::size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
+    return ~crc;
+}
+
+inline std::uint32_t load_be32(const std::uint8_t* p) {
+    return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
+}
+inline std::uint32_t load_be16(const std::uint8_t* p) { return (std::uint32_t{p[0]} << 8) | p[1]; }
+inline std::uint32_t load_le32(const std::uint8_t* p) {
+    return (std::uint32_t{p[3]} << 24) | (std::uint32_t{p[2]} << 16) | (std::uint32_t{p[1]} << 8) | p[0];
+}
+inline std::uint32_t load_le16(const std::uint8_t* p) { return (std::uint32_t{p[1]} << 8) | p[0]; }
+
+enum class ImageFormat { png, jpeg, bmp, pnm };
+
+/// Everything the decoders need from the header.
+struct ImageHeader {
+    ImageFormat format = ImageFormat::png;
+    ImageInfo info;
+    // PGM/PPM only: samples start here; maxval scales them to [0, 1].
+    std::size_t pnm_data_offset = 0;
+    std::uint32_t pnm_maxval = 255;
+};
+
+/// The format from the first bytes; anything unsupported is refused by name where it is recognisable.
+inline ImageFormat sniff_format(const std::uint8_t* p, std::size_t n, const std::string& name) {
+    auto starts = [&](const char* sig, std::size_t len) { return n >= len && std::memcmp(p, sig, len) == 0; };
+    if (starts("\x89PNG\r\n\x1a\n", 8)) return ImageFormat::png;
+    if (starts("\xFF\xD8\xFF", 3)) return ImageFormat::jpeg;
+    if (starts("BM", 2)) return ImageFormat::bmp;
+    if (starts("P5", 2) || starts("P6", 2)) return ImageFormat::pnm;
+    const char* what = nullptr;
+    if (starts("\x89PNG", 4)) what = "a damaged PNG signature";
+    else if (starts("GIF87a", 6) || starts("GIF89a", 6)) what = "GIF";
+    else if (starts("II*\0", 4) || starts("MM\0*", 4)) what = "TIFF";
+    else if (n >= 132 && std::memcmp(p + 128, "DICM", 4) == 0) what = "DICOM";
+    else if (starts("RIFF", 4) && n >= 12 && std::memcmp(p + 8, "WEBP", 4) == 0) what = "WebP";
+    else if (starts("\0\0\0\x0CjP  ", 8) || starts("\xFF\x4F\xFF\x51", 4)) what = "JPEG 2000";
+    else if (starts("P1", 2) || starts("P4", 2)) what = "PBM bitmap (P1/P4)";
+    else if (starts("P2", 2) || starts("P3", 2)) what = "ASCII PGM/PPM (P2/P3)";
+    else if (starts("P7", 2)) what = "PAM (P7)";
+    if (what) throw image_error(name, "unsupported format: ", what, "; medimg reads PNG, JPEG, BMP and binary PGM/PPM (P5/P6)");
+    throw image_error(name, "unsupported format: unrecognised signature; medimg reads PNG, JPEG, BMP and binary PGM/PPM (P5/P6)");
+}
+
+/// Walks the PNG chunks: each must lie inside the file, critical chunks must match their CRC,
+/// IHDR must come first and be valid, and an IEND must end the stream.
+inline ImageHeader parse_png(const std::uint8_t* p, std::size_t n, const std::string& name) {
+    ImageHeader h;
+    h.format = ImageFormat::png;
+    h.info.format = "PNG";
+    std::size_t pos = 8;
+    bool have_ihdr = false, have_idat = false, have_trns = false, have_plte = false;
+    int color_type = 0, depth = 0;
+    for (;;) {
+        if (n - pos < 12)
+            throw image_error(name, "truncated PNG: ", n - pos, " bytes at offset ", pos,
+                              " cannot hold a chunk and no IEND chunk was found");
+        const std::uint32_t len = load_be32(p + pos);
+        const std::uint8_t* type = p + pos + 4;
+        const std::string tname(reinterpret_cast<const char*>(type), 4);
+        if (len > 0x7FFFFFFFu) throw image_error(name, "corrupt PNG: chunk length ", len, " at offset ", pos);
+        if (n - pos - 12 < len)
+            throw image_error(name, "truncated PNG: chunk '", tname, "' at offset ", pos, " needs ", len + 12u,
+                              " bytes but only ", n - pos, " remain");
+        const bool critical = (type[0] & 0x20) == 0;
+        const std::uint32_t stored_crc = load_be32(p + pos + 8 + len);
+        if (critical && png_crc32(0, type, 4 + std::size_t{len}) != stored_crc)
+            throw image_error(name, "corrupt PNG: CRC mismatch in chunk '", tname, "' at offset ", pos);
+        const std::uint8_t* d = p + pos + 8;
+        if (!have_ihdr) {
+            if (tname != "IHDR" || len != 13) throw image_error(name, "corrupt PNG: first chunk is '", tname, "', not IHDR");
+            const std::uint32_t w = load_be32(d), hh = load_be32(d + 4);
+            depth = d[8];
+            color_type = d[9];
+            if (w == 0 || hh == 0 || w > 0x7FFFFFFFu || hh > 0x7FFFFFFFu)
+                throw image_error(name, "corrupt PNG: dimensions ", w, " x ", hh);
+            const bool ok_depth = (color_type == 0 && (depth == 1 || depth == 2 || depth == 4 || depth == 8 || depth == 16)) ||
+                                  (color_type == 3 && (depth == 1 || depth == 2 || depth == 4 || depth == 8)) ||
+                                  ((color_type == 2 || color_type == 4 || color_type == 6) && (depth == 8 || depth == 16));
+            if (!ok_depth) throw image_error(name, "corrupt PNG: bit depth ", depth, " with colour type ", color_type);
+            if (d[10] != 0 || d[11] != 0 || d[12] > 1)
+                throw image_error(name, "corrupt PNG: unknown compression/filter/interlace method");
+            h.info.width = static_cast<int>(w);
+            h.info.height = static_cast<int>(hh);
+            h.info.bit_depth = depth == 16 ? 16 : 8;
+            have_ihdr = true;
+        } else if (tname == "IDAT") {
+            have_idat = true;
+        } else if (tname == "PLTE") {
+            have_plte = true;
+        } else if (tname == "tRNS") {
+            have_trns = true;
+        } else if (tname == "IEND") {
+            break;
+        }
+        pos += 12 + std::size_t{len};
+    }
+    if (!have_idat) throw image_error(name, "corrupt PNG: no IDAT chunk");
+    if (color_type == 3 && !have_plte) throw image_error(name, "corrupt PNG: palette image without a PLTE chunk");
+    // stb_image adds an alpha channel for a tRNS chunk, as PIL does for "P"/"L"/"RGB" + transparency.
+    switch (color_type) {
+        case 0: h.info.stored_channels = have_trns ? 2 : 1; break;
+        case 2: h.info.stored_channels = have_trns ? 4 : 3; break;
+        case 3: h.info.stored_channels = have_trns ? 4 : 3; break;
+        case 4: h.info.stored_channels = 2; break;
+        default: h.info.stored_channels = 4; break;
+    }
+    return h;
+}
+
+/// Walks every JPEG segment from SOI to EOI: the frame header (SOFn) gives the dimensions, each
+/// DHT table is checked (class <= 1, slot <= 3, at most 256 codes, inside its segment), and entropy-
+/// coded data after SOS is skipped to the next marker (0xFF is stuffed as FF 00 there). A file that
+/// ends before EOI was cut short; stb_image would decode the missing part as grey without a word.
+/// The DHT check also screens a memory-safety bug of stb_image 2.27 (Debian 12's libstb-dev):
+/// stbi__build_huffman writes past its 257-entry table when a DHT declares more than 256 codes
+/// (fixed upstream in 2.28).
+inline ImageHeader parse_jpeg(const std::uint8_t* p, std::size_t n, const std::string& name) {
+    ImageHeader h;
+    h.format = ImageFormat::jpeg;
+    h.info.format = "JPEG";
+    bool have_sof = false;
+    std::size_t pos = 2;
+    for (;;) {
+        while (pos < n && p[pos] != 0xFF) ++pos;  // tolerate junk between segments, as libjpeg does
+        while (pos < n && p[pos] == 0xFF) ++pos;  // fill bytes
+        if (pos >= n) {
+            if (!have_sof) throw image_error(name, "truncated JPEG: no frame header (SOF marker) before the end of the file");
+            throw image_error(name, "truncated JPEG: the file ends before the end-of-image marker (FF D9)");
+        }
+        const std::uint32_t m = p[pos++];
+        if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) continue;  // standalone markers
+        if (m == 0xD9) {
+            if (!have_sof) throw image_error(name, "corrupt JPEG: end of image before any frame header");
+            break;
+        }
+        if (m == 0xD8) throw image_error(name, "corrupt JPEG: a second start-of-image marker at offset ", pos - 2);
+        if (n - pos < 2) {
+            const char hex[] = "0123456789ABCDEF";
+            throw image_error(name, "truncated JPEG: marker FF ", hex[m >> 4], hex[m & 15], " at offset ", pos - 2,
+                              " has no length");
+        }
+        const std::uint32_t len = load_be16(p + pos);
+        if (len < 2) throw image_error(name, "corrupt JPEG: segment length ", len, " at offset ", pos);
+        if (n - pos < len)
+            throw image_error(name, "truncated JPEG: segment at offset ", pos, " needs ", len, " bytes, ", n - pos, " remain");
+        const std::uint8_t* seg = p + pos + 2;
+        const std::size_t seg_len = len - 2;
+        const bool sof = m >= 0xC0 && m <= 0xCF && m != 0xC4 && m != 0xC8 && m != 0xCC;
+        if (sof && !have_sof) {
+            if (seg_len < 6) throw image_error(name, "corrupt JPEG: frame header of ", len, " bytes");
+            const int precision = seg[0];
+            h.info.height = static_cast<int>(load_be16(seg + 1));
+            h.info.width = static_cast<int>(load_be16(seg + 3));
+            const int comps = seg[5];
+            if (precision != 8)
+                throw image_error(name, "unsupported format: ", precision, "-bit JPEG (only 8-bit baseline/progressive)");
+            if (h.info.width == 0 || h.info.height == 0)
+                throw image_error(name, "corrupt JPEG: dimensions ", h.info.width, " x ", h.info.height);
+            if (comps != 1 && comps != 3 && comps != 4) throw image_error(name, "corrupt JPEG: ", comps, " components");
+            h.info.stored_channels = comps == 1 ? 1 : 3;  // stb_image converts YCbCr/CMYK to RGB
+            have_sof = true;
+        } else if (m == 0xC4) {
+            std::size_t q = 0;
+            while (q < seg_len) {
+                if (seg_len - q < 17) throw image_error(name, "corrupt JPEG: short Huffman table at offset ", pos);
+                const int cls = seg[q] >> 4, slot = seg[q] & 15;
+                std::size_t codes = 0;
+                for (int i = 1; i <= 16; ++i) codes += seg[q + static_cast<std::size_t>(i)];
+                if (cls > 1 || slot > 3 || codes > 256 || seg_len - q - 17 < codes)
+                    throw image_error(name, "corrupt JPEG: bad Huffman table (class ", cls, ", slot ", slot, ", ", codes,
+                                      " codes) at offset ", pos);
+                q += 17 + codes;
+            }
+        } else if (m == 0xDA && !have_sof) {
+            throw image_error(name, "corrupt JPEG: scan before any frame header");
+        }
+        pos += len;
+        if (m == 0xDA) {  // entropy-coded data runs to the next marker other than FF 00 / RSTn
+            while (pos + 1 < n && !(p[pos] == 0xFF && p[pos + 1] != 0x00 && !(p[pos + 1] >= 0xD0 && p[pos + 1] <= 0xD7)))
+                ++pos;
+            if (pos + 1 >= n) throw image_error(name, "truncated JPEG: the file ends inside the scan data, before FF D9");
+        }
+    }
+    return h;
+}
+
+/// Reads the BMP file and info headers; for uncompressed data checks that every row is present.
+inline ImageHeader parse_bmp(const std::uint8_t* p, std::size_t n, const std::string& name) {
+    ImageHeader h;
+    h.format = ImageFormat::bmp;
+    h.info.format = "BMP";
+    if (n < 26) throw image_error(name, "truncated BMP: ", n, " bytes cannot hold the headers");
+    const std::uint32_t offbits = load_le32(p + 10), dib = load_le32(p + 14);
+    std::int64_t w = 0, hh = 0;
+    std::uint32_t bpp = 0, compression = 0;
+    if (dib == 12) {
+        w = load_le16(p + 18);
+        hh = load_le16(p + 20);
+        bpp = load_le16(p + 24);
+    } else if (dib >= 40) {
+        if (n < 34) throw image_error(name, "truncated BMP: ", n, " bytes cannot hold the info header");
+        w = static_cast<std::int32_t>(load_le32(p + 18));
+        hh = static_cast<std::int32_t>(load_le32(p + 22));
+        bpp = load_le16(p + 28);
+        compression = load_le32(p + 30);
+    } else {
+        throw image_error(name, "corrupt BMP: info header of ", dib, " bytes");
+    }
+    if (hh < 0) hh = -hh;  // negative height: rows stored top-down
+    if (w <= 0 || hh <= 0 || w > 0x7FFFFFFF || hh > 0x7FFFFFFF) throw image_error(name, "corrupt BMP: dimensions ", w, " x ", hh);
+    if (bpp != 1 && bpp != 4 && bpp != 8 && bpp != 16 && bpp != 24 && bpp != 32)
+        throw image_error(name, "corrupt BMP: ", bpp, " bits per pixel");
+    if (compression != 0 && compression != 3)  // BI_RGB, BI_BITFIELDS; stb_image reads nothing else
+        throw image_error(name, "unsupported format: BMP with compression ", compression,
+                          compression == 1 || compression == 2 ? " (RLE)" : "");
+    const std::int64_t row = ((w * bpp + 31) / 32) * 4;  // rows are padded to 4 bytes; w, bpp < 2^31, 2^6
+    const std::int64_t avail = static_cast<std::int64_t>(n) - static_cast<std::int64_t>(offbits);
+    if (avail < 0 || hh > avail / row)
+        throw image_error(name, "truncated BMP: pixel data needs ", hh, " rows of ", row, " bytes from offset ", offbits,
+                          ", the file has ", n, " bytes");
+    h.info.width = static_cast<int>(w);
+    h.info.height = static_cast<int>(hh);
+    h.info.stored_channels = bpp == 32 ? 4 : 3;  // palette BMPs (also grey ones) decode to RGB
+    h.info.bit_depth = 8;
+    return h;
+}
+
+/// Binary PGM (P5) / PPM (P6): magic, width, height, maxval (with # comments), one whitespace byte,
+/// then width*height*channels samples of 1 byte (maxval < 256) or 2 big-endian bytes.
+inline ImageHeader parse_pnm(const std::uint8_t* p, std::size_t n, const std::string& name) {
+    ImageHeader h;
+    h.format = ImageFormat::pnm;
+    const bool color = p[1] == '6';
+    h.info.format = color ? "PPM" : "PGM";
+    std::size_t pos = 2;
+    auto is_space = [](std::uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; };
+    auto next_int = [&](const char* what) -> std::uint64_t {
+        for (;;) {
+            while (pos < n && is_space(p[pos])) ++pos;
+            if (pos < n && p[pos] == '#') {
+                while (pos < n && p[pos] != '\n' && p[pos] != '\r') ++pos;
+                continue;
+            }
+            break;
+        }
+        if (pos >= n) throw image_error(name, "truncated ", h.info.format, ": header ends before the ", what);
+        if (p[pos] < '0' || p[pos] > '9') throw image_error(name, "corrupt ", h.info.format, ": bad ", what, " in the header");
+        std::uint64_t v = 0;
+        while (pos < n && p[pos] >= '0' && p[pos] <= '9') {
+            v = v * 10 + (p[pos++] - '0');
+            if (v > 0x7FFFFFFFu) throw image_error(name, "corrupt ", h.info.format, ": ", what, " too large");
+        }
+        return v;
+    };
+    const std::uint64_t w = next_int("width"), hh = next_int("height"), maxval = next_int("maxval");
+    if (w == 0 || hh == 0) throw image_error(name, "corrupt ", h.info.format, ": dimensions ", w, " x ", hh);
+    if (maxval == 0 || maxval > 65535) throw image_error(name, "corrupt ", h.info.format, ": maxval ", maxval, " (1..65535)");
+    if (pos >= n || !is_space(p[pos])) throw image_error(name, "truncated ", h.info.format, ": no pixel data after the header");
+    ++pos;  // exactly one whitespace byte separates the header from the samples
+    h.info.width = static_cast<int>(w);
+    h.info.height = static_cast<int>(hh);
+    h.info.stored_channels = color ? 3 : 1;
+    h.info.bit_depth = maxval > 255 ? 16 : 8;
+    h.pnm_data_offset = pos;
+    h.pnm_maxval = static_cast<std::uint32_t>(maxval);
+    return h;
+}
+
+inline ImageHeader parse_header(const std::uint8_t* p, std::size_t n, const std::string& name) {
+    if (n == 0) throw image_error(name, "empty file (0 bytes)");
+    switch (sniff_format(p, n, name)) {
+        case ImageFormat::png: return parse_png(p, n, name);
+        case ImageFormat::jpeg: return parse_jpeg(p, n, name);
+        case ImageFormat::bmp: return parse_bmp(p, n, name);
+        default: return parse_pnm(p, n, name);
+    }
+}
+
+inline void check_pixel_limit(const ImageHeader& h, const ReadOptions& opts, const std::string& name) {
+    const std::int64_t pixels = std::int64_t{h.info.width} * h.info.height;
+    if (pixels > opts.max_pixels)
+        throw image_error(name, h.info.format, " of ", h.info.width, " x ", h.info.height, " = ", pixels,
+                          " pixels exceeds the limit of ", opts.max_pixels,
+                          " (ReadOptions::max_pixels; refused before decoding)");
+}
+
+/// The whole file, with errno-accurate messages.
+inline std::vector<std::uint8_t> read_image_file(const std::string& path, const ReadOptions& opts) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        const int e = errno;
+        if (e == ENOENT) throw image_error(path, "file not found");
+        throw image_error(path, "cannot open (", std::strerror(e), ")");
+    }
+    struct Closer {
+        int fd;
+        ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) throw image_error(path, "cannot stat (", std::strerror(errno), ")");
+    if (S_ISDIR(st.st_mode)) throw image_error(path, "is a directory, not an image file");
+    if (st.st_size > opts.max_file_bytes)
+        throw image_error(path, "file of ", st.st_size, " bytes exceeds the limit of ", opts.max_file_bytes,
+                          " (ReadOptions::max_file_bytes)");
+    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(st.st_size));
+    std::size_t got = 0;
+    while (got < bytes.size()) {
+        const ssize_t r = ::read(fd, bytes.data() + got, bytes.size() - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) throw image_error(path, "read failed (", std::strerror(errno), ")");
+        if (r == 0) break;  // the file shrank while being read; the parsers see the short buffer
+        got += static_cast<std::size_t>(r);
+    }
+    bytes.resize(got);
+    return bytes;
+}
+
+/// Interleaved samples (HWC) of `comp` channels -> (C, H, W) float with C = `channels`
+/// (0: 1 for grey(+alpha), 3 for RGB(A)). `scale` is the sample's full-scale value (255, 65535 or a
+/// PNM maxval). RGB -> grey follows ITU-R 601-2 luma, L = R*299/1000 + G*587/1000 + B*114/1000:
+/// for 8-bit samples with PIL's integer form, L = (R*19595 + G*38470 + B*7471 + 0x8000) >> 16,
+/// so the result equals Image.open(f).convert("L") exactly; for 16-bit samples in double, without
+/// rounding to an integer, to keep the precision. Grey -> RGB replicates; alpha is dropped.
+template <class S>
+Tensor<float, Cpu> samples_to_chw(const S* src, int width, int height, int comp, int channels, std::uint32_t scale) {
+    const bool gray_in = comp <= 2;
+    const int out_c = channels == 0 ? (gray_in ? 1 : 3) : channels;
+    const std::int64_t hw = std::int64_t{width} * height;
+    auto t = Tensor<float, Cpu>::empty(Shape{out_c, height, width});  // (C, H, W)
+    float* out = t.data();
+    const float fscale = static_cast<float>(scale);
+    for (std::int64_t i = 0; i < hw; ++i) {
+        const S* px = src + i * comp;
+        if (gray_in) {
+            const float v = static_cast<float>(px[0]) / fscale;
+            for (int c = 0; c < out_c; ++c) out[c * hw + i] = v;
+        } else if (out_c == 3) {
+            for (int c = 0; c < 3; ++c) out[c * hw + i] = static_cast<float>(px[c]) / fscale;
+        } else if (scale <= 255) {
+            const std::uint32_t l = (std::uint32_t{px[0]} * 19595u + std::uint32_t{px[1]} * 38470u +
+                                     std::uint32_t{px[2]} * 7471u + 0x8000u) >> 16;
+            out[i] = static_cast<float>(l) / fscale;
+        } else {
+            const double l = (double(px[0]) * 299.0 + double(px[1]) * 587.0 + double(px[2]) * 114.0) / 1000.0;
+            out[i] = static_cast<float>(l / double(scale));
+        }
+    }
+    return t;
+}
+
+inline Image decode_pnm(const std::uint8_t* p, std::size_t n, const ImageHeader& h, int channels, const std::string& name) {
+    const int comp = h.info.stored_channels;
+    const std::size_t bytes_per = h.pnm_maxval > 255 ? 2 : 1;
+    const std::size_t count = static_cast<std::size_t>(h.info.width) * static_cast<std::size_t>(h.info.height) *
+                              static_cast<std::size_t>(comp);
+    const std::size_t need = count * bytes_per;
+    if (n - h.pnm_data_offset < need)
+        throw image_error(name, "truncated ", h.info.format, ": pixel data has ", n - h.pnm_data_offset, " bytes, expected ",
+                          need);
+    std::vector<std::uint16_t> samples(count);
+    const std::uint8_t* d = p + h.pnm_data_offset;
+    for (std::size_t i = 0; i < count; ++i) {
+        const std::uint32_t v = bytes_per == 2 ? load_be16(d + 2 * i) : d[i];
+        if (v > h.pnm_maxval)
+            throw image_error(name, "corrupt ", h.info.format, ": sample ", v, " exceeds maxval ", h.pnm_maxval);
+        samples[i] = static_cast<std::uint16_t>(v);
+    }
+    Image img;
+    img.pixels = samples_to_chw(samples.data(), h.info.width, h.info.height, comp, channels, h.pnm_maxval);
+    img.bit_depth = h.info.bit_depth;
+    img.stored_channels = comp;
+    return img;
+}
+
+inline Image decode_with_stb(const std::uint8_t* p, std::size_t n, const ImageHeader& h, int channels, const std::string& name) {
+    if (n > static_cast<std::size_t>(std::numeric_limits<int>::max()))
+        throw image_error(name, "file of ", n, " bytes is too large for stb_image (2 GiB)");
+    int w = 0, hh = 0, comp = 0;
+    Image img;
+    img.bit_depth = h.info.bit_depth;
+    const int len = static_cast<int>(n);
+    if (h.info.bit_depth == 16) {
+        stbi_us* px = stbi_load_16_from_memory(p, len, &w, &hh, &comp, 0);
+        if (!px) throw image_error(name, "cannot decode ", h.info.format, " (stb_image: ", stbi_failure_reason(), ")");
+        struct Free { stbi_us* q; ~Free() { stbi_image_free(q); } } guard{px};
+        if (w != h.info.width || hh != h.info.height)
+            throw image_error(name, "corrupt ", h.info.format, ": header says ", h.info.width, " x ", h.info.height,
+                              ", decoder produced ", w, " x ", hh);
+        img.pixels = samples_to_chw(px, w, hh, comp, channels, 65535u);
+    } else {
+        stbi_uc* px = stbi_load_from_memory(p, len, &w, &hh, &comp, 0);
+        if (!px) throw image_error(name, "cannot decode ", h.info.format, " (stb_image: ", stbi_failure_reason(), ")");
+        struct Free { stbi_uc* q; ~Free() { stbi_image_free(q); } } guard{px};
+        if (w != h.info.width || hh != h.info.height)
+            throw image_error(name, "corrupt ", h.info.format, ": header says ", h.info.width, " x ", h.info.height,
+                              ", decoder produced ", w, " x ", hh);
+        img.pixels = samples_to_chw(px, w, hh, comp, channels, 255u);
+    }
+    img.stored_channels = comp;
+    return img;
+}
+
+inline void check_channels_argument(const char* fn, int channels) {
+    MEDIMG_CHECK(channels == 0 || channels == 1 || channels == 3, ValueError, fn,
+                 ": channels must be 0 (as stored, alpha dropped), 1 or 3, got ", channels);
+}
+
+}  // namespace detail
+
+/// Decodes an image held in memory; `name` is used in error messages (usually the file name).
+/// Requires: channels is 0 (grey files -> 1, colour files -> 3), 1 or 3.
+/// Ensures: pixels is (C, H, W) float in [0, 1]; throws IoError "image: <name>: ..." for an empty,
+/// truncated, corrupt or unsupported file, or one with more than opts.max_pixels pixels.
+inline Image read_image_from_memory(const std::uint8_t* data, std::size_t size, const std::string& name, int channels = 0,
+                                    const ReadOptions& opts = {}) {
+    detail::check_channels_argument("read_image_from_memory", channels);
+    const detail::ImageHeader h = detail::parse_header(data, size, name);
+    detail::check_pixel_limit(h, opts, name);
+    if (h.format == detail::ImageFormat::pnm) return detail::decode_pnm(data, size, h, channels, name);
+    return detail::decode_with_stb(data, size, h, channels, name);
+}
+inline Image read_image_from_memory(const std::vector<std::uint8_t>& bytes, const std::string& name, int channels = 0,
+                                    const ReadOptions& opts = {}) {
+    return read_image_from_memory(bytes.data(), bytes.size(), name, channels, opts);
+}
+
+/// Reads an image file (PNG 1-16 bit, JPEG, BMP, binary PGM/PPM) as (C, H, W) float in [0, 1].
+/// channels: 1 = grey (RGB converted with ITU-R 601-2 luma, as PIL's convert("L")), 3 = RGB (grey
+/// replicated), 0 = as stored without alpha. Errors: IoError naming the file (see above).
+inline Image read_image(const std::string& path, int channels = 0, const ReadOptions& opts = {}) {
+    detail::check_channels_argument("read_image", channels);
+    const std::vector<std::uint8_t> bytes = detail::read_image_file(path, opts);
+    return read_image_from_memory(bytes, path, channels, opts);
+}
+
+/// The header of an image file: format, size, stored channels and bit depth, without decoding.
+inline ImageInfo read_image_info(const std::string& path, const ReadOptions& opts = {}) {
+    const std::vector<std::uint8_t> bytes = detail::read_image_file(path, opts);
+    return detail::parse_header(bytes.data(), bytes.size(), path).info;
+}
+
+namespace detail {
+
+inline void stb_append(void* context, void* data, int size) {
+    auto* out = static_cast<std::vector<std::uint8_t>*>(context);
+    const auto* p = static_cast<const std::uint8_t*>(data);
+    out->insert(out->end(), p, p + size);
+}
+
+inline void png_chunk(std::vector<std::uint8_t>& out, const char* type, const std::uint8_t* data, std::uint32_t len) {
+    const std::uint8_t head[8] = {static_cast<std::uint8_t>(len >> 24), static_cast<std::uint8_t>(len >> 16),
+                                  static_cast<std::uint8_t>(len >> 8),  static_cast<std::uint8_t>(len),
+                                  static_cast<std::uint8_t>(type[0]),   static_cast<std::uint8_t>(type[1]),
+                                  static_cast<std::uint8_t>(type[2]),   static_cast<std::uint8_t>(type[3])};
+    out.insert(out.end(), head, head + 8);
+    if (len) out.insert(out.end(), data, data + len);
+    std::uint32_t crc = png_crc32(0, head + 4, 4);
+    if (len) crc = png_crc32(crc, data, len);
+    const std::uint8_t tail[4] = {static_cast<std::uint8_t>(crc >> 24), static_cast<std::uint8_t>(crc >> 16),
+                                  static_cast<std::uint8_t>(crc >> 8), static_cast<std::uint8_t>(crc)};
+    out.insert(out.end(), tail, tail + 4);
+}
+
+/// Writes all of `bytes` to `path` atomically: a temporary file in the same directory, fsync, then
+/// rename over `path`, so readers see either the old file or the complete new one.
+inline void write_bytes_atomically(const std::string& path, const std::vector<std::uint8_t>& bytes, const char* fn) {
+    static std::atomic<std::uint64_t> counter{0};
+    auto fail = [&](const std::string& step, int e) {
+        return IoError(medimg::detail::concat(fn, ": ", path, ": ", step, " (", std::strerror(e), ")"));
+    };
+    std::string tmp;
+    int fd = -1;
+    for (int attempt = 0; fd < 0; ++attempt) {
+        const auto ticks = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+        tmp = medimg::detail::concat(path, ".tmp-", ::getpid(), "-", counter.fetch_add(1), "-", ticks % 1000003u);
+        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0 && (errno != EEXIST || attempt > 16)) throw fail("cannot create temporary file " + tmp, errno);
+    }
+    int err = 0;
+    std::string step;
+    std::size_t done = 0;
+    while (!err && done < bytes.size()) {
+        const ssize_t r = ::write(fd, bytes.data() + done, bytes.size() - done);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) err = errno, step = "writing " + tmp + " failed";
+        else done += static_cast<std::size_t>(r);
+    }
+    if (!err && ::fsync(fd) != 0) err = errno, step = "fsync of " + tmp + " failed";
+    if (::close(fd) != 0 && !err) err = errno, step = "closing " + tmp + " failed";
+    if (!err && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno, step = "renaming " + tmp + " over it failed";
+    if (err) {
+        ::unlink(tmp.c_str());
+        throw fail(step, err);
+    }
+}
+
+}  // namespace detail
+
+/// Encodes a (C, H, W) or (H, W) float image with values in [0, 1] as PNG bytes.
+/// Requires: C in 1..4 (grey, grey+alpha, RGB, RGBA), H, W >= 1, finite values, bit_depth 8 or 16.
+/// Ensures: values are clamped to [0, 1] and rounded to the nearest code (v*255 or v*65535), so
+/// read_image returns every written value to within half a code. 8-bit PNGs use stb_image_write
+/// (adaptive row filters, zlib level 8); 16-bit PNGs (which stb_image_write cannot write) are
+/// assembled here: filter 0 on every row, big-endian samples, deflated by stb's zlib compressor.
+inline std::vector<std::uint8_t> encode_png(const Tensor<float, Cpu>& image, int bit_depth = 8) {
+    MEDIMG_CHECK(bit_depth == 8 || bit_depth == 16, ValueError, "encode_png: bit_depth must be 8 or 16, got ", bit_depth);
+    MEDIMG_CHECK(image.defined() && (image.rank() == 2 || image.rank() == 3), ShapeError,
+                 "encode_png: expected a (C, H, W) or (H, W) image, got shape ", image.shape());
+    const std::int64_t c = image.rank() == 3 ? image.size(0) : 1;
+    const std::int64_t h = image.size(-2), w = image.size(-1);
+    MEDIMG_CHECK(c >= 1 && c <= 4 && h >= 1 && w >= 1, ShapeError,
+                 "encode_png: need 1 to 4 channels and a non-empty image, got shape ", image.shape());
+    MEDIMG_CHECK(w * c * 2 < std::numeric_limits<int>::max() / 2 && h < std::numeric_limits<int>::max(), ShapeError,
+                 "encode_png: image too large for PNG encoding, shape ", image.shape());
+    MEDIMG_CHECK(h * w * c * (bit_depth / 8) < std::numeric_limits<int>::max() / 2, ShapeError,
+                 "encode_png: image too large for PNG encoding, shape ", image.shape());
+    const std::int64_t hw = h * w;
+    const float* src = image.data();
+    const double full = bit_depth == 8 ? 255.0 : 65535.0;
+    auto code = [&](std::int64_t ch, std::int64_t i) -> std::uint32_t {
+        const float v = src[ch * hw + i];
+        MEDIMG_CHECK(std::isfinite(v), ValueError, "encode_png: non-finite value ", v, " at channel ", ch, ", row ", i / w,
+                     ", column ", i % w);
+        const double x = std::min(1.0, std::max(0.0, static_cast<double>(v)));
+        return static_cast<std::uint32_t>(std::floor(x * full + 0.5));
+    };
+    std::vector<std::uint8_t> out;
+    if (bit_depth == 8) {
+        std::vector<std::uint8_t> hwc(static_cast<std::size_t>(hw * c));  // (H, W, C)
+        for (std::int64_t i = 0; i < hw; ++i)
+            for (std::int64_t ch = 0; ch < c; ++ch) hwc[static_cast<std::size_t>(i * c + ch)] = static_cast<std::uint8_t>(code(ch, i));
+        const int ok = stbi_write_png_to_func(&detail::stb_append, &out, static_cast<int>(w), static_cast<int>(h),
+                                              static_cast<int>(c), hwc.data(), static_cast<int>(w * c));
+        MEDIMG_CHECK(ok != 0, IoError, "encode_png: stb_image_write failed for shape ", image.shape());
+        return out;
+    }
+    // 16-bit: raw scanlines = for each row, filter byte 0 then W*C big-endian uint16 samples.
+    const std::int64_t row_bytes = 1 + w * c * 2;
+    std::vector<std::uint8_t> raw(static_cast<std::size_t>(row_bytes * h));
+    for (std::int64_t y = 0; y < h; ++y) {
+        std::uint8_t* r = raw.data() + y * row_bytes;
+        r[0] = 0;
+        for (std::int64_t x = 0; x < w; ++x)
+            for (std::int64_t ch = 0; ch < c; ++ch) {
+                const std::uint32_t v = code(ch, y * w + x);
+                r[1 + (x * c + ch) * 2] = static_cast<std::uint8_t>(v >> 8);
+                r[2 + (x * c + ch) * 2] = static_cast<std::uint8_t>(v & 0xFFu);
+            }
+    }
+    int zlen = 0;
+    unsigned char* z = stbi_zlib_compress(raw.data(), static_cast<int>(raw.size()), &zlen, 8);  // zlib stream, adler32
+    MEDIMG_CHECK(z != nullptr, IoError, "encode_png: zlib compression failed for shape ", image.shape());
+    struct Free { unsigned char* q; ~Free() { std::free(q); } } guard{z};
+    static const std::uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, '\n'};
+    out.insert(out.end(), signature, signature + 8);
+    const std::uint8_t color_type = c == 1 ? 0 : c == 2 ? 4 : c == 3 ? 2 : 6;
+    const auto W = static_cast<std::uint32_t>(w), H = static_cast<std::uint32_t>(h);
+    const std::uint8_t ihdr[13] = {static_cast<std::uint8_t>(W >> 24), static_cast<std::uint8_t>(W >> 16),
+                                   static_cast<std::uint8_t>(W >> 8),  static_cast<std::uint8_t>(W),
+                                   static_cast<std::uint8_t>(H >> 24), static_cast<std::uint8_t>(H >> 16),
+                                   static_cast<std::uint8_t>(H >> 8),  static_cast<std::uint8_t>(H),
+                                   16, color_type, 0, 0, 0};
+    detail::png_chunk(out, "IHDR", ihdr, 13);
+    detail::png_chunk(out, "IDAT", z, static_cast<std::uint32_t>(zlen));
+    detail::png_chunk(out, "IEND", nullptr, 0);
+    return out;
+}
+
+/// Writes a (C, H, W) or (H, W) float image in [0, 1] as an 8- or 16-bit PNG (see encode_png),
+/// atomically (temporary file in the same directory, fsync, rename). Errors: ValueError/ShapeError
+/// for the image, IoError "write_png: <path>: ..." when the file cannot be written.
+inline void write_png(const std::string& path, const Tensor<float, Cpu>& image, int bit_depth = 8) {
+    std::vector<std::uint8_t> bytes;
+    try {
+        bytes = encode_png(image, bit_depth);
+    } catch (const ValueError& e) {
+        throw ValueError(medimg::detail::concat("write_png: ", path, ": ", e.what()));
+    } catch (const ShapeError& e) {
+        throw ShapeError(medimg::detail::concat("write_png: ", path, ": ", e.what()));
+    }
+    detail::write_bytes_atomically(path, bytes, "write_png");
+}
+
+}  // namespace medimg::data

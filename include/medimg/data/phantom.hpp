@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MIT
+// data/phantom.hpp: seeded synthetic brain-like slices for demos and tests. A "normal" slice is a
+// bright skull ring, soft tissue with texture and two dark ventricles, each of varied size,
+// position, intensity and noise; a "lesao" slice adds one soft-edged blob of varied size, contrast
+// (brighter or darker) and place inside the brain. Not a physical simulation of any modality.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+
+#include <filesystem>
+#include <string>
+
+#include "medimg/core/rng.hpp"
+#include "medimg/core/tensor.hpp"
+#include "medimg/data/image.hpp"
+
+namespace medimg::data {
+
+namespace detail {
+
+inline double ellipse(double x, double y, double cx, double cy, double ax, double ay, double theta) {
+    const double c = std::cos(theta), s = std::sin(theta);
+    const double u = ((x - cx) * c + (y - cy) * s) / ax, v = (-(x - cx) * s + (y - cy) * c) / ay;
+    return u * u + v * v;  // < 1 inside
+}
+/// A smooth step from 1 inside (r < 1 - w) to 0 outside (r > 1 + w).
+inline double soft(double r2, double w) { return 0.5 * (1.0 - std::tanh((std::sqrt(r2) - 1.0) / w)); }
+
+}  // namespace detail
+
+/// One slice (1, side, side) in [0, 1]; lesion adds the blob. Draws everything from rng.
+inline Tensor<float, Cpu> phantom_slice(Rng& rng, int side, bool lesion) {
+    using detail::ellipse;
+    using detail::soft;
+    auto img = Tensor<float, Cpu>::empty({1, side, side});
+    const double S = side, cx = S / 2 + rng.uniform(-0.04, 0.04) * S, cy = S / 2 + rng.uniform(-0.04, 0.04) * S;
+    const double ax = rng.uniform(0.36, 0.44) * S, ay = rng.uniform(0.40, 0.47) * S, th = rng.uniform(-0.3, 0.3);
+    const double skull = rng.uniform(0.75, 0.95), tissue = rng.uniform(0.35, 0.5), vent = rng.uniform(0.08, 0.18);
+    const double noise = rng.uniform(0.015, 0.04), tex_f = rng.uniform(0.15, 0.35), tex_a = rng.uniform(0.01, 0.04);
+    const double vx = rng.uniform(0.05, 0.09) * S, vy = rng.uniform(0.10, 0.16) * S, vsep = rng.uniform(0.07, 0.11) * S;
+    // Lesion: inside the brain, away from the skull.
+    const double lr = rng.uniform(0.06, 0.12) * S, la = rng.uniform(0.0, 6.28), ld = rng.uniform(0.0, 0.5);
+    const double lx = cx + std::cos(la) * ld * ax, ly = cy + std::sin(la) * ld * ay;
+    const double lc = (rng.uniform() < 0.75 ? 1.0 : -1.0) * rng.uniform(0.2, 0.4);
+    for (int y = 0; y < side; ++y)
+        for (int x = 0; x < side; ++x) {
+            const double outer = ellipse(x, y, cx, cy, ax, ay, th), inner = ellipse(x, y, cx, cy, ax * 0.9, ay * 0.9, th);
+            double v = 0.02 + skull * (soft(outer, 0.03) - soft(inner, 0.03));
+            const double brain = soft(inner, 0.03);
+            v += brain * (tissue + tex_a * std::sin(tex_f * x + 0.7 * std::cos(tex_f * y)));
+            const double l1 = ellipse(x, y, cx - vsep, cy, vx, vy, th + 0.2), l2 = ellipse(x, y, cx + vsep, cy, vx, vy, th - 0.2);
+            v -= brain * (tissue - vent) * std::max(soft(l1, 0.15), soft(l2, 0.15));
+            if (lesion) v += brain * lc * std::exp(-((x - lx) * (x - lx) + (y - ly) * (y - ly)) / (2 * lr * lr));
+            v += rng.normal(0.0, noise);
+            img[y * side + x] = static_cast<float>(std::clamp(v, 0.0, 1.0));
+        }
+    return img;
+}
+/// Writes root/{train,val,test}/{normal,lesao}/NNNN.png as 16-bit PNGs, counts[k] images in
+/// split k (alternating classes). Refuses a root that exists and is not empty. Returns the count.
+inline std::int64_t write_phantom_dataset(const std::string& root, int side, const std::int64_t (&counts)[3], std::uint64_t seed) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    MEDIMG_CHECK(!fs::exists(root, ec) || fs::is_empty(root, ec), IoError, "phantoms: '", root,
+                 "' already exists and is not empty; refusing to overwrite it");
+    MEDIMG_CHECK(side >= 32 && side <= 1024, ValueError, "phantoms: side must be in [32, 1024], got ", side);
+    Rng rng(seed);
+    std::int64_t written = 0;
+    const char* splits[3] = {"train", "val", "test"};
+    for (int k = 0; k < 3; ++k) {
+        MEDIMG_CHECK(counts[k] >= 2, ValueError, "phantoms: the ", splits[k], " split needs at least 2 images, got ", counts[k]);
+        for (std::int64_t i = 0; i < counts[k]; ++i) {
+            const bool lesion = i % 2 == 1;
+            const fs::path dir = fs::path(root) / splits[k] / (lesion ? "lesao" : "normal");
+            fs::create_directories(dir);
+            char name[32];
+            std::snprintf(name, sizeof name, "%04lld.png", static_cast<long long>(i / 2));
+            write_png((dir / name).string(), phantom_slice(rng, side, lesion), 16);
+            ++written;
+        }
+    }
+    return written;
+}
+
+}  // namespace medimg::data

@@ -1,0 +1,69 @@
+// SPDX-License-Identifier: MIT
+// train/csv.hpp: the per-epoch metrics log. The whole file is rewritten atomically after every
+// epoch (temporary file + rename), so a crash leaves the previous complete log, never a torn
+// line. Numbers are printed with fixed precision so two identical runs give identical files.
+#pragma once
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "medimg/error.hpp"
+
+namespace medimg::train {
+
+struct EpochRow {
+    std::int64_t epoch = 0;
+    double train_loss = 0, train_acc = 0, val_loss = 0, val_acc = 0, val_auc = 0, lr = 0, seconds = 0;
+};
+
+inline std::string csv_header() { return "epoch,train_loss,train_acc,val_loss,val_acc,val_auc,lr,seconds"; }
+inline std::string csv_line(const EpochRow& r) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%lld,%.6f,%.6f,%.6f,%.6f,%.6f,%.8g,%.2f", static_cast<long long>(r.epoch), r.train_loss,
+                  r.train_acc, r.val_loss, r.val_acc, r.val_auc, r.lr, r.seconds);
+    return buf;
+}
+
+/// Writes `text` to `path` via a temporary file in the same folder and a rename.
+inline void write_text_atomic(const std::string& path, const std::string& text) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        MEDIMG_CHECK(out.good(), IoError, "cannot write '", path, "': the folder is missing or not writable");
+        out << text;
+        out.flush();
+        if (!out.good()) {
+            out.close();
+            std::remove(tmp.c_str());
+            throw IoError("cannot write '" + path + "': write failed (disk full?)");
+        }
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) {
+        std::remove(tmp.c_str());
+        throw IoError("cannot write '" + path + "': " + ec.message());
+    }
+}
+
+class MetricsCsv {
+public:
+    explicit MetricsCsv(std::string path, std::vector<EpochRow> rows = {}) : path_(std::move(path)), rows_(std::move(rows)) {}
+    void append(const EpochRow& r) {
+        rows_.push_back(r);
+        std::string text = csv_header() + "\n";
+        for (const auto& row : rows_) text += csv_line(row) + "\n";
+        write_text_atomic(path_, text);
+    }
+    const std::vector<EpochRow>& rows() const { return rows_; }
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+    std::vector<EpochRow> rows_;
+};
+
+}  // namespace medimg::train

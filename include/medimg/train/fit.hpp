@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: MIT
+// train/fit.hpp: the fit loop of medimg-train, reading top to bottom:
+//   for each epoch: train over shuffled batches (forward, loss, backward, clip, step) ->
+//   evaluate on val (loss, accuracy, AUC) -> scheduler step -> metrics.csv row ->
+//   checkpoints last (every epoch) and best (when checkpoint_metric improves) -> early stop.
+// A non-finite loss stops the run with the epoch and batch named, keeping the last good
+// checkpoints. The data side (decoding, transforms) comes in as DataLoaders; the model as any
+// Module. Deliberately not here: the command line (examples/train.cpp), the device choice.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "medimg/autograd/loss.hpp"
+#include "medimg/data/loader.hpp"
+#include "medimg/io/checkpoint.hpp"
+#include "medimg/metrics/classification.hpp"
+#include "medimg/nn/module.hpp"
+#include "medimg/optim/optim.hpp"
+#include "medimg/train/csv.hpp"
+
+namespace medimg::train {
+
+/// Host tensors to backend B (a no-op for Cpu).
+template <class B, class T>
+Tensor<T, B> to_backend(const Tensor<T, Cpu>& t) {
+    if constexpr (std::is_same_v<B, Cpu>)
+        return t;
+    else
+        return t.template to<B>();
+}
+
+/// Loss, accuracy and the full report of one pass over a loader in eval mode.
+struct Evaluation {
+    double loss = 0.0;
+    metrics::ClassificationReport report;
+    std::vector<double> probs;          // (N, C) softmax probabilities, dataset order of the pass
+    std::vector<std::int64_t> labels;   // (N)
+    std::vector<std::int64_t> indices;  // dataset indices
+};
+
+/// Runs `model` in eval mode under NoGrad over every batch of `loader` (epoch 0 order).
+template <class T, class B>
+Evaluation evaluate(nn::Module<T, B>& model, data::DataLoader& loader, std::int64_t num_classes,
+                    const loss::CrossEntropyOptions<T, B>& loss_opt = {}) {
+    autograd::NoGrad guard;
+    model.eval();
+    Evaluation ev;
+    double loss_sum = 0.0;
+    loader.start_epoch(0);
+    while (auto batch = loader.next()) {
+        const auto n = batch->labels.numel();
+        if (n == 0) continue;
+        auto logits = model(autograd::Var<T, B>(to_backend<B>(batch->images)));
+        auto labels = to_backend<B>(batch->labels);
+        loss_sum += static_cast<double>(loss::cross_entropy(logits, labels, loss_opt).value().item()) * static_cast<double>(n);
+        auto logp = Tensor<T, B>::empty(logits.shape());
+        ops::log_softmax_forward(logits.value(), logp);
+        const auto host = logp.template to<Cpu>();
+        for (std::int64_t i = 0; i < host.numel(); ++i) ev.probs.push_back(std::exp(static_cast<double>(host[i])));
+        for (std::int64_t i = 0; i < n; ++i) ev.labels.push_back(batch->labels[i]);
+        ev.indices.insert(ev.indices.end(), batch->indices.begin(), batch->indices.end());
+    }
+    MEDIMG_CHECK(!ev.labels.empty(), ValueError, "evaluate: no readable sample in the split");
+    ev.loss = loss_sum / static_cast<double>(ev.labels.size());
+    ev.report = metrics::classification_report(ev.probs, ev.labels, num_classes);
+    return ev;
+}
+
+struct FitOptions {
+    std::int64_t epochs = 10;
+    std::int64_t early_stopping_patience = 0;
+    std::string checkpoint_metric = "val_acc";
+    double grad_clip_norm = 0.0;
+    std::string output_dir = "artifacts";
+    bool progress = false;  // a live progress line (when stdout is a terminal)
+    std::int64_t start_epoch = 1;  // > 1 when resuming
+    std::int64_t stop_after = 0;   // > 0: return after this epoch (a planned interruption; resume later)
+};
+
+/// Scales every gradient so their joint L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_);
+/// returns the norm before clipping.
+template <class T, class B>
+double clip_grad_norm(const nn::NamedParams<T, B>& params, double max_norm) {
+    double sq = 0.0;
+    for (const auto& [n, p] : params)
+        if (p.grad().defined()) sq += ops::dot(p.grad(), p.grad());
+    const double norm = std::sqrt(sq);
+    const double scale = max_norm / (norm + 1e-6);
+    if (scale < 1.0)
+        for (auto [n, p] : params)
+            if (p.grad().defined()) ops::affine(p.grad(), static_cast<T>(scale), T(0), p.grad());
+    return norm;
+}
+
+/// What fit() needs besides the model: the optimizer (and optional scheduler), the loss options,
+/// the two loaders, and how to describe checkpoints.
+template <class T, class B>
+struct FitContext {
+    nn::Module<T, B>* model = nullptr;
+    optim::Optimizer<T, B>* optimizer = nullptr;
+    optim::LRScheduler* scheduler = nullptr;
+    loss::CrossEntropyOptions<T, B> loss;
+    data::DataLoader* train = nullptr;
+    data::DataLoader* val = nullptr;
+    io::CheckpointMeta meta;
+    std::int64_t num_classes = 2;
+    std::vector<EpochRow> previous_rows;  // when resuming
+    double best_score = -INFINITY;
+    std::int64_t epochs_without_improvement = 0;
+    std::function<std::map<std::string, std::string>()> extra_meta;  // e.g. scheduler state, for resume
+};
+
+/// The score that decides "best": higher is better (val_loss is negated).
+inline double score_of(const std::string& metric, double acc, double auc, double loss) {
+    if (metric == "val_auc") return std::isnan(auc) ? -INFINITY : auc;
+    if (metric == "val_loss") return -loss;
+    return acc;
+}
+
+template <class T, class B>
+std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostream& out = std::cout) {
+    namespace fs = std::filesystem;
+    const fs::path ckdir = fs::path(o.output_dir) / "checkpoints";
+    std::error_code ec;
+    fs::create_directories(ckdir, ec);
+    MEDIMG_CHECK(!ec, IoError, "train: cannot create output folder '", ckdir.string(), "': ", ec.message());
+    MetricsCsv csv((fs::path(o.output_dir) / "metrics.csv").string(), ctx.previous_rows);
+    auto& model = *ctx.model;
+    const auto params = model.named_parameters();
+    const auto t0 = std::chrono::steady_clock::now();
+
+    for (std::int64_t epoch = o.start_epoch; epoch <= o.epochs; ++epoch) {
+        model.train();
+        const double lr = ctx.optimizer->lr();
+        double loss_sum = 0.0;
+        std::int64_t seen = 0, right = 0, batch_no = 0;
+        const auto te = std::chrono::steady_clock::now();
+        ctx.train->start_epoch(epoch);
+        while (auto batch = ctx.train->next()) {
+            ++batch_no;
+            const auto n = batch->labels.numel();
+            if (n == 0) continue;
+            auto logits = model(autograd::Var<T, B>(to_backend<B>(batch->images)));
+            auto loss = loss::cross_entropy(logits, to_backend<B>(batch->labels), ctx.loss);
+            const double lv = static_cast<double>(loss.value().item());
+            MEDIMG_CHECK(std::isfinite(lv), ValueError, "train: loss is ", lv, " at epoch ", epoch, ", batch ", batch_no,
+                         "; stopped (last good checkpoints kept). Lower train.lr or set train.grad_clip_norm");
+            loss.backward();
+            if (o.grad_clip_norm > 0) clip_grad_norm(params, o.grad_clip_norm);
+            ctx.optimizer->step();
+            ctx.optimizer->zero_grad();
+            loss_sum += lv * static_cast<double>(n);
+            seen += n;
+            const auto host = logits.value().template to<Cpu>();
+            const auto C = host.size(1);
+            for (std::int64_t i = 0; i < n; ++i) {
+                const T* row = host.data() + i * C;
+                right += (std::max_element(row, row + C) - row) == batch->labels[i];
+            }
+            if (o.progress) {
+                const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
+                const double rate = static_cast<double>(seen) / std::max(s, 1e-9);
+                const double eta = static_cast<double>(ctx.train->size() - seen) / std::max(rate, 1e-9);
+                std::fprintf(stdout, "\repoch %lld  batch %lld/%lld  loss %.4f  %.1f img/s  ETA %.0fs   ", static_cast<long long>(epoch),
+                             static_cast<long long>(batch_no), static_cast<long long>(ctx.train->num_batches()), loss_sum / seen, rate, eta);
+                std::fflush(stdout);
+            }
+        }
+        MEDIMG_CHECK(seen > 0, ValueError, "train: epoch ", epoch, " had no readable training sample");
+        const double train_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
+        const auto ev = evaluate(model, *ctx.val, ctx.num_classes, ctx.loss);
+        if (ctx.scheduler) ctx.scheduler->step();
+
+        EpochRow row{epoch, loss_sum / seen, static_cast<double>(right) / seen, ev.loss, ev.report.accuracy, ev.report.macro_auc,
+                     lr, std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count()};
+        csv.append(row);
+        if (o.progress) out << "\r" << std::string(90, ' ') << "\r";
+        char line[256];
+        std::snprintf(line, sizeof line,
+                      "epoch %lld/%lld  train loss %.4f acc %.3f | val loss %.4f acc %.3f auc %.3f | lr %.3g | %.1fs, %.1f img/s",
+                      static_cast<long long>(epoch), static_cast<long long>(o.epochs), row.train_loss, row.train_acc, row.val_loss,
+                      row.val_acc, row.val_auc, lr, row.seconds, static_cast<double>(seen) / train_secs);
+        out << line << std::flush;
+
+        auto meta = ctx.meta;
+        meta.epoch = epoch;
+        meta.metrics = {{"train_loss", row.train_loss}, {"train_acc", row.train_acc}, {"val_loss", row.val_loss},
+                        {"val_acc", row.val_acc}, {"val_auc", row.val_auc}};
+        const double score = score_of(o.checkpoint_metric, row.val_acc, row.val_auc, row.val_loss);
+        const bool improved = score > ctx.best_score;
+        if (improved) {
+            ctx.best_score = score;
+            ctx.epochs_without_improvement = 0;
+            io::save_checkpoint((ckdir / "best.safetensors").string(), model, meta);
+            out << "  (best)";
+        } else {
+            ++ctx.epochs_without_improvement;
+        }
+        meta.extra["best_score"] = std::to_string(ctx.best_score);
+        meta.extra["epochs_without_improvement"] = std::to_string(ctx.epochs_without_improvement);
+        if (ctx.extra_meta)
+            for (auto& [k, v] : ctx.extra_meta()) meta.extra[k] = v;
+        io::save_checkpoint((ckdir / "last.safetensors").string(), model, meta, ctx.optimizer->state_dict());
+        out << "\n";
+        if (o.stop_after > 0 && epoch >= o.stop_after) break;
+        if (o.early_stopping_patience > 0 && ctx.epochs_without_improvement >= o.early_stopping_patience) {
+            out << "early stopping: " << o.checkpoint_metric << " did not improve for " << o.early_stopping_patience << " epochs\n";
+            break;
+        }
+    }
+    (void)t0;
+    return csv.rows();
+}
+
+}  // namespace medimg::train

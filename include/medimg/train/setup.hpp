@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: MIT
+// train/setup.hpp: turns a validated io::Config into the objects the fit loop runs: datasets,
+// transform pipelines, loaders, the model (optionally pretrained), the optimizer, the LR schedule
+// and the loss options; and restores them from a checkpoint for --resume, predict and evaluate.
+// The checkpoint's metadata carries the preprocessing (read channels, image size, resize,
+// mean/std), so a checkpoint alone is enough to run predict.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "medimg/data/dataset.hpp"
+#include "medimg/data/image.hpp"
+#include "medimg/data/loader.hpp"
+#include "medimg/data/transforms.hpp"
+#include "medimg/io/checkpoint.hpp"
+#include "medimg/io/config.hpp"
+#include "medimg/nn/resnet.hpp"
+#include "medimg/optim/optim.hpp"
+#include "medimg/train/fit.hpp"
+
+namespace medimg::train {
+
+/// How images become model inputs: what the checkpoint's metadata records.
+struct Preprocessing {
+    int read_channels = 3;   // channels the file is converted to when read
+    int model_channels = 3;  // channels the network takes (3 when gray input is replicated)
+    std::int64_t image_size = 224, resize = 256;
+    std::vector<double> mean, std;  // per model channel
+
+    data::TransformOptions transform_options() const {
+        data::TransformOptions t;
+        t.image_size = image_size;
+        t.resize_to = resize;
+        t.mean = mean;
+        t.std = std;
+        t.channels = model_channels;
+        return t;
+    }
+    data::TransformPipeline eval() const { return data::eval_pipeline(transform_options()); }
+    /// Reads one file and runs the eval pipeline: (model_channels, image_size, image_size).
+    Tensor<float, Cpu> load_eval(const std::string& path) const {
+        Rng unused(0);
+        return eval()(data::read_image(path, read_channels).pixels, unused);
+    }
+    void to_meta(io::CheckpointMeta& m) const {
+        m.in_channels = model_channels;
+        m.image_size = image_size;
+        m.mean = mean;
+        m.std = std;
+        m.extra["read_channels"] = std::to_string(read_channels);
+        m.extra["resize"] = std::to_string(resize);
+    }
+    static Preprocessing from_meta(const io::CheckpointMeta& m) {
+        Preprocessing p;
+        p.model_channels = static_cast<int>(m.in_channels);
+        p.image_size = m.image_size;
+        p.mean = m.mean;
+        p.std = m.std;
+        auto get = [&](const char* k, std::int64_t dflt) { return m.extra.count(k) ? std::stoll(m.extra.at(k)) : dflt; };
+        p.read_channels = static_cast<int>(get("read_channels", m.in_channels));
+        p.resize = get("resize", m.image_size * 256 / 224);
+        return p;
+    }
+    static Preprocessing from_config(const io::Config& c) {
+        Preprocessing p;
+        p.read_channels = static_cast<int>(c.data.channels);
+        const bool replicate = c.data.channels == 1 && c.model.gray_input == "replicate";
+        p.model_channels = replicate ? 3 : p.read_channels;
+        p.image_size = c.data.image_size;
+        p.resize = c.data.resize;
+        p.mean = c.data.mean;
+        p.std = c.data.std;
+        if (replicate) {
+            p.mean.assign(3, c.data.mean[0]);
+            p.std.assign(3, c.data.std[0]);
+        }
+        return p;
+    }
+};
+
+inline data::TransformPipeline train_transforms(const io::Config& c, const Preprocessing& p) {
+    auto t = p.transform_options();
+    t.random_resized_crop = c.data.augment.random_resized_crop;
+    t.crop_scale = {c.data.augment.crop_scale_min, 1.0};
+    t.hflip_p = c.data.augment.hflip ? 0.5 : 0.0;
+    t.rotation_degrees = c.data.augment.rotation_degrees;
+    t.brightness = c.data.augment.brightness;
+    t.contrast = c.data.augment.contrast;
+    return data::train_pipeline(t);
+}
+
+/// A loader over `ds` that decodes with `read_channels` and applies `pipeline`.
+inline std::unique_ptr<data::DataLoader> make_loader(const data::FolderDataset& ds, data::TransformPipeline pipeline,
+                                                     int read_channels, const io::Config& c, bool training) {
+    data::LoaderOptions o;
+    o.batch_size = c.train.batch_size;
+    o.shuffle = training;
+    o.drop_last = training && c.train.drop_last;
+    o.seed = c.train.seed;
+    o.workers = static_cast<int>(c.runtime.workers);
+    o.skip_errors = c.data.skip_unreadable;
+    const auto* dsp = &ds;
+    return std::make_unique<data::DataLoader>(
+        ds.labels(),
+        [dsp, pipeline = std::move(pipeline), read_channels](std::int64_t i, Rng& rng) {
+            return pipeline(data::read_image(dsp->path(i), read_channels).pixels, rng);
+        },
+        o);
+}
+
+template <class T, class B>
+std::unique_ptr<optim::Optimizer<T, B>> make_optimizer(const io::Config& c, const nn::NamedParams<T, B>& params) {
+    const auto& t = c.train;
+    if (t.optimizer == "sgd") {
+        optim::SGDOptions o(t.lr);
+        o.momentum = t.momentum;
+        o.nesterov = t.nesterov;
+        o.weight_decay = t.weight_decay;
+        return std::make_unique<optim::SGD<T, B>>(params, o);
+    }
+    if (t.optimizer == "adamw") {
+        optim::AdamWOptions o;
+        o.lr = t.lr;
+        o.beta1 = t.betas[0];
+        o.beta2 = t.betas[1];
+        o.weight_decay = t.weight_decay;
+        return std::make_unique<optim::AdamW<T, B>>(params, o);
+    }
+    optim::AdamOptions o;
+    o.lr = t.lr;
+    o.beta1 = t.betas[0];
+    o.beta2 = t.betas[1];
+    o.weight_decay = t.weight_decay;
+    return std::make_unique<optim::Adam<T, B>>(params, o);
+}
+
+/// warmup (LinearLR from 0.1 to 1 over warmup_epochs), then step / cosine / constant.
+inline std::shared_ptr<optim::LRScheduler> make_scheduler(const io::Config& c, optim::OptimizerBase& opt) {
+    const auto& t = c.train;
+    std::shared_ptr<optim::ChainableScheduler> main;
+    if (t.scheduler == "step") main = std::make_shared<optim::StepLR>(opt, t.step_size, t.gamma);
+    if (t.scheduler == "cosine")
+        main = std::make_shared<optim::CosineAnnealingLR>(opt, std::max<std::int64_t>(1, t.epochs - t.warmup_epochs));
+    if (t.warmup_epochs == 0) return main;  // may be null: a constant lr
+    auto warm = std::make_shared<optim::LinearWarmup>(opt, 0.1, t.warmup_epochs);
+    if (!main) return warm;
+    return std::make_shared<optim::SequentialLR>(opt, std::vector<std::shared_ptr<optim::ChainableScheduler>>{warm, main},
+                                                 std::vector<std::int64_t>{t.warmup_epochs});
+}
+
+}  // namespace medimg::train

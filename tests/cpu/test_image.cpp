@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: MIT
+// test_image.cpp: medimg::data::read_image on every supported format and channel conversion against
+// tests/data/images/expected.txt (made with numpy and PIL by tests/data/make_transform_fixtures.py),
+// every bad input giving one IoError line that names the file, the pixel limit (decompression bombs),
+// and write_png round trips at 8 and 16 bits.
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "helpers.hpp"
+#include "medimg/core/rng.hpp"
+#include "medimg/data/image.hpp"
+
+using namespace medimg;
+using namespace medimg::data;
+using medimg::test::message_contains;
+
+namespace {
+
+std::string fixture(const std::string& name) { return std::string(MEDIMG_TEST_DATA_DIR) + "/images/" + name; }
+
+struct Expectation {
+    std::string file;
+    int channels = 0;
+    Shape shape;
+    double divisor = 1;
+    double tol = 0;
+    std::vector<std::int64_t> codes;  // (C, H, W)
+};
+
+const std::vector<Expectation>& expectations() {
+    static const std::vector<Expectation> all = [] {
+        std::vector<Expectation> v;
+        std::ifstream in(fixture("expected.txt"));
+        BOOST_REQUIRE_MESSAGE(in, "cannot open " << fixture("expected.txt"));
+        std::string key;
+        while (in >> key) {
+            if (key[0] == '#') {
+                std::getline(in, key);
+                continue;
+            }
+            BOOST_REQUIRE_EQUAL(key, "expect");
+            Expectation e;
+            std::int64_t c, h, w;
+            in >> e.file >> e.channels >> c >> h >> w >> e.divisor >> e.tol;
+            e.shape = Shape{c, h, w};
+            e.codes.resize(static_cast<std::size_t>(c * h * w));
+            for (auto& x : e.codes) in >> x;
+            BOOST_REQUIRE(in);
+            v.push_back(e);
+        }
+        return v;
+    }();
+    return all;
+}
+
+/// A temporary directory removed at scope exit.
+struct TempDir {
+    std::filesystem::path path;
+    TempDir() {
+        path = std::filesystem::temp_directory_path() /
+               ("medimg_test_image_" + std::to_string(::getpid()) + "_" + std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+        std::filesystem::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+    std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+/// A read error: an IoError of one line, starting "image: <file>: " and containing `what`.
+void check_read_error(const std::string& name, const std::string& what, const ReadOptions& opts = {}) {
+    const std::string path = fixture(name);
+    try {
+        read_image(path, 0, opts);
+        BOOST_ERROR("reading " << name << " did not throw");
+    } catch (const IoError& e) {
+        const std::string msg = e.what();
+        BOOST_TEST_MESSAGE(name << " -> " << msg);
+        BOOST_CHECK_MESSAGE(msg.rfind("image: " + path + ": ", 0) == 0, "message does not start with the file: " << msg);
+        BOOST_CHECK_MESSAGE(msg.find(what) != std::string::npos, "message lacks '" << what << "': " << msg);
+        BOOST_CHECK_MESSAGE(msg.find('\n') == std::string::npos, "message is not one line: " << msg);
+    }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(image)
+
+BOOST_AUTO_TEST_CASE(every_format_and_channel_conversion_gives_the_expected_pixels) {
+    BOOST_REQUIRE_GE(expectations().size(), 25u);
+    for (const auto& e : expectations()) {
+        BOOST_TEST_CONTEXT(e.file << " read with channels=" << e.channels) {
+            const Image img = read_image(fixture(e.file), e.channels);
+            BOOST_REQUIRE_MESSAGE(img.pixels.shape() == e.shape, "shape " << img.pixels.shape() << ", expected " << e.shape);
+            double worst = 0;
+            std::int64_t where = -1;
+            for (std::int64_t i = 0; i < img.pixels.numel(); ++i) {
+                // Exact cases: the reader computes code / divisor in float, so the test does too.
+                const double want = e.divisor <= 65535
+                                        ? static_cast<double>(static_cast<float>(e.codes[static_cast<std::size_t>(i)]) /
+                                                              static_cast<float>(e.divisor))
+                                        : static_cast<double>(e.codes[static_cast<std::size_t>(i)]) / e.divisor;
+                const double d = std::abs(static_cast<double>(img.pixels[i]) - want);
+                if (d > worst) worst = d, where = i;
+            }
+            BOOST_TEST_MESSAGE(e.file << " channels=" << e.channels << ": max |diff| " << worst);
+            BOOST_CHECK_MESSAGE(worst <= e.tol, "largest |diff| " << worst << " at flat index " << where << " exceeds "
+                                                                  << e.tol);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(sixteen_bit_precision_is_kept) {
+    const Image png = read_image(fixture("gray16.png"));
+    BOOST_CHECK_EQUAL(png.bit_depth, 16);
+    BOOST_CHECK_EQUAL(png.stored_channels, 1);
+    BOOST_CHECK(png.pixels.shape() == Shape({1, 5, 7}));
+    BOOST_CHECK_EQUAL(png.pixels[0], 1000.0f / 65535.0f);  // (0, 0)
+    BOOST_CHECK_EQUAL(png.pixels[1], 1.0f);                // 65535
+    BOOST_CHECK_EQUAL(png.pixels[2], 0.0f);
+    BOOST_CHECK_EQUAL(png.pixels[7], 256.0f / 65535.0f);   // no 8-bit code is this value
+    const Image pgm = read_image(fixture("gray16.pgm"));
+    BOOST_CHECK_EQUAL(pgm.bit_depth, 16);
+    BOOST_CHECK_EQUAL(pgm.pixels[0], 1000.0f / 65535.0f);
+    BOOST_CHECK_EQUAL(read_image(fixture("gray8.png")).bit_depth, 8);
+    BOOST_CHECK_EQUAL(read_image(fixture("gray4.png")).bit_depth, 8);
+}
+
+BOOST_AUTO_TEST_CASE(reports_stored_channels_and_drops_alpha) {
+    BOOST_CHECK_EQUAL(read_image(fixture("graya8.png")).stored_channels, 2);
+    BOOST_CHECK_EQUAL(read_image(fixture("graya8.png")).channels(), 1);
+    BOOST_CHECK_EQUAL(read_image(fixture("rgba8.png")).stored_channels, 4);
+    BOOST_CHECK_EQUAL(read_image(fixture("rgba8.png")).channels(), 3);
+    BOOST_CHECK_EQUAL(read_image(fixture("palette.png")).stored_channels, 3);
+    const Image g = read_image(fixture("rgb8.png"), 1);
+    BOOST_CHECK_EQUAL(g.channels(), 1);
+    BOOST_CHECK_EQUAL(g.height(), 5);
+    BOOST_CHECK_EQUAL(g.width(), 7);
+}
+
+BOOST_AUTO_TEST_CASE(image_info_reads_only_the_header) {
+    const ImageInfo png = read_image_info(fixture("rgb16.png"));
+    BOOST_CHECK_EQUAL(png.format, "PNG");
+    BOOST_CHECK_EQUAL(png.width, 7);
+    BOOST_CHECK_EQUAL(png.height, 5);
+    BOOST_CHECK_EQUAL(png.stored_channels, 3);
+    BOOST_CHECK_EQUAL(png.bit_depth, 16);
+    const ImageInfo bomb = read_image_info(fixture("bomb.png"));  // the header alone is harmless
+    BOOST_CHECK_EQUAL(bomb.width, 100000);
+    BOOST_CHECK_EQUAL(read_image_info(fixture("rgb.jpg")).format, "JPEG");
+    BOOST_CHECK_EQUAL(read_image_info(fixture("rgb.bmp")).format, "BMP");
+    BOOST_CHECK_EQUAL(read_image_info(fixture("gray1023.pgm")).bit_depth, 16);
+}
+
+BOOST_AUTO_TEST_CASE(reads_from_memory_with_the_given_name) {
+    std::ifstream in(fixture("rgb8.png"), std::ios::binary);
+    const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const Image a = read_image_from_memory(bytes, "upload#3", 3);
+    const Image b = read_image(fixture("rgb8.png"), 3);
+    BOOST_REQUIRE(a.pixels.shape() == b.pixels.shape());
+    for (std::int64_t i = 0; i < a.pixels.numel(); ++i) BOOST_REQUIRE_EQUAL(a.pixels[i], b.pixels[i]);
+    const std::vector<std::uint8_t> cut(bytes.begin(), bytes.begin() + 40);
+    BOOST_CHECK_EXCEPTION(read_image_from_memory(cut, "upload#3"), IoError, message_contains("image: upload#3: truncated PNG"));
+}
+
+BOOST_AUTO_TEST_CASE(bad_files_give_one_line_io_errors_naming_the_file) {
+    check_read_error("does_not_exist.png", "file not found");
+    check_read_error("empty.png", "empty file (0 bytes)");
+    check_read_error("truncated.png", "truncated PNG");
+    check_read_error("corrupt_crc.png", "corrupt PNG: CRC mismatch in chunk 'IDAT'");
+    check_read_error("bad_zlib.png", "cannot decode PNG (stb_image: ");
+    check_read_error("truncated.jpg", "truncated JPEG");
+    check_read_error("bad_huffman.jpg", "corrupt JPEG: bad Huffman table");
+    check_read_error("truncated.pgm", "truncated PGM: pixel data has 25 bytes, expected 35");
+    check_read_error("truncated.bmp", "truncated BMP");
+    check_read_error("image.gif", "unsupported format: GIF");
+    check_read_error("ascii.pgm", "unsupported format: ASCII PGM/PPM");
+    check_read_error("notes.txt", "unsupported format: unrecognised signature");
+    // A directory is not an image either.
+    const std::string dir = std::string(MEDIMG_TEST_DATA_DIR) + "/images";
+    BOOST_CHECK_EXCEPTION(read_image(dir), IoError, message_contains("is a directory"));
+}
+
+BOOST_AUTO_TEST_CASE(decompression_bombs_are_refused_before_decoding) {
+    // bomb.png: a valid IHDR of 100000 x 100000 with a 1 kB IDAT; decoding would need 10 GB.
+    check_read_error("bomb.png", "PNG of 100000 x 100000 = 10000000000 pixels exceeds the limit of 67108864");
+    check_read_error("bomb.jpg", "JPEG of 50000 x 50000 = 2500000000 pixels exceeds the limit");
+    // The limit is the caller's: 7 x 5 = 35 pixels pass at 35 and fail at 34.
+    ReadOptions tight;
+    tight.max_pixels = 35;
+    BOOST_CHECK_NO_THROW(read_image(fixture("rgb8.png"), 0, tight));
+    tight.max_pixels = 34;
+    check_read_error("rgb8.png", "35 pixels exceeds the limit of 34 (ReadOptions::max_pixels", tight);
+    check_read_error("gray.pgm", "exceeds the limit of 34", tight);
+    ReadOptions small_file;
+    small_file.max_file_bytes = 100;
+    check_read_error("rgb8.png", "exceeds the limit of 100 (ReadOptions::max_file_bytes)", small_file);
+}
+
+BOOST_AUTO_TEST_CASE(rejects_a_bad_channel_request) {
+    BOOST_CHECK_EXCEPTION(read_image(fixture("rgb8.png"), 2), ValueError, message_contains("read_image: channels must be"));
+}
+
+BOOST_AUTO_TEST_CASE(write_png_round_trips_8_and_16_bit) {
+    TempDir dir;
+    Rng rng(11);
+    for (int c : {1, 3, 2, 4}) {
+        auto t = Tensor<float, Cpu>::empty(Shape{c, 9, 13});  // (C, H, W)
+        rng.fill_uniform(t, 0.0, 1.0);
+        t[0] = 0.0f;
+        t[1] = 1.0f;
+        for (int depth : {8, 16}) {
+            BOOST_TEST_CONTEXT(c << " channels, " << depth << " bit") {
+                const std::string path = dir.file("rt_" + std::to_string(c) + "_" + std::to_string(depth) + ".png");
+                write_png(path, t, depth);
+                const ImageInfo info = read_image_info(path);
+                BOOST_CHECK_EQUAL(info.bit_depth, depth);
+                BOOST_CHECK_EQUAL(info.stored_channels, c);
+                const Image back = read_image(path, c >= 3 ? 3 : 1);
+                BOOST_REQUIRE(back.pixels.shape() == Shape({c >= 3 ? 3 : 1, 9, 13}));
+                const double full = depth == 8 ? 255.0 : 65535.0;
+                double worst = 0;
+                for (std::int64_t i = 0; i < back.pixels.numel(); ++i) {
+                    // Each value comes back as round(v * full) / full: exactly that code.
+                    const double code = std::floor(static_cast<double>(t[i]) * full + 0.5);
+                    BOOST_REQUIRE_EQUAL(back.pixels[i], static_cast<float>(code) / static_cast<float>(full));
+                    worst = std::max(worst, std::abs(static_cast<double>(back.pixels[i]) - t[i]));
+                }
+                BOOST_CHECK_LE(worst, 0.5 / full + 1e-7);
+            }
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(written_16_bit_png_is_standard_and_exact) {
+    // The 16-bit encoder is medimg's own: its output must be a PNG any decoder reads, with every code exact.
+    TempDir dir;
+    auto t = Tensor<float, Cpu>::empty(Shape{1, 3, 4});
+    const int codes[12] = {0, 1, 255, 256, 1000, 4095, 32768, 40000, 65000, 65534, 65535, 12345};
+    for (int i = 0; i < 12; ++i) t[i] = static_cast<float>(codes[i]) / 65535.0f;
+    const std::string path = dir.file("codes16.png");
+    write_png(path, t, 16);
+    const Image back = read_image(path);
+    BOOST_CHECK_EQUAL(back.bit_depth, 16);
+    for (int i = 0; i < 12; ++i) BOOST_CHECK_EQUAL(back.pixels[i], static_cast<float>(codes[i]) / 65535.0f);
+    // (H, W) tensors are written as grey.
+    write_png(dir.file("hw.png"), Tensor<float, Cpu>::full(Shape{4, 6}, 0.5f));
+    BOOST_CHECK(read_image(dir.file("hw.png")).pixels.shape() == Shape({1, 4, 6}));
+    BOOST_CHECK_EQUAL(read_image(dir.file("hw.png")).pixels[0], 128.0f / 255.0f);
+}
+
+BOOST_AUTO_TEST_CASE(write_png_clamps_and_is_atomic) {
+    TempDir dir;
+    auto t = Tensor<float, Cpu>::from_vector(Shape{1, 1, 3}, {-0.5f, 0.5f, 2.0f});
+    const std::string path = dir.file("clamp.png");
+    write_png(path, t);
+    const Image back = read_image(path);
+    BOOST_CHECK_EQUAL(back.pixels[0], 0.0f);
+    BOOST_CHECK_EQUAL(back.pixels[2], 1.0f);
+    // Overwriting replaces the file whole and leaves no temporary behind.
+    write_png(path, Tensor<float, Cpu>::full(Shape{1, 2, 2}, 1.0f));
+    BOOST_CHECK(read_image(path).pixels.shape() == Shape({1, 2, 2}));
+    int entries = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir.path)) entries += e.is_regular_file() ? 1 : 0;
+    BOOST_CHECK_EQUAL(entries, 1);
+}
+
+BOOST_AUTO_TEST_CASE(write_png_errors_name_the_path) {
+    TempDir dir;
+    const auto t = Tensor<float, Cpu>::zeros(Shape{1, 2, 2});
+    const std::string missing_dir = dir.file("no/such/dir/x.png");
+    BOOST_CHECK_EXCEPTION(write_png(missing_dir, t), IoError, message_contains("write_png: " + missing_dir + ": "));
+    BOOST_CHECK_EXCEPTION(write_png(dir.file("a.png"), t, 12), ValueError, message_contains("bit_depth must be 8 or 16"));
+    BOOST_CHECK_EXCEPTION(write_png(dir.file("a.png"), Tensor<float, Cpu>::zeros(Shape{5, 2, 2})), ShapeError,
+                          message_contains("write_png: " + dir.file("a.png")));
+    auto nan = Tensor<float, Cpu>::zeros(Shape{1, 2, 2});
+    nan[3] = std::nanf("");
+    BOOST_CHECK_EXCEPTION(write_png(dir.file("a.png"), nan), ValueError, message_contains("non-finite value"));
+    BOOST_CHECK(!std::filesystem::exists(dir.file("a.png")));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
