@@ -17,8 +17,8 @@ build: configure
 	cmake --build $(BUILD)
 
 demo: configure
-	cmake --build $(BUILD) --target medimg-demo
-	./$(BUILD)/examples/medimg-demo
+	cmake --build $(BUILD) --target medimg-phantoms medimg-train medimg-predict medimg-compare
+	BUILD=$(BUILD) bash scripts/demo.sh
 
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
-// medimg-demo: trains a small convnet on generated two-class "scans" for a few seconds on the
+// medimg-tiny-convnet: trains a small convnet on generated two-class "scans" for a few seconds on the
 // CPU and prints the falling loss and the held-out accuracy. Class 0 ("normal") is a noisy
 // elliptical phantom; class 1 ("lesao") is the same with a small soft bright spot. Everything is
 // seeded, so two runs with the same thread count print the same numbers.
-// This is the foundation's demo: it uses the autograd functions directly. It is a research
+// It shows the functional autograd API without nn:: modules or the data pipeline. A research
 // tool, not for clinical diagnosis.
 #include <medimg/medimg.hpp>
 
@@ -90,7 +90,7 @@ double accuracy(SmallNet& net, const Batch& set) {
 }  // namespace
 
 int main() try {
-    std::cout << "medimg " << medimg::version << " demo: a small convnet on generated phantom scans (CPU, "
+    std::cout << "medimg " << medimg::version << " tiny convnet: a small convnet on generated phantom scans (CPU, "
               << num_threads() << " threads)\n"
               << "research software, not for clinical diagnosis\n";
     Rng rng(2024);
@@ -126,6 +126,6 @@ int main() try {
     }
     return 0;
 } catch (const std::exception& e) {
-    std::cerr << "medimg-demo: " << e.what() << "\n";
+    std::cerr << "medimg-tiny-convnet: " << e.what() << "\n";
     return 1;
 }

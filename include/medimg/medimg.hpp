@@ -23,7 +23,31 @@
 #include "medimg/autograd/functions.hpp"
 #include "medimg/autograd/grad_check.hpp"
 #include "medimg/autograd/loss.hpp"
+#include "medimg/autograd/ssim_loss.hpp"
 #include "medimg/autograd/variable.hpp"
+
+#include "medimg/nn/nn.hpp"
+#include "medimg/optim/optim.hpp"
+
+#include "medimg/data/dataset.hpp"
+#include "medimg/data/image.hpp"
+#include "medimg/data/loader.hpp"
+#include "medimg/data/phantom.hpp"
+#include "medimg/data/transforms.hpp"
+
+#include "medimg/metrics/classification.hpp"
+#include "medimg/metrics/colormap.hpp"
+#include "medimg/metrics/compare.hpp"
+#include "medimg/metrics/ssim.hpp"
+
+#include "medimg/io/checkpoint.hpp"
+#include "medimg/io/config.hpp"
+#include "medimg/io/safetensors.hpp"
+
+#include "medimg/train/csv.hpp"
+#include "medimg/train/fit.hpp"
+#include "medimg/train/run.hpp"
+#include "medimg/train/setup.hpp"
 
 #if MEDIMG_HAS_CUDA
 #  include "medimg/cuda/cuda.hpp"

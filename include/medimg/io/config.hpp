@@ -106,8 +106,8 @@ inline std::string shown(const YAML::Node& n) {
     std::replace(s.begin(), s.end(), '\n', ' ');
     return s.size() > 60 ? s.substr(0, 57) + "..." : s;
 }
-inline double as_number(const YAML::Node& n, const std::string& where, const std::string& key) {
-    if (!n.IsScalar()) bad(where, key, "must be a number, got " + shown(n));
+inline double as_number(const YAML::Node& n, const std::string& where, const std::string& key, const char* what = "a number") {
+    if (!n.IsScalar()) bad(where, key, std::string("must be ") + what + ", got " + shown(n));
     const std::string& s = n.Scalar();
     try {
         std::size_t used = 0;
@@ -115,7 +115,7 @@ inline double as_number(const YAML::Node& n, const std::string& where, const std
         if (used != s.size() || !std::isfinite(v)) throw std::invalid_argument(s);
         return v;
     } catch (const std::exception&) {
-        bad(where, key, "must be a number, got " + shown(n));
+        bad(where, key, std::string("must be ") + what + ", got " + shown(n));
     }
 }
 
@@ -152,7 +152,7 @@ template <class Ref>
 Field integer(std::string key, Ref ref, Range r) {
     return {key, "an integer",
             [=](Config& c, const YAML::Node& n, const std::string& w) {
-                const double v = as_number(n, w, key);
+                const double v = as_number(n, w, key, "an integer");
                 if (v != std::floor(v) || std::abs(v) > 9e15) bad(w, key, "must be an integer, got " + shown(n));
                 r.check(v, w, key);
                 ref(c) = static_cast<std::remove_reference_t<decltype(ref(c))>>(v);

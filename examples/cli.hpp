@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+// cli.hpp: the small command-line parser the medimg programs share: `--flag`, `--key value`,
+// repeatable keys, and one clear error for an unknown flag or a missing value. Not part of the
+// library (programs only).
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <medimg/error.hpp>
+
+namespace medimg::cli {
+
+struct Args {
+    std::map<std::string, std::vector<std::string>> values;
+    std::set<std::string> flags;
+    bool has(const std::string& k) const { return flags.count(k) || values.count(k); }
+    std::string get(const std::string& k, const std::string& dflt = "") const {
+        auto it = values.find(k);
+        return it == values.end() ? dflt : it->second.back();
+    }
+    std::vector<std::string> all(const std::string& k) const {
+        auto it = values.find(k);
+        return it == values.end() ? std::vector<std::string>{} : it->second;
+    }
+    std::string require(const std::string& k) const {
+        MEDIMG_CHECK(values.count(k), ConfigError, "missing required option ", k, " (see --help)");
+        return get(k);
+    }
+};
+
+/// `valued`: options that take a value; `boolean`: options that do not.
+inline Args parse(int argc, char** argv, const std::set<std::string>& valued, const std::set<std::string>& boolean) {
+    Args a;
+    for (int i = 1; i < argc; ++i) {
+        std::string k = argv[i];
+        std::string v;
+        const auto eq = k.find('=');
+        const bool inline_value = k.rfind("--", 0) == 0 && eq != std::string::npos;
+        if (inline_value) v = k.substr(eq + 1), k = k.substr(0, eq);
+        if (boolean.count(k) && !inline_value) {
+            a.flags.insert(k);
+        } else if (valued.count(k)) {
+            if (!inline_value) {
+                MEDIMG_CHECK(i + 1 < argc, ConfigError, "option ", k, " needs a value");
+                v = argv[++i];
+            }
+            a.values[k].push_back(v);
+        } else {
+            throw ConfigError("unknown option '" + k + "' (see --help)");
+        }
+    }
+    return a;
+}
+
+}  // namespace medimg::cli

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The demo (`make demo`): the prototype's whole workflow on generated data, with the programs a
+# user runs. 1) medimg-phantoms writes 16-bit phantom slices to build/demo/data (never touching a
+# data/ folder of yours); 2) medimg-train trains ResNet18 from scratch on the CPU (configs/demo.yaml);
+# 3) medimg-predict classifies a held-out image; 4) medimg-compare compares a normal and a lesion slice.
+# Research software: not for clinical diagnosis.
+set -euo pipefail
+BUILD=${BUILD:-build}
+bin=$BUILD/examples
+demo=$BUILD/demo
+if [ ! -d "$demo/data" ]; then
+  "$bin/medimg-phantoms" --out "$demo/data" --size 64 --train 600 --val 200 --test 200
+else
+  echo "using the existing $demo/data"
+fi
+rm -rf "$demo/artifacts"
+start=$(date +%s)
+"$bin/medimg-train" --config configs/demo.yaml --set "data.train=$demo/data/train" --set "data.val=$demo/data/val" \
+  --set "data.test=$demo/data/test" --set "output.dir=$demo/artifacts"
+echo "training took $(( $(date +%s) - start )) s"
+echo
+echo "== medimg-predict on a held-out lesion slice =="
+"$bin/medimg-predict" --checkpoint "$demo/artifacts/checkpoints/best.safetensors" --image "$demo/data/test/lesao/0003.png"
+echo
+echo "== medimg-compare: a normal slice vs a lesion slice =="
+"$bin/medimg-compare" --reference "$demo/data/test/normal/0003.png" --target "$demo/data/test/lesao/0003.png" \
+  --ssim-map "$demo/ssim-map.png" --diff-map "$demo/diff-map.png"
+echo
+echo "artifacts: $demo/artifacts/metrics.csv, $demo/artifacts/checkpoints/{best,last}.safetensors, $demo/{ssim,diff}-map.png"

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# End-to-end bad-input tests of the programs (ctest: programs.bad_inputs). Each case runs a
+# program on one bad input and requires: exit status 1, exactly one line on stderr, starting
+# with the program's name and containing the expected fragment (the file, key or value at fault),
+# and that no existing file was changed. With MARKDOWN=FILE it also writes the table of
+# docs/errors.md from what the programs really printed.
+# Usage: bad_inputs.sh BIN_DIR TESTS_DATA_DIR
+set -uo pipefail
+bin=$1
+data=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+fails=0
+passes=0
+md=${MARKDOWN:-}
+[ -n "$md" ] && printf '| bad input | command | what the user sees (stderr, exit 1) |\n| --- | --- | --- |\n' > "$md"
+
+# A tiny valid data set, config and checkpoint to break things around.
+"$bin/medimg-phantoms" --out "$work/data" --size 32 --train 8 --val 4 --test 4 > /dev/null
+cat > "$work/ok.yaml" <<YAML
+data: {train: $work/data/train, val: $work/data/val, test: "", image_size: 32, resize: 32, channels: 1,
+       mean: [0.3], std: [0.25], augment: {random_resized_crop: false}}
+train: {epochs: 1, batch_size: 4}
+runtime: {workers: 0}
+output: {dir: $work/out}
+YAML
+"$bin/medimg-train" --config "$work/ok.yaml" > "$work/train.log" 2>&1 || { echo "setup: training the reference model failed"; cat "$work/train.log"; exit 1; }
+ckpt=$work/out/checkpoints/best.safetensors
+sum_before=$(md5sum "$ckpt" | cut -d' ' -f1)
+
+# expect NAME FRAGMENT -- COMMAND...
+expect() {
+  local name=$1 fragment=$2
+  shift 3
+  "$@" > "$work/stdout" 2> "$work/stderr"
+  local rc=$? lines
+  lines=$(wc -l < "$work/stderr")
+  local prog
+  prog=$(basename "$1")
+  if [ "$rc" -eq 1 ] && [ "$lines" -eq 1 ] && grep -q "^$prog: " "$work/stderr" && grep -qF -- "$fragment" "$work/stderr"; then
+    passes=$((passes + 1))
+  else
+    fails=$((fails + 1))
+    echo "FAIL: $name: rc=$rc, $lines stderr lines, expected '$fragment':"
+    sed 's/^/    /' "$work/stderr"
+  fi
+  if [ -n "$md" ]; then
+    local shown="${*:1}"
+    shown=${shown//$work/…}
+    shown=${shown//$bin\//}
+    shown=${shown//$data/tests\/data}
+    local msg
+    msg=$(head -c 400 "$work/stderr" | tr -d '\n')
+    msg=${msg//$work/…}
+    msg=${msg//$data/tests\/data}
+    printf '| %s | `%s` | `%s` |\n' "$name" "$shown" "$msg" >> "$md"
+  fi
+}
+
+T="$bin/medimg-train"
+P="$bin/medimg-predict"
+E="$bin/medimg-evaluate"
+cfg() { sed "$1" "$work/ok.yaml" > "$work/$2.yaml"; echo "$work/$2.yaml"; }
+
+expect "config file missing" "cannot open" -- "$T" --config "$work/nope.yaml"
+expect "unknown config key" "unknown key 'train.lerning_rate'" -- "$T" --config "$(cfg 's/epochs: 1/lerning_rate: 1/' unknown)"
+expect "wrong type" "'train.epochs' must be an integer" -- "$T" --config "$(cfg 's/epochs: 1/epochs: many/' type)"
+expect "negative learning rate" "'train.lr' must be > 0, got -0.1" -- "$T" --config "$work/ok.yaml" --set train.lr=-0.1
+expect "malformed YAML" "not valid YAML" -- "$T" --config "$(cfg 's/epochs: 1,/epochs: [1,/' yaml)"
+expect "unknown option" "unknown option '--lr'" -- "$T" --config "$work/ok.yaml" --lr 0.1
+expect "missing data folder" "does not exist or is not a folder" -- "$T" --config "$work/ok.yaml" --set data.train="$work/missing"
+mkdir -p "$work/partial/normal" && cp "$work/data/train/normal/0000.png" "$work/partial/normal/"
+expect "missing class folder" "lesao' is missing" -- "$T" --config "$work/ok.yaml" --set data.train="$work/partial"
+mkdir -p "$work/partial/lesao" && touch "$work/partial/lesao/readme.txt"
+expect "empty class folder" "holds no images" -- "$T" --config "$work/ok.yaml" --set data.train="$work/partial"
+cp -r "$work/data/train" "$work/corrupt" && cp "$data/images/truncated.png" "$work/corrupt/lesao/0001.png"
+expect "truncated image in the training set" "corrupt/lesao/0001.png" -- "$T" --config "$work/ok.yaml" --set data.train="$work/corrupt" --set output.dir="$work/out2"
+expect "unwritable output folder" "cannot create output folder" -- "$T" --config "$work/ok.yaml" --set output.dir=/proc/medimg-out
+expect "CUDA asked for in a CPU build" "no CUDA backend" -- "$T" --config "$work/ok.yaml" --set runtime.device=cuda
+expect "checkpoint missing" "nope.safetensors" -- "$P" --checkpoint "$work/nope.safetensors" --image "$data/images/gray8.png"
+head -c 5000 "$ckpt" > "$work/cut.safetensors"
+expect "checkpoint truncated mid-file" "cut.safetensors" -- "$P" --checkpoint "$work/cut.safetensors" --image "$data/images/gray8.png"
+expect "image missing" "no_such.png" -- "$P" --checkpoint "$ckpt" --image "$work/no_such.png"
+expect "zero-byte image" "empty.png" -- "$P" --checkpoint "$ckpt" --image "$data/images/empty.png"
+expect "truncated PNG" "truncated.png" -- "$P" --checkpoint "$ckpt" --image "$data/images/truncated.png"
+expect "corrupt PNG (CRC)" "corrupt_crc.png" -- "$P" --checkpoint "$ckpt" --image "$data/images/corrupt_crc.png"
+expect "decompression bomb (100000x100000 PNG)" "bomb.png" -- "$P" --checkpoint "$ckpt" --image "$data/images/bomb.png"
+expect "unsupported format (GIF)" "image.gif" -- "$P" --checkpoint "$ckpt" --image "$data/images/image.gif"
+expect "not an image" "notes.txt" -- "$P" --checkpoint "$ckpt" --image "$data/images/notes.txt"
+expect "checkpoint for other classes" "other classes" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --set "data.classes=[normal,lesao,other]"
+expect "unknown split" "--split must be" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split nope
+if [ -x "$bin/medimg-compare" ]; then
+  C="$bin/medimg-compare"
+  expect "compare: images of different sizes" "gray8.png" -- "$C" --reference "$data/images/gray8.png" --target "$work/data/val/normal/0000.png"
+  expect "compare: missing file" "missing.png" -- "$C" --reference "$work/missing.png" --target "$data/images/gray8.png"
+fi
+
+[ "$(md5sum "$ckpt" | cut -d' ' -f1)" = "$sum_before" ] || { echo "FAIL: an existing checkpoint was modified"; fails=$((fails + 1)); }
+echo "bad_inputs: $passes passed, $fails failed"
+[ "$fails" -eq 0 ]
