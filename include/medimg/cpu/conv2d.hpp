@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 // cpu/conv2d.hpp: convolution on the host as im2col + GEMM (the reference the CUDA backend is
-// tested against). Per image n:
+// tested against). Per image n (or a group of images side by side):
 //   cols = im2col(x_n)               // (K = C_in*kH*kW, P = Ho*Wo); skipped for 1x1 stride 1 pad 0
 //   y_n  = W * cols                  // (C_out, K) x (K, P) -> (C_out, P)
 //   dcols = W^T * dy_n; dx_n = col2im(dcols)
-//   dW  += dy_n * cols^T             // summed over images in per-thread partials, fixed order
-// Threads go over images when the batch has at least as many images as threads (each with its
-// own column buffer), otherwise into Eigen's GEMM. Deliberately not here: Winograd, NHWC,
-// groups (see the CPU performance issue).
+//   dW  += dy_n * cols^T             // summed over groups in per-thread partials, fixed order
+// Images go in groups side by side through one GEMM (see image_groups); threads go over groups
+// when there are enough, otherwise into the GEMM. Deliberately not here: Winograd, NHWC,
+// grouped convolution.
 #pragma once
 
 #include <algorithm>
@@ -32,14 +32,14 @@ struct ConvGeom {
 };
 
 /// cols[(c*kh + i)*kw + j][oh*Wo + ow] = x[c][oh*s - pad + i*d][ow*s - pad + j*d], 0 outside.
-/// x: (C, H, W) -> cols: (K, P)
+/// x: (C, H, W) -> cols: (K, P), rows `ld` apart (ld >= P: several images side by side)
 template <class T>
-void im2col(const T* x, const ConvGeom& g, T* cols) {
+void im2col(const T* x, const ConvGeom& g, T* cols, std::int64_t ld) {
     const auto& p = g.p;
     for (std::int64_t c = 0; c < g.C; ++c)
         for (std::int64_t i = 0; i < g.kh; ++i)
             for (std::int64_t j = 0; j < g.kw; ++j) {
-                T* row = cols + ((c * g.kh + i) * g.kw + j) * g.P();
+                T* row = cols + ((c * g.kh + i) * g.kw + j) * ld;
                 const T* plane = x + c * g.H * g.W;
                 const std::int64_t dj = j * p.dilation_w - p.pad_w;
                 // Output columns whose input column lies inside [0, W): ow in [lo, hi).
@@ -66,14 +66,14 @@ void im2col(const T* x, const ConvGeom& g, T* cols) {
 }
 
 /// The adjoint of im2col: dx[c][ih][iw] += every cols entry that im2col read from there.
-/// cols: (K, P) -> dx: (C, H, W), which the caller zeroes first.
+/// cols: (K, P) with rows `ld` apart -> dx: (C, H, W), which the caller zeroes first.
 template <class T>
-void col2im(const T* cols, const ConvGeom& g, T* dx) {
+void col2im(const T* cols, const ConvGeom& g, T* dx, std::int64_t ld) {
     const auto& p = g.p;
     for (std::int64_t c = 0; c < g.C; ++c)
         for (std::int64_t i = 0; i < g.kh; ++i)
             for (std::int64_t j = 0; j < g.kw; ++j) {
-                const T* row = cols + ((c * g.kh + i) * g.kw + j) * g.P();
+                const T* row = cols + ((c * g.kh + i) * g.kw + j) * ld;
                 T* plane = dx + c * g.H * g.W;
                 const std::int64_t dj = j * p.dilation_w - p.pad_w;
                 std::int64_t lo = dj >= 0 ? 0 : (-dj + p.stride_w - 1) / p.stride_w;
@@ -95,19 +95,35 @@ ConvGeom conv_geom(const Tensor<T, Cpu>& x, const Shape& w, const Shape& y, cons
     return ConvGeom{x.size(1), x.size(2), x.size(3), w[2], w[3], y[2], y[3], p};
 }
 
-/// Runs f(n, cols_buffer) for every image: over images in parallel when the batch covers the
-/// threads, else serially (the GEMM inside then threads itself).
+/// Images are processed in groups of g, side by side in one GEMM, so that layers with small
+/// feature maps (P = Ho*Wo of 49 or 16) still give the GEMM hundreds of columns and the weights
+/// are packed once per group rather than once per image. Groups run in parallel when there are at
+/// least as many as threads (each GEMM then serial), otherwise the GEMM threads itself.
+struct Groups {
+    std::int64_t size, count;
+};
+inline Groups image_groups(std::int64_t N, std::int64_t P) {
+    constexpr std::int64_t kTargetColumns = 512;
+    std::int64_t g = std::clamp<std::int64_t>((kTargetColumns + P - 1) / P, 1, N);
+    const std::int64_t t = num_threads();
+    if (N >= t) g = std::min(g, (N + t - 1) / t);  // keep at least one group per thread
+    return {g, (N + g - 1) / g};
+}
+
+/// Runs f(first_image, images, scratch) for every group, each call with its own scratch vector.
 template <class T, class F>
-void for_each_image(std::int64_t N, std::int64_t col_elems, F&& f) {
-    if (N >= num_threads()) {
-        parallel_chunks(0, N, [&](std::int64_t lo, std::int64_t hi, int) {
-            std::vector<T> cols(static_cast<std::size_t>(col_elems));
-            for (std::int64_t n = lo; n < hi; ++n) f(n, cols.data());
-        });
-    } else {
-        std::vector<T> cols(static_cast<std::size_t>(col_elems));
-        for (std::int64_t n = 0; n < N; ++n) f(n, cols.data());
-    }
+void for_each_group(std::int64_t N, const Groups& gr, F&& f) {
+    auto run = [&](std::int64_t lo, std::int64_t hi) {
+        std::vector<T> scratch;
+        for (std::int64_t b = lo; b < hi; ++b) {
+            const std::int64_t n0 = b * gr.size;
+            f(n0, std::min(gr.size, N - n0), scratch);
+        }
+    };
+    if (gr.count >= num_threads() && !in_parallel())
+        parallel_chunks(0, gr.count, [&](std::int64_t lo, std::int64_t hi, int) { run(lo, hi); });
+    else
+        run(0, gr.count);
 }
 
 }  // namespace medimg::cpu
@@ -117,71 +133,119 @@ namespace medimg::ops {
 template <>
 struct Conv2dImpl<Cpu> {
     // x: (N, C_in, H, W), w: (C_out, C_in, kH, kW), b: (C_out)? -> y: (N, C_out, Ho, Wo)
+    // Per group of g images: cols (K, g*P) = im2col; out (C_out, g*P) = W * cols; scatter to y.
     template <class T>
     static void forward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& w, const Tensor<T, Cpu>& b, Tensor<T, Cpu>& y,
                         const Conv2dParams& p) {
         const auto g = cpu::conv_geom(x, w.shape(), y.shape(), p);
-        const std::int64_t N = x.size(0), Co = w.size(0), K = g.K(), P = g.P();
-        const T* xd = x.data();
-        const T* wd = w.data();
-        T* yd = y.data();
-        cpu::for_each_image<T>(N, g.is_pointwise() ? 0 : K * P, [&](std::int64_t n, T* cols) {
-            const T* xn = xd + n * g.C * g.H * g.W;
-            if (!g.is_pointwise()) cpu::im2col(xn, g, cols);
-            T* yn = yd + n * Co * P;
-            cpu::gemm(false, false, Co, P, K, wd, g.is_pointwise() ? xn : cols, yn, false);  // (Co, P)
-            if (b.defined())
+        const std::int64_t N = x.size(0), Co = w.size(0), K = g.K(), P = g.P(), CHW = g.C * g.H * g.W;
+        const auto gr = cpu::image_groups(N, P);
+        cpu::for_each_group<T>(N, gr, [&](std::int64_t n0, std::int64_t ng, std::vector<T>& buf) {
+            const std::int64_t ld = ng * P;
+            const bool direct = ng == 1;  // write straight into y
+            const bool no_cols = direct && g.is_pointwise();
+            buf.resize(static_cast<std::size_t>((no_cols ? 0 : K * ld) + (direct ? 0 : Co * ld)));
+            T* cols = buf.data();
+            T* out = direct ? y.data() + n0 * Co * P : buf.data() + (no_cols ? 0 : K * ld);
+            if (!no_cols)
+                for (std::int64_t j = 0; j < ng; ++j) cpu::im2col(x.data() + (n0 + j) * CHW, g, cols + j * P, ld);
+            const T* B = no_cols ? x.data() + n0 * CHW : cols;
+            cpu::gemm_ld(false, false, Co, ld, K, w.data(), K, B, ld, out, ld, false);  // (Co, g*P)
+            for (std::int64_t j = 0; j < ng; ++j) {
+                T* yn = y.data() + (n0 + j) * Co * P;
                 for (std::int64_t c = 0; c < Co; ++c) {
-                    const T bc = b.data()[c];
-                    for (std::int64_t q = 0; q < P; ++q) yn[c * P + q] += bc;
+                    const T bc = b.defined() ? b.data()[c] : T(0);
+                    T* dst = yn + c * P;
+                    if (!direct) {
+                        const T* src = out + c * ld + j * P;
+                        for (std::int64_t q = 0; q < P; ++q) dst[q] = src[q] + bc;
+                    } else if (b.defined()) {
+                        for (std::int64_t q = 0; q < P; ++q) dst[q] += bc;
+                    }
                 }
+            }
         });
     }
 
+    /// Copies dy of images [n0, n0+ng) side by side: (C_out, ng*P).
+    template <class T>
+    static void gather_dy(const Tensor<T, Cpu>& dy, std::int64_t n0, std::int64_t ng, std::int64_t Co, std::int64_t P, T* dst) {
+        const std::int64_t ld = ng * P;
+        for (std::int64_t j = 0; j < ng; ++j)
+            for (std::int64_t c = 0; c < Co; ++c)
+                std::copy(dy.data() + ((n0 + j) * Co + c) * P, dy.data() + ((n0 + j) * Co + c + 1) * P, dst + c * ld + j * P);
+    }
+
     // dy: (N, C_out, Ho, Wo), w: (C_out, C_in, kH, kW) -> dx: (N, C_in, H, W), overwritten
+    // Per group: dcols (K, g*P) = W^T * dy_group; col2im per image.
     template <class T>
     static void backward_data(const Tensor<T, Cpu>& dy, const Tensor<T, Cpu>& w, Tensor<T, Cpu>& dx,
                               const Conv2dParams& p) {
         const auto g = cpu::conv_geom(dx, w.shape(), dy.shape(), p);
-        const std::int64_t N = dx.size(0), Co = w.size(0), K = g.K(), P = g.P();
-        cpu::for_each_image<T>(N, g.is_pointwise() ? 0 : K * P, [&](std::int64_t n, T* cols) {
-            T* dxn = dx.data() + n * g.C * g.H * g.W;
-            const T* dyn = dy.data() + n * Co * P;
-            if (g.is_pointwise()) {
-                cpu::gemm(true, false, K, P, Co, w.data(), dyn, dxn, false);  // (C_in, P)
-            } else {
-                cpu::gemm(true, false, K, P, Co, w.data(), dyn, cols, false);  // (K, P)
-                std::fill(dxn, dxn + g.C * g.H * g.W, T(0));
-                cpu::col2im(cols, g, dxn);
+        const std::int64_t N = dx.size(0), Co = w.size(0), K = g.K(), P = g.P(), CHW = g.C * g.H * g.W;
+        const auto gr = cpu::image_groups(N, P);
+        cpu::for_each_group<T>(N, gr, [&](std::int64_t n0, std::int64_t ng, std::vector<T>& buf) {
+            const std::int64_t ld = ng * P;
+            const bool direct = ng == 1;
+            if (direct && g.is_pointwise()) {
+                cpu::gemm_ld(true, false, K, P, Co, w.data(), K, dy.data() + n0 * Co * P, P, dx.data() + n0 * CHW, P, false);
+                return;
+            }
+            buf.resize(static_cast<std::size_t>(K * ld + (direct ? 0 : Co * ld)));
+            T* dcols = buf.data();
+            const T* dyg = dy.data() + n0 * Co * P;
+            if (!direct) {
+                gather_dy(dy, n0, ng, Co, P, buf.data() + K * ld);
+                dyg = buf.data() + K * ld;
+            }
+            cpu::gemm_ld(true, false, K, ld, Co, w.data(), K, dyg, ld, dcols, ld, false);  // (K, g*P)
+            for (std::int64_t j = 0; j < ng; ++j) {
+                T* dxn = dx.data() + (n0 + j) * CHW;
+                std::fill(dxn, dxn + CHW, T(0));
+                cpu::col2im(dcols + j * P, g, dxn, ld);
             }
         });
     }
 
     // x: (N, C_in, H, W), dy: (N, C_out, Ho, Wo) -> dw: (C_out, C_in, kH, kW), overwritten
+    // dW = sum over groups of dy_group (Co, g*P) * cols_group^T (g*P, K); per-thread partials
+    // are added in thread order, so a fixed thread count gives bit-identical results.
     template <class T>
     static void backward_filter(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& dy, Tensor<T, Cpu>& dw,
                                 const Conv2dParams& p) {
         const auto g = cpu::conv_geom(x, dw.shape(), dy.shape(), p);
-        const std::int64_t N = x.size(0), Co = dw.size(0), K = g.K(), P = g.P();
-        auto image_into = [&](std::int64_t n, T* cols, T* acc) {  // acc (Co, K) += dy_n * cols_n^T
-            const T* xn = x.data() + n * g.C * g.H * g.W;
-            if (!g.is_pointwise()) cpu::im2col(xn, g, cols);
-            cpu::gemm(false, true, Co, K, P, dy.data() + n * Co * P, g.is_pointwise() ? xn : cols, acc, true);
+        const std::int64_t N = x.size(0), Co = dw.size(0), K = g.K(), P = g.P(), CHW = g.C * g.H * g.W;
+        const auto gr = cpu::image_groups(N, P);
+        auto group_into = [&](std::int64_t n0, std::int64_t ng, std::vector<T>& buf, T* acc) {
+            const std::int64_t ld = ng * P;
+            const bool direct = ng == 1;
+            const bool no_cols = direct && g.is_pointwise();
+            buf.resize(static_cast<std::size_t>((no_cols ? 0 : K * ld) + (direct ? 0 : Co * ld)));
+            T* cols = buf.data();
+            if (!no_cols)
+                for (std::int64_t j = 0; j < ng; ++j) cpu::im2col(x.data() + (n0 + j) * CHW, g, cols + j * P, ld);
+            const T* dyg = dy.data() + n0 * Co * P;
+            if (!direct) {
+                gather_dy(dy, n0, ng, Co, P, buf.data() + K * ld);
+                dyg = buf.data() + K * ld;
+            }
+            const T* B = no_cols ? x.data() + n0 * CHW : cols;
+            cpu::gemm_ld(false, true, Co, K, ld, dyg, ld, B, ld, acc, K, true);  // (Co, K) += (Co, gP)(gP, K)
         };
         dw.zero_();
-        const int t = static_cast<int>(std::min<std::int64_t>(num_threads(), N));
-        if (t <= 1 || N < num_threads()) {
-            std::vector<T> cols(static_cast<std::size_t>(g.is_pointwise() ? 0 : K * P));
-            for (std::int64_t n = 0; n < N; ++n) image_into(n, cols.data(), dw.data());
+        const int t = static_cast<int>(std::min<std::int64_t>(num_threads(), gr.count));
+        if (t <= 1 || in_parallel()) {
+            std::vector<T> buf;
+            for (std::int64_t b = 0; b < gr.count; ++b)
+                group_into(b * gr.size, std::min(gr.size, N - b * gr.size), buf, dw.data());
             return;
         }
-        // Per-thread partial sums, added in thread order: deterministic for a fixed thread count.
         std::vector<std::vector<T>> part(static_cast<std::size_t>(t));
-        parallel_chunks(0, N, [&](std::int64_t lo, std::int64_t hi, int id) {
+        parallel_chunks(0, gr.count, [&](std::int64_t lo, std::int64_t hi, int id) {
             auto& acc = part[static_cast<std::size_t>(id)];
             acc.assign(static_cast<std::size_t>(Co * K), T(0));
-            std::vector<T> cols(static_cast<std::size_t>(g.is_pointwise() ? 0 : K * P));
-            for (std::int64_t n = lo; n < hi; ++n) image_into(n, cols.data(), acc.data());
+            std::vector<T> buf;
+            for (std::int64_t b = lo; b < hi; ++b) group_into(b * gr.size, std::min(gr.size, N - b * gr.size), buf, acc.data());
         });
         for (const auto& acc : part)
             for (std::int64_t i = 0; i < Co * K; ++i) dw.data()[i] += acc[static_cast<std::size_t>(i)];

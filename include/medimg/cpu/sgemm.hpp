@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: MIT
+// cpu/sgemm.hpp: single-precision GEMM with hand-written AVX-512 and AVX2+FMA micro-kernels,
+// chosen at run time from what the processor supports, so the default (portable) build runs
+// at full vector width without -march=native. Structure after Goto & van de Geijn, "Anatomy of
+// High-Performance Matrix Multiplication" (2008) / BLIS: B is packed in KC x NR slivers that stay
+// in L1, A in MR x KC slivers from L2, and an MR x NR register tile accumulates with FMAs.
+//   C (m, n) [+]= op(A) (m, k) * op(B) (k, n), all row-major with leading dimensions.
+// Threads split the tiles when called outside a parallel region. Deliberately not here: double
+// (Eigen serves it), other ISAs (Eigen is the fallback), edge micro-kernels (edges go through a
+// small buffer).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#  include <immintrin.h>
+#  define MEDIMG_SGEMM_X86 1
+#else
+#  define MEDIMG_SGEMM_X86 0
+#endif
+
+#include "medimg/core/parallel.hpp"
+
+namespace medimg::cpu::sgemm {
+
+/// A row-major matrix operand: element (i, j) is p[i * ld + j], or p[j * ld + i] when transposed.
+struct Operand {
+    const float* p;
+    std::int64_t ld;
+    bool trans;
+    float at(std::int64_t i, std::int64_t j) const { return trans ? p[j * ld + i] : p[i * ld + j]; }
+};
+
+enum class Isa { none, avx2, avx512 };
+
+#if MEDIMG_SGEMM_X86
+inline Isa detect_isa() {
+    static const Isa isa = [] {
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f")) return Isa::avx512;
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+        return Isa::none;
+    }();
+    return isa;
+}
+#else
+inline Isa detect_isa() { return Isa::none; }
+#endif
+
+namespace detail {
+
+constexpr std::int64_t kKC = 256;  // depth of a packed block: the KC x NR sliver of B fits L1
+constexpr std::int64_t kMC = 192;  // rows of A packed at once (an L2-sized block)
+constexpr std::int64_t kNC = 3072; // columns of B packed at once
+
+/// Per-thread scratch, grown on demand, 64-byte aligned.
+inline float* scratch(int which, std::size_t floats) {
+    struct Buf {
+        float* p = nullptr;
+        std::size_t n = 0;
+        ~Buf() { ::operator delete(p, std::align_val_t(64)); }
+    };
+    thread_local Buf bufs[2];
+    Buf& b = bufs[which];
+    if (b.n < floats) {
+        ::operator delete(b.p, std::align_val_t(64));
+        b.p = static_cast<float*>(::operator new(floats * sizeof(float), std::align_val_t(64)));
+        b.n = floats;
+    }
+    return b.p;
+}
+
+/// Packs rows [i0, i0+mc) x depth [p0, p0+kc) of A into MR-row slivers: dst[(s*kc + p)*MR + r].
+template <int MR>
+void pack_a(const Operand& A, std::int64_t i0, std::int64_t mc, std::int64_t p0, std::int64_t kc, float* dst) {
+    for (std::int64_t s = 0; s * MR < mc; ++s) {
+        const std::int64_t rows = std::min<std::int64_t>(MR, mc - s * MR);
+        float* d = dst + s * kc * MR;
+        if (A.trans) {  // A stored (k, m): the MR values of one depth are contiguous
+            for (std::int64_t p = 0; p < kc; ++p) {
+                const float* src = A.p + (p0 + p) * A.ld + i0 + s * MR;
+                for (int r = 0; r < MR; ++r) d[p * MR + r] = r < rows ? src[r] : 0.0f;
+            }
+        } else {  // MR row streams read in step, the packed sliver written in order
+            const float* src[MR];
+            for (int r = 0; r < MR; ++r) src[r] = A.p + (i0 + s * MR + std::min<std::int64_t>(r, rows - 1)) * A.ld + p0;
+            if (rows == MR) {  // a transpose, in 16-deep blocks that stay in L1
+                std::int64_t p = 0;
+                for (; p + 16 <= kc; p += 16)
+                    for (int r = 0; r < MR; ++r) {
+                        const float* sr = src[r] + p;
+                        float* dr = d + p * MR + r;
+                        for (int q = 0; q < 16; ++q) dr[q * MR] = sr[q];
+                    }
+                for (; p < kc; ++p)
+                    for (int r = 0; r < MR; ++r) d[p * MR + r] = src[r][p];
+            } else {
+                for (std::int64_t p = 0; p < kc; ++p)
+                    for (int r = 0; r < MR; ++r) d[p * MR + r] = r < rows ? src[r][p] : 0.0f;
+            }
+        }
+    }
+}
+
+/// Packs depth [p0, p0+kc) x columns [j0, j0+nc) of B into NR-column slivers: dst[(t*kc + p)*NR + c].
+template <int NR>
+void pack_b(const Operand& B, std::int64_t p0, std::int64_t kc, std::int64_t j0, std::int64_t nc, float* dst) {
+    for (std::int64_t t = 0; t * NR < nc; ++t) {
+        const std::int64_t cols = std::min<std::int64_t>(NR, nc - t * NR);
+        float* d = dst + t * kc * NR;
+        if (!B.trans) {  // B stored (k, n): a row of NR values is contiguous
+            for (std::int64_t p = 0; p < kc; ++p) {
+                const float* src = B.p + (p0 + p) * B.ld + j0 + t * NR;
+                if (cols == NR) {
+                    std::memcpy(d + p * NR, src, NR * sizeof(float));
+                } else {
+                    for (int c = 0; c < NR; ++c) d[p * NR + c] = c < cols ? src[c] : 0.0f;
+                }
+            }
+        } else {  // NR column streams read in step, the packed sliver written in order
+            const float* src[NR];
+            for (int c = 0; c < NR; ++c) src[c] = B.p + (j0 + t * NR + std::min<std::int64_t>(c, cols - 1)) * B.ld + p0;
+            if (cols == NR) {  // a transpose, in 16-deep blocks that stay in L1
+                std::int64_t p = 0;
+                for (; p + 16 <= kc; p += 16)
+                    for (int c = 0; c < NR; ++c) {
+                        const float* sc = src[c] + p;
+                        float* dc = d + p * NR + c;
+                        for (int q = 0; q < 16; ++q) dc[q * NR] = sc[q];
+                    }
+                for (; p < kc; ++p)
+                    for (int c = 0; c < NR; ++c) d[p * NR + c] = src[c][p];
+            } else {
+                for (std::int64_t p = 0; p < kc; ++p)
+                    for (int c = 0; c < NR; ++c) d[p * NR + c] = c < cols ? src[c][p] : 0.0f;
+            }
+        }
+    }
+}
+
+#if MEDIMG_SGEMM_X86
+// Register tile MR x NR: C_tile (+)= Ap (MR x kc) * Bp (kc x NR). `load` adds to C's current
+// values; partial tiles (rows < MR or cols < NR) go through a stack buffer.
+__attribute__((target("avx512f"))) inline void kernel_avx512(std::int64_t kc, const float* a, const float* b, float* c,
+                                                              std::int64_t ldc, bool load, int rows, int cols) {
+    constexpr int MR = 12;
+    __m512 acc[MR][2];
+#  pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (std::int64_t p = 0; p < kc; ++p) {
+        const __m512 b0 = _mm512_load_ps(b + p * 32), b1 = _mm512_load_ps(b + p * 32 + 16);
+#  pragma GCC unroll 12
+        for (int r = 0; r < MR; ++r) {
+            const __m512 av = _mm512_set1_ps(a[p * MR + r]);
+            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+    if (rows == MR && cols == 32) {
+#  pragma GCC unroll 12
+        for (int r = 0; r < MR; ++r) {
+            float* cr = c + r * ldc;
+            if (load) {
+                acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_loadu_ps(cr));
+                acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_loadu_ps(cr + 16));
+            }
+            _mm512_storeu_ps(cr, acc[r][0]);
+            _mm512_storeu_ps(cr + 16, acc[r][1]);
+        }
+        return;
+    }
+    alignas(64) float tmp[MR * 32];
+#  pragma GCC unroll 12
+    for (int r = 0; r < MR; ++r) {
+        _mm512_store_ps(tmp + r * 32, acc[r][0]);
+        _mm512_store_ps(tmp + r * 32 + 16, acc[r][1]);
+    }
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < cols; ++j) c[r * ldc + j] = (load ? c[r * ldc + j] : 0.0f) + tmp[r * 32 + j];
+}
+
+__attribute__((target("avx2,fma"))) inline void kernel_avx2(std::int64_t kc, const float* a, const float* b, float* c,
+                                                             std::int64_t ldc, bool load, int rows, int cols) {
+    constexpr int MR = 6;
+    __m256 acc[MR][2];
+#  pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (std::int64_t p = 0; p < kc; ++p) {
+        const __m256 b0 = _mm256_load_ps(b + p * 16), b1 = _mm256_load_ps(b + p * 16 + 8);
+#  pragma GCC unroll 6
+        for (int r = 0; r < MR; ++r) {
+            const __m256 av = _mm256_broadcast_ss(a + p * MR + r);
+            acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+    if (rows == MR && cols == 16) {
+#  pragma GCC unroll 6
+        for (int r = 0; r < MR; ++r) {
+            float* cr = c + r * ldc;
+            if (load) {
+                acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(cr));
+                acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(cr + 8));
+            }
+            _mm256_storeu_ps(cr, acc[r][0]);
+            _mm256_storeu_ps(cr + 8, acc[r][1]);
+        }
+        return;
+    }
+    alignas(32) float tmp[MR * 16];
+#  pragma GCC unroll 6
+    for (int r = 0; r < MR; ++r) {
+        _mm256_store_ps(tmp + r * 16, acc[r][0]);
+        _mm256_store_ps(tmp + r * 16 + 8, acc[r][1]);
+    }
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < cols; ++j) c[r * ldc + j] = (load ? c[r * ldc + j] : 0.0f) + tmp[r * 16 + j];
+}
+#endif
+
+/// The blocked loops around one micro-kernel shape.
+template <int MR, int NR, class Kernel>
+void blocked(std::int64_t m, std::int64_t n, std::int64_t k, const Operand& A, const Operand& B, float* c, std::int64_t ldc,
+             bool accumulate, Kernel kernel) {
+    const bool threaded = !in_parallel() && num_threads() > 1 && m * n * k >= (std::int64_t{1} << 21);
+    for (std::int64_t jc = 0; jc < n; jc += kNC) {
+        const std::int64_t nc = std::min(kNC, n - jc);
+        const std::int64_t nslivers = (nc + NR - 1) / NR;
+        for (std::int64_t pc = 0; pc < k; pc += kKC) {
+            const std::int64_t kc = std::min(kKC, k - pc);
+            const bool load = accumulate || pc > 0;
+            float* bp = scratch(0, static_cast<std::size_t>(nslivers * NR * kc));
+            pack_b<NR>(B, pc, kc, jc, nc, bp);
+            if (!threaded) {
+                for (std::int64_t ic = 0; ic < m; ic += kMC) {
+                    const std::int64_t mc = std::min(kMC, m - ic);
+                    float* ap = scratch(1, static_cast<std::size_t>(((mc + MR - 1) / MR) * MR * kc));
+                    pack_a<MR>(A, ic, mc, pc, kc, ap);
+                    for (std::int64_t jr = 0; jr < nc; jr += NR)
+                        for (std::int64_t ir = 0; ir < mc; ir += MR)
+                            kernel(kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, load,
+                                   static_cast<int>(std::min<std::int64_t>(MR, mc - ir)),
+                                   static_cast<int>(std::min<std::int64_t>(NR, nc - jr)));
+                }
+                continue;
+            }
+            // Threads: the packed B block is shared; each thread packs A row blocks and runs the
+            // column slivers of its static share (B stays in the threads' caches).
+            const std::int64_t mblocks = (m + kMC - 1) / kMC;
+            const std::int64_t tiles = mblocks * nslivers;
+            const float* bps = bp;
+            parallel_chunks(0, tiles, [&](std::int64_t lo, std::int64_t hi, int) {
+                std::int64_t packed = -1;
+                float* ap = nullptr;
+                for (std::int64_t t = lo; t < hi; ++t) {
+                    const std::int64_t mb = t / nslivers, js = t % nslivers;
+                    const std::int64_t ic = mb * kMC, mc = std::min(kMC, m - ic), jr = js * NR;
+                    if (packed != mb) {
+                        ap = scratch(1, static_cast<std::size_t>(((mc + MR - 1) / MR) * MR * kc));
+                        pack_a<MR>(A, ic, mc, pc, kc, ap);
+                        packed = mb;
+                    }
+                    for (std::int64_t ir = 0; ir < mc; ir += MR)
+                        kernel(kc, ap + ir * kc, bps + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, load,
+                               static_cast<int>(std::min<std::int64_t>(MR, mc - ir)),
+                               static_cast<int>(std::min<std::int64_t>(NR, nc - jr)));
+                }
+            });
+        }
+    }
+}
+
+}  // namespace detail
+
+/// Whether a vector micro-kernel serves this processor (else callers use Eigen).
+inline bool available() { return detect_isa() != Isa::none; }
+
+/// C (m, n) = op(A) (m, k) * op(B) (k, n), or += when accumulate. Requires available().
+inline void gemm(std::int64_t m, std::int64_t n, std::int64_t k, const Operand& A, const Operand& B, float* c, std::int64_t ldc,
+                 bool accumulate) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        if (!accumulate)
+            for (std::int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+        return;
+    }
+#if MEDIMG_SGEMM_X86
+    if (detect_isa() == Isa::avx512)
+        detail::blocked<12, 32>(m, n, k, A, B, c, ldc, accumulate, detail::kernel_avx512);
+    else
+        detail::blocked<6, 16>(m, n, k, A, B, c, ldc, accumulate, detail::kernel_avx2);
+#endif
+}
+
+}  // namespace medimg::cpu::sgemm
