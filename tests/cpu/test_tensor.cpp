@@ -101,4 +101,23 @@ BOOST_AUTO_TEST_CASE(thread_count_is_settable_and_validated) {
     BOOST_TEST(std::count(hit.begin(), hit.end(), 1) == 1000);
 }
 
+BOOST_AUTO_TEST_CASE(large_host_blocks_are_reused_and_released) {
+    release_host_cache();
+    const float* first = nullptr;
+    {
+        auto a = Tensor<float>::zeros({1 << 20});  // 4 MiB
+        first = a.data();
+    }
+    BOOST_TEST(host_cache_bytes() == std::size_t{4} << 20);
+    {
+        auto b = Tensor<float>::empty({3 << 18});  // 3 MiB: fits the cached 4 MiB block (within 2x)
+        BOOST_TEST(b.data() == first);
+        BOOST_TEST(host_cache_bytes() == 0u);
+        auto c = Tensor<float>::empty({1 << 18});  // 1 MiB: nothing cached fits, a fresh block
+        BOOST_TEST(c.data() != first);
+    }
+    BOOST_TEST(release_host_cache() == (std::size_t{5} << 20));
+    BOOST_TEST(host_cache_bytes() == 0u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

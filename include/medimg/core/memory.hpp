@@ -2,7 +2,8 @@
 // memory.hpp: the per-backend memory primitives every Tensor is built on.
 // Memory<B> allocates, frees, fills and copies within backend B; Transfer<From, To> copies between
 // backends (the only way data crosses devices: Tensor::to<B2>() calls it explicitly).
-// Memory<Cpu> is 64-byte aligned host memory; Memory<Cuda> lives in cuda/memory.cuh (nvcc only).
+// Memory<Cpu> is 64-byte aligned host memory, large blocks reused through core/host_cache.hpp;
+// Memory<Cuda> lives in cuda/memory.cuh (nvcc only).
 #pragma once
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <new>
 
 #include "medimg/core/device.hpp"
+#include "medimg/core/host_cache.hpp"
 #include "medimg/config.hpp"
 
 namespace medimg {
@@ -32,12 +34,8 @@ struct Memory {
 template <>
 struct Memory<Cpu> {
     static constexpr std::size_t alignment = 64;  // one cache line; AVX-512 loads stay aligned
-    static void* allocate(std::size_t bytes) {
-        return bytes ? ::operator new(bytes, std::align_val_t(alignment)) : nullptr;
-    }
-    static void deallocate(void* p) noexcept {
-        if (p) ::operator delete(p, std::align_val_t(alignment));
-    }
+    static void* allocate(std::size_t bytes) { return bytes ? detail::HostCache::instance().allocate(bytes) : nullptr; }
+    static void deallocate(void* p) noexcept { detail::HostCache::instance().deallocate(p); }
     template <class T>
     static void fill(T* p, std::size_t n, T value) { std::fill(p, p + n, value); }
     static void copy(void* dst, const void* src, std::size_t bytes) {
@@ -56,3 +54,8 @@ struct Transfer<Cpu, Cpu> {
 };
 
 }  // namespace medimg
+
+// Memory<Cuda> and the transfers that involve the GPU, in a TU compiled by nvcc.
+#if MEDIMG_HAS_CUDA
+#  include "medimg/cuda/memory.cuh"
+#endif
