@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# ResNet18 on the CPU, medimg vs PyTorch, interleaved in one run (benchmarks/RESULTS.md).
+# Workloads: training step (forward + cross-entropy + backward + Adam) at batch 32 on 3x224x224
+# and 3x128x128; inference at batch 1 and 32 on 3x224x224. PyTorch runs with 2 threads in its
+# default layout and channels_last (and frozen TorchScript for inference); its best mode is the
+# peer. Every measurement is its own process, so peak RSS is per workload. Medians of REPEATS.
+# Usage: /usr/bin/python3 benchmarks/compare_pytorch.py build/benchmarks/medimg-bench [--repeats 3] [--write]
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import statistics
+import subprocess
+import sys
+
+THREADS = 2
+WORKLOADS = [("train", 32, 224), ("train", 32, 128), ("infer", 1, 224), ("infer", 32, 224)]
+
+TORCH_CHILD = r'''
+import sys, time, json, resource, torch, torchvision
+kind, n, side, mode, iters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+torch.set_num_threads(%d)
+torch.manual_seed(0)
+m = torchvision.models.resnet18(num_classes=2)
+x = torch.randn(n, 3, side, side)
+y = torch.arange(n) %% 2
+if mode in ("channels_last", "frozen_cl"):
+    m = m.to(memory_format=torch.channels_last)
+    x = x.to(memory_format=torch.channels_last)
+if kind == "train":
+    m.train()
+    opt = torch.optim.Adam(m.parameters(), 1e-3)
+    def step():
+        loss = torch.nn.functional.cross_entropy(m(x), y)
+        opt.zero_grad(); loss.backward(); opt.step()
+else:
+    m.eval()
+    if mode.startswith("frozen"):
+        with torch.no_grad():
+            m = torch.jit.freeze(torch.jit.trace(m, x))
+    def step():
+        with torch.no_grad():
+            m(x)
+for _ in range(2): step()
+ts = []
+for _ in range(iters):
+    t = time.perf_counter(); step(); ts.append(time.perf_counter() - t)
+ts.sort()
+print(json.dumps({"seconds": ts[len(ts) // 2], "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+''' % THREADS
+
+
+def run_child(cmd, env=None):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        sys.exit("failed: %s\n%s" % (" ".join(cmd), out.stderr[-2000:]))
+    return out.stdout, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def torch_run(python, kind, n, side, mode, iters):
+    out, _ = run_child([python, "-c", TORCH_CHILD, kind, str(n), str(side), mode, str(iters)])
+    r = json.loads(out.strip().splitlines()[-1])
+    return n / r["seconds"], r["rss_mib"]
+
+
+def medimg_run(bench, kind, n, side, iters):
+    name = "BM_resnet18_train_step" if kind == "train" else "BM_resnet18_inference"
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+    out, _ = run_child(["/usr/bin/time", "-f", "%M", bench, "--benchmark_filter=^%s/N:%d/side:%d/" % (name, n, side),
+                        "--benchmark_min_time=0", "--benchmark_repetitions=%d" % iters, "--benchmark_format=json"], env)
+    data = json.loads(out)
+    times = [b["real_time"] for b in data["benchmarks"] if b.get("run_type") == "iteration"]
+    unit = data["benchmarks"][0]["time_unit"]
+    scale = {"ms": 1e-3, "us": 1e-6, "ns": 1e-9, "s": 1.0}[unit]
+    return n / (statistics.median(times) * scale)
+
+
+def medimg_rss(bench, kind, n, side):
+    name = "BM_resnet18_train_step" if kind == "train" else "BM_resnet18_inference"
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+    out = subprocess.run(["/usr/bin/time", "-f", "%M", bench, "--benchmark_filter=^%s/N:%d/side:%d/" % (name, n, side),
+                          "--benchmark_min_time=0", "--benchmark_repetitions=1"], capture_output=True, text=True, env=env)
+    return int(out.stderr.strip().splitlines()[-1]) / 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("bench")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--python", default="/usr/bin/python3")
+    ap.add_argument("--write", action="store_true", help="replace the CPU section of benchmarks/RESULTS.md")
+    a = ap.parse_args()
+    torch_version = subprocess.run([a.python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True).stdout.strip()
+    rows = []
+    for kind, n, side in WORKLOADS:
+        modes = ["default", "channels_last"] + (["frozen", "frozen_cl"] if kind == "infer" else [])
+        iters = 3 if (kind == "train" and side == 224) else 5
+        med, peer = [], {m: [] for m in modes}
+        peer_rss = {}
+        for _ in range(a.repeats):  # interleaved: medimg, then each PyTorch mode, per repeat
+            med.append(medimg_run(a.bench, kind, n, side, iters))
+            for m in modes:
+                ips, rss = torch_run(a.python, kind, n, side, m, iters)
+                peer[m].append(ips)
+                peer_rss[m] = rss
+        best_mode = max(modes, key=lambda m: statistics.median(peer[m]))
+        mi, pi = statistics.median(med), statistics.median(peer[best_mode])
+        mrss = medimg_rss(a.bench, kind, n, side)
+        rows.append((kind, n, side, mi, pi, best_mode, mi / pi, mrss, peer_rss[best_mode]))
+        print("%-5s N=%-2d %3d: medimg %.1f img/s, PyTorch %.1f img/s (%s), ratio %.2fx; peak RSS %.0f vs %.0f MiB"
+              % (kind, n, side, mi, pi, best_mode, mi / pi, mrss, peer_rss[best_mode]), flush=True)
+    cpu = re.sub(r"\s+", " ", subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | cut -d: -f2"], capture_output=True, text=True).stdout).strip()
+    lines = ["## ResNet18 on the CPU (medimg vs PyTorch)", "",
+             "%s; %s, %d cores; PyTorch %s (Debian), %d threads each; medians of %d interleaved repeats; %s." %
+             (datetime.date.today().isoformat(), cpu, os.cpu_count(), torch_version, THREADS, a.repeats, platform.platform()),
+             "Written by `benchmarks/compare_pytorch.py` (each measurement its own process).", "",
+             "| workload | medimg img/s | PyTorch img/s (best mode) | medimg / PyTorch | peak RSS medimg / PyTorch (MiB) |",
+             "| --- | --- | --- | --- | --- |"]
+    for kind, n, side, mi, pi, mode, ratio, mr, pr in rows:
+        what = "training step" if kind == "train" else "inference"
+        lines.append("| %s, batch %d, 3x%dx%d | %.1f | %.1f (%s) | %.2fx | %.0f / %.0f |" % (what, n, side, side, mi, pi, mode, ratio, mr, pr))
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if a.write:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
+        text = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+        start = text.find("## ResNet18 on the CPU")
+        if start >= 0:
+            end = text.find("\n## ", start + 1)
+            text = text[:start] + table + (text[end + 1:] if end >= 0 else "")
+        else:
+            text = text.rstrip("\n") + "\n\n" + table
+        open(path, "w").write(text)
+
+
+if __name__ == "__main__":
+    main()
