@@ -59,6 +59,15 @@ void parallel_for(std::int64_t begin, std::int64_t end, F&& f, std::int64_t grai
     for (std::int64_t i = begin; i < end; ++i) f(i);
 }
 
+/// Calls f(lo, hi) over [0, n) cut into blocks of `grain` elements, the blocks spread over the
+/// threads: the shape of every memory-bound elementwise loop (more, smaller tasks only add
+/// overhead; a fixed block size keeps reductions over blocks deterministic).
+template <class F>
+void parallel_blocks(std::int64_t n, std::int64_t grain, F&& f) {
+    const std::int64_t nb = (n + grain - 1) / grain;
+    parallel_for(0, nb, [&](std::int64_t b) { f(b * grain, std::min(n, (b + 1) * grain)); });
+}
+
 /// Calls f(chunk_begin, chunk_end, thread_index) once per thread over a static split of
 /// [begin, end); used where each thread keeps private scratch or partial sums.
 template <class F>

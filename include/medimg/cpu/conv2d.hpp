@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "medimg/core/parallel.hpp"
@@ -26,6 +27,13 @@ struct ConvGeom {
     ops::Conv2dParams p;
     std::int64_t K() const { return C * kh * kw; }
     std::int64_t P() const { return Ho * Wo; }
+    /// Output columns ow in [lo, hi) whose input column ow*stride + dj lies inside [0, W).
+    std::pair<std::int64_t, std::int64_t> valid_columns(std::int64_t dj) const {
+        std::int64_t lo = dj >= 0 ? 0 : (-dj + p.stride_w - 1) / p.stride_w;
+        std::int64_t hi = W - dj > 0 ? (W - dj + p.stride_w - 1) / p.stride_w : 0;
+        lo = std::min(lo, Wo);
+        return {lo, std::clamp(hi, lo, Wo)};
+    }
     bool is_pointwise() const {
         return kh == 1 && kw == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
     }
@@ -42,11 +50,7 @@ void im2col(const T* x, const ConvGeom& g, T* cols, std::int64_t ld) {
                 T* row = cols + ((c * g.kh + i) * g.kw + j) * ld;
                 const T* plane = x + c * g.H * g.W;
                 const std::int64_t dj = j * p.dilation_w - p.pad_w;
-                // Output columns whose input column lies inside [0, W): ow in [lo, hi).
-                std::int64_t lo = dj >= 0 ? 0 : (-dj + p.stride_w - 1) / p.stride_w;
-                std::int64_t hi = g.W - dj > 0 ? (g.W - dj + p.stride_w - 1) / p.stride_w : 0;
-                lo = std::min(lo, g.Wo);
-                hi = std::clamp(hi, lo, g.Wo);
+                const auto [lo, hi] = g.valid_columns(dj);
                 for (std::int64_t oh = 0; oh < g.Ho; ++oh) {
                     T* out = row + oh * g.Wo;
                     const std::int64_t ih = oh * p.stride_h - p.pad_h + i * p.dilation_h;
@@ -76,10 +80,7 @@ void col2im(const T* cols, const ConvGeom& g, T* dx, std::int64_t ld) {
                 const T* row = cols + ((c * g.kh + i) * g.kw + j) * ld;
                 T* plane = dx + c * g.H * g.W;
                 const std::int64_t dj = j * p.dilation_w - p.pad_w;
-                std::int64_t lo = dj >= 0 ? 0 : (-dj + p.stride_w - 1) / p.stride_w;
-                std::int64_t hi = g.W - dj > 0 ? (g.W - dj + p.stride_w - 1) / p.stride_w : 0;
-                lo = std::min(lo, g.Wo);
-                hi = std::clamp(hi, lo, g.Wo);
+                const auto [lo, hi] = g.valid_columns(dj);
                 for (std::int64_t oh = 0; oh < g.Ho; ++oh) {
                     const std::int64_t ih = oh * p.stride_h - p.pad_h + i * p.dilation_h;
                     if (ih < 0 || ih >= g.H) continue;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "medimg/core/parallel.hpp"
@@ -20,8 +21,7 @@ struct ElementwiseImpl<Cpu> {
 
     template <class F>
     static void blocks(std::int64_t n, F&& f) {
-        const std::int64_t nb = (n + grain - 1) / grain;
-        parallel_for(0, nb, [&](std::int64_t b) { f(b * grain, std::min(n, (b + 1) * grain)); });
+        parallel_blocks(n, grain, std::forward<F>(f));
     }
     template <class T>
     static void axpy(T* y, T alpha, const T* x, std::int64_t n) {

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 
 #include "medimg/core/parallel.hpp"
 #include "medimg/optim/optimizer.hpp"
@@ -23,8 +24,7 @@ struct OptimImpl<Cpu> {
 
     template <class F>
     static void blocks(std::int64_t n, F&& f) {
-        const std::int64_t nb = (n + grain - 1) / grain;
-        parallel_for(0, nb, [&](std::int64_t b) { f(b * grain, std::min(n, (b + 1) * grain)); });
+        parallel_blocks(n, grain, std::forward<F>(f));
     }
 
     /// SGD (PyTorch docs, torch.optim.SGD "Algorithm"; Sutskever et al. 2013 for Nesterov):
