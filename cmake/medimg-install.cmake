@@ -2,11 +2,18 @@
 # Install and export rules: `cmake --install build --prefix P` gives P/include/medimg/... and
 # P/lib/cmake/medimg/medimgConfig.cmake, so a consumer writes
 #   find_package(medimg CONFIG REQUIRED)  +  target_link_libraries(app PRIVATE medimg::medimg)
+# and, for the CUDA backend (exported separately, loaded only where the CUDA toolkit is found),
+#   find_package(medimg CONFIG REQUIRED COMPONENTS cuda)  +  medimg::cuda on its .cu targets.
 include(CMakePackageConfigHelpers)
 
 install(TARGETS medimg EXPORT medimgTargets)
 install(DIRECTORY include/medimg DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(EXPORT medimgTargets NAMESPACE medimg:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/medimg)
+if(MEDIMG_WITH_CUDA)
+  install(TARGETS medimg_cuda EXPORT medimgCudaTargets)
+  install(EXPORT medimgCudaTargets NAMESPACE medimg:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/medimg)
+endif()
+install(FILES cmake/medimg-cudnn.cmake DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/medimg)
 
 configure_package_config_file(cmake/medimgConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/medimgConfig.cmake

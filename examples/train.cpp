@@ -3,6 +3,8 @@
 // script). Prints one line per epoch (a live progress line when stdout is a terminal), writes
 // <output.dir>/metrics.csv and checkpoints/{best,last}.safetensors, and evaluates the best
 // checkpoint on the test split when it exists. --resume continues from last.safetensors.
+// runtime.device: this file built by g++ is the CPU program (cuda is refused); train.cu, its nvcc
+// twin, includes it unchanged and gets both backends, choosing once at the top (run_on below).
 #include <medimg/medimg.hpp>
 #include <medimg/train/run.hpp>
 
@@ -23,6 +25,29 @@ static const char* kUsage = R"(usage: medimg-train --config FILE [--set key=valu
 Research software: not for clinical diagnosis.
 )";
 
+/// Trains on the device the config names. Gpu is medimg::Cuda; the branch that uses it exists only
+/// where backend_available<Gpu> (a TU compiled by nvcc), so the g++ build never instantiates
+/// Tensor<float, Cuda>. auto = the GPU when one is present, else the CPU.
+template <class Gpu>
+void run_on(const medimg::io::Config& cfg, bool resume, bool progress, std::int64_t stop) {
+    using namespace medimg;
+    if constexpr (backend_available<Gpu>) {
+        const int gpus = Memory<Gpu>::device_count();
+        if (cfg.runtime.device == "cuda" || (cfg.runtime.device == "auto" && gpus > 0)) {
+            MEDIMG_CHECK(gpus > 0, ConfigError, "config: ", cfg.source,
+                         ": 'runtime.device' is cuda but no CUDA backend is usable here: this build has one, but no CUDA "
+                         "device was found (use cpu or auto)");
+            std::cout << "device: cuda (" << gpus << (gpus == 1 ? " GPU" : " GPUs") << ")\n";
+            train::run_training<float, Gpu>(cfg, resume, std::cout, progress, stop);
+            return;
+        }
+    } else {
+        MEDIMG_CHECK(cfg.runtime.device != "cuda", ConfigError, "config: ", cfg.source,
+                     ": 'runtime.device' is cuda but this build of medimg-train has no CUDA backend (use cpu or auto)");
+    }
+    train::run_training<float, Cpu>(cfg, resume, std::cout, progress, stop);
+}
+
 int main(int argc, char** argv) try {
     using namespace medimg;
     const auto args = cli::parse(argc, argv, {"--config", "--set", "--stop-after-epoch"}, {"--resume", "--help"});
@@ -31,11 +56,9 @@ int main(int argc, char** argv) try {
         return 0;
     }
     const auto cfg = io::load_config(args.require("--config"), args.all("--set"));
-    MEDIMG_CHECK(cfg.runtime.device != "cuda", ConfigError, "config: ", cfg.source,
-                 ": 'runtime.device' is cuda but this build of medimg-train has no CUDA backend (use cpu or auto)");
     const std::int64_t stop = args.has("--stop-after-epoch") ? std::stoll(args.get("--stop-after-epoch")) : 0;
     MEDIMG_CHECK(stop >= 0, ConfigError, "--stop-after-epoch must be >= 0, got ", stop);
-    train::run_training<float, Cpu>(cfg, args.has("--resume"), std::cout, isatty(STDOUT_FILENO) != 0, stop);
+    run_on<Cuda>(cfg, args.has("--resume"), isatty(STDOUT_FILENO) != 0, stop);
     return 0;
 } catch (const std::exception& e) {
     std::cerr << "medimg-train: " << e.what() << "\n";

@@ -61,7 +61,9 @@
 #    pragma GCC diagnostic ignored "-Wdouble-promotion"
 #    pragma GCC diagnostic ignored "-Wcast-qual"
 #    pragma GCC diagnostic ignored "-Wold-style-cast"
-#    pragma GCC diagnostic ignored "-Wuseless-cast"
+#    if !defined(__clang__)
+#      pragma GCC diagnostic ignored "-Wuseless-cast"  // GCC only; clang would warn about the unknown option
+#    endif
 #  endif
 #  define STB_IMAGE_STATIC
 #  define STB_IMAGE_IMPLEMENTATION

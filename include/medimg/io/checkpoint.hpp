@@ -80,8 +80,16 @@ void save_checkpoint(const std::string& path, const nn::Module<T, B>& model, con
 /// A checkpoint read back: metadata parsed, tensors available by name.
 class Checkpoint {
 public:
-    static Checkpoint load(const std::string& path) {
-        Checkpoint c(SafetensorsFile::load(path));
+    static Checkpoint load(const std::string& path) { return from_file(SafetensorsFile::load(path)); }
+    /// A checkpoint file image already in memory; `name` stands for the file in messages.
+    static Checkpoint load_from_memory(const void* data, std::size_t size, const std::string& name = "<memory>") {
+        return from_file(SafetensorsFile::load_from_memory(data, size, name));
+    }
+
+    /// Parses the metadata of a loaded safetensors file.
+    static Checkpoint from_file(SafetensorsFile file) {
+        Checkpoint c(std::move(file));
+        const std::string& path = c.file_.name();
         const auto& md = c.file_.metadata();
         auto get = [&](const char* key) -> std::string {
             auto it = md.find(key);

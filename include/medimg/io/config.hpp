@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -119,6 +121,17 @@ inline double as_number(const YAML::Node& n, const std::string& where, const std
     }
 }
 
+/// Paths and names with control characters (a stray carriage return from a CRLF file, a tab) are
+/// refused: they are almost always mistakes, and to_yaml could not write them back unchanged.
+inline void check_no_control_chars(const std::string& s, const std::string& where, const std::string& key) {
+    for (unsigned char ch : s)
+        if (ch < 0x20 || ch == 0x7f) {
+            char code[8];
+            std::snprintf(code, sizeof code, "0x%02x", ch);
+            bad(where, key, std::string("contains the control character ") + code + " (a stray carriage return or tab?)");
+        }
+}
+
 struct Range {
     double lo = -std::numeric_limits<double>::infinity(), hi = std::numeric_limits<double>::infinity();
     bool lo_open = false, hi_open = false;
@@ -185,6 +198,7 @@ Field text(std::string key, Ref ref, std::vector<std::string> choices = {}) {
                     for (const auto& ch : choices) list += (list.empty() ? "" : ", ") + ch;
                     bad(w, key, "must be one of " + list + "; got " + shown(n));
                 }
+                check_no_control_chars(n.Scalar(), w, key);
                 ref(c) = n.Scalar();
             },
             [=](const Config& c) { return YAML::Node(ref(const_cast<Config&>(c))); }};
@@ -215,6 +229,7 @@ Field strings(std::string key, Ref ref, std::size_t min_count) {
                 std::vector<std::string> v;
                 for (const auto& e : n) {
                     if (!e.IsScalar() || e.Scalar().empty()) bad(w, key, "entries must be non-empty names, got " + shown(e));
+                    check_no_control_chars(e.Scalar(), w, key);
                     if (std::find(v.begin(), v.end(), e.Scalar()) != v.end()) bad(w, key, "lists '" + e.Scalar() + "' twice");
                     v.push_back(e.Scalar());
                 }
@@ -309,6 +324,7 @@ inline std::size_t edit_distance(const std::string& a, const std::string& b) {
     return d[b.size()];
 }
 inline std::string suggestion(const std::string& key) {
+    if (key.size() > 64) return "";  // no real key is that long; the edit distances would cost O(size) each
     std::string best;
     std::size_t bd = 4;
     for (const auto& f : schema())  // every key and every section above it
@@ -333,7 +349,10 @@ inline const Field* find_field(const std::string& key) {
 /// Applies every leaf of `node` (a map) under `prefix`; unknown keys are errors.
 inline void apply(Config& c, const YAML::Node& node, const std::string& prefix, const std::string& where) {
     for (const auto& kv : node) {
-        const std::string key = (prefix.empty() ? "" : prefix + ".") + kv.first.as<std::string>();
+        if (!kv.first.IsScalar())  // e.g. "[a, b]: 1"; as<std::string>() would throw a yaml-cpp exception
+            throw ConfigError("config: " + where + ": " + (prefix.empty() ? std::string("a top-level key") : "a key in '" + prefix + "'") +
+                              " is not a name, got " + shown(kv.first));
+        const std::string key = (prefix.empty() ? "" : prefix + ".") + kv.first.Scalar();
         if (const Field* f = find_field(key)) {
             f->set(c, kv.second, where);
         } else if (is_section(key)) {
@@ -361,9 +380,17 @@ inline void set_path(YAML::Node root, const std::string& key, const YAML::Node& 
 }
 }  // namespace detail
 
+/// Configuration text longer than this is refused before parsing (a real config is a few KB), so
+/// that a wrong file cannot drive yaml-cpp into unbounded memory. (Nesting is bounded by
+/// yaml-cpp itself: deeper than 2000 levels is a YAML::DeepRecursion, reported as invalid YAML.)
+inline constexpr std::size_t max_config_bytes = std::size_t{1} << 20;
+
 /// Parses YAML text (named `source` in messages) plus `key=value` overrides into a validated Config.
 inline Config parse_config(const std::string& yaml_text, const std::string& source,
                            const std::vector<std::string>& overrides = {}) {
+    if (yaml_text.size() > max_config_bytes)
+        throw ConfigError("config: " + source + ": longer than " + std::to_string(max_config_bytes) +
+                          " bytes (io::max_config_bytes); is this a configuration file?");
     YAML::Node root;
     try {
         root = YAML::Load(yaml_text);
@@ -374,7 +401,11 @@ inline Config parse_config(const std::string& yaml_text, const std::string& sour
     if (!root.IsMap()) throw ConfigError("config: " + source + ": the top level must be a map of sections");
     Config c;
     c.source = source;
-    detail::apply(c, root, "", source);
+    try {  // the checks below throw ConfigError; a yaml-cpp exception here would be a gap in them
+        detail::apply(c, root, "", source);
+    } catch (const YAML::Exception& e) {
+        throw ConfigError("config: " + source + ": " + e.what());
+    }
     for (const auto& o : overrides) {
         const auto eq = o.find('=');
         if (eq == std::string::npos || eq == 0)
@@ -387,7 +418,11 @@ inline Config parse_config(const std::string& yaml_text, const std::string& sour
         } catch (const YAML::Exception& e) {
             throw ConfigError("config: --set " + o + ": value is not valid YAML (" + e.msg + ")");
         }
-        detail::find_field(key)->set(c, value, "--set");
+        try {
+            detail::find_field(key)->set(c, value, "--set");
+        } catch (const YAML::Exception& e) {
+            throw ConfigError("config: --set " + o + ": " + e.what());
+        }
     }
     // Cross-field checks.
     const auto ch = static_cast<std::size_t>(c.data.channels);
@@ -412,9 +447,14 @@ inline Config parse_config(const std::string& yaml_text, const std::string& sour
 inline Config load_config(const std::string& path, const std::vector<std::string>& overrides = {}) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw ConfigError("config: cannot open '" + path + "'");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return parse_config(ss.str(), path, overrides);
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) throw ConfigError("config: '" + path + "' is a folder, not a file");
+    std::string text;  // read at most max_config_bytes + 1 bytes: parse_config refuses longer text
+    char buf[1 << 16];
+    while (text.size() <= max_config_bytes && (in.read(buf, sizeof buf) || in.gcount() > 0))
+        text.append(buf, static_cast<std::size_t>(in.gcount()));
+    if (in.bad()) throw ConfigError("config: cannot read '" + path + "'");
+    return parse_config(text, path, overrides);
 }
 
 /// The full effective configuration as YAML (what checkpoints store).

@@ -32,6 +32,9 @@ struct ClassificationReport {
 /// Returns NaN when either group is empty.
 inline double roc_auc(const std::vector<double>& scores, const std::vector<bool>& positive) {
     MEDIMG_CHECK(scores.size() == positive.size(), ShapeError, "roc_auc: ", scores.size(), " scores but ", positive.size(), " labels");
+    // A NaN score has no rank: sorting it is undefined and the tie loop below would never advance.
+    for (std::size_t i = 0; i < scores.size(); ++i)
+        MEDIMG_CHECK(!std::isnan(scores[i]), ValueError, "roc_auc: score ", i, " is nan (the model's outputs are not finite?)");
     std::vector<std::size_t> order(scores.size());
     std::iota(order.begin(), order.end(), 0);
     std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return scores[a] < scores[b]; });

@@ -98,9 +98,9 @@ public:
             MEDIMG_CHECK(it->second.shape() == e.value.shape(), ShapeError, "load_state_dict: '", e.name, "' has shape ",
                          it->second.shape(), " in the given state but ", e.value.shape(), " in the model");
         }
-        for (const auto& [k, v] : state)
-            if (std::none_of(mine.begin(), mine.end(), [&](const StateEntry<T, B>& e) { return e.name == k; }))
-                unexpected.push_back(k);
+        for (const auto& kv : state)  // (a lambda may not capture a structured binding in C++17; clang refuses it)
+            if (std::none_of(mine.begin(), mine.end(), [&](const StateEntry<T, B>& e) { return e.name == kv.first; }))
+                unexpected.push_back(kv.first);
         if (strict && (!missing.empty() || !unexpected.empty()))
             throw ValueError("load_state_dict: " + describe("missing key", missing) +
                              (missing.empty() || unexpected.empty() ? "" : "; ") + describe("unexpected key", unexpected));

@@ -73,5 +73,5 @@ void batch_norm_backward(const Tensor<T, B>& x, const Tensor<T, B>& dy, const Te
 
 #include "medimg/cpu/batch_norm.hpp"
 #if MEDIMG_HAS_CUDA
-#  include "medimg/cuda/batch_norm.hpp"
+#  include "medimg/cuda/batch_norm.cuh"
 #endif

@@ -91,5 +91,5 @@ void conv2d_backward_bias(const Tensor<T, B>& dy, Tensor<T, B>& db) {
 
 #include "medimg/cpu/conv2d.hpp"
 #if MEDIMG_HAS_CUDA
-#  include "medimg/cuda/conv2d.hpp"
+#  include "medimg/cuda/conv2d.cuh"
 #endif

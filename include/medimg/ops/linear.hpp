@@ -51,5 +51,5 @@ void linear_backward_weight(const Tensor<T, B>& x, const Tensor<T, B>& dy, Tenso
 
 #include "medimg/cpu/linear.hpp"
 #if MEDIMG_HAS_CUDA
-#  include "medimg/cuda/linear.hpp"
+#  include "medimg/cuda/linear.cuh"
 #endif

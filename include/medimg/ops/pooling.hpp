@@ -78,5 +78,5 @@ void adaptive_avg_pool2d_backward(const Tensor<T, B>& dy, Tensor<T, B>& dx) {
 
 #include "medimg/cpu/pooling.hpp"
 #if MEDIMG_HAS_CUDA
-#  include "medimg/cuda/pooling.hpp"
+#  include "medimg/cuda/pooling.cuh"
 #endif

@@ -77,5 +77,5 @@ void cross_entropy_backward(const Tensor<T, B>& logp, const Tensor<std::int64_t,
 
 #include "medimg/cpu/softmax.hpp"
 #if MEDIMG_HAS_CUDA
-#  include "medimg/cuda/softmax.hpp"
+#  include "medimg/cuda/softmax.cuh"
 #endif

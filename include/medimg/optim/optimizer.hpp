@@ -311,6 +311,8 @@ protected:
 
 }  // namespace medimg::optim
 
-// The Cpu loops. A CUDA twin (cuda/optim.cuh, one fused kernel per optimizer) is not written yet;
-// until it is, Optimizer<T, Cuda> stops compiling at the incomplete OptimImpl<Cuda>.
+// The Cpu loops, and in a TU compiled by nvcc their CUDA twin (one fused kernel per optimizer).
 #include "medimg/cpu/optim.hpp"
+#if MEDIMG_HAS_CUDA
+#  include "medimg/cuda/optim.cuh"
+#endif

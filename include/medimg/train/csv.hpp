@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: MIT
 // train/csv.hpp: the per-epoch metrics log. The whole file is rewritten atomically after every
-// epoch (temporary file + rename), so a crash leaves the previous complete log, never a torn
-// line. Numbers are printed with fixed precision so two identical runs give identical files.
+// epoch (temporary file + fsync + rename), so a crash or power cut leaves the previous complete
+// log, never a torn line. Numbers are printed with fixed precision so two identical runs give
+// identical files.
 #pragma once
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "medimg/error.hpp"
 
@@ -27,25 +32,39 @@ inline std::string csv_line(const EpochRow& r) {
     return buf;
 }
 
-/// Writes `text` to `path` via a temporary file in the same folder and a rename.
+/// Writes `text` to `path` via a temporary file in the same folder, fsync and a rename (then a
+/// best-effort fsync of the folder), so that after a crash or a power cut the file is either the
+/// old one or the new one, and a checkpoint written afterwards never lands on disk before it.
 inline void write_text_atomic(const std::string& path, const std::string& text) {
     const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        MEDIMG_CHECK(out.good(), IoError, "cannot write '", path, "': the folder is missing or not writable");
-        out << text;
-        out.flush();
-        if (!out.good()) {
-            out.close();
-            std::remove(tmp.c_str());
-            throw IoError("cannot write '" + path + "': write failed (disk full?)");
-        }
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    MEDIMG_CHECK(fd >= 0, IoError, "cannot write '", path, "': the folder is missing or not writable");
+    const char* p = text.data();
+    std::size_t left = text.size();
+    bool ok = true;
+    while (ok && left > 0) {
+        const ::ssize_t w = ::write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        ok = w > 0;
+        if (ok) p += w, left -= static_cast<std::size_t>(w);
+    }
+    ok = ok && ::fsync(fd) == 0;
+    ok = (::close(fd) == 0) && ok;
+    if (!ok) {
+        std::remove(tmp.c_str());
+        throw IoError("cannot write '" + path + "': write failed (disk full?)");
     }
     std::error_code ec;
     std::filesystem::rename(tmp, path, ec);
     if (ec) {
         std::remove(tmp.c_str());
         throw IoError("cannot write '" + path + "': " + ec.message());
+    }
+    std::string dir = std::filesystem::path(path).parent_path().string();
+    const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)::fsync(dfd);
+        ::close(dfd);
     }
 }
 

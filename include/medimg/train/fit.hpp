@@ -3,14 +3,15 @@
 //   for each epoch: train over shuffled batches (forward, loss, backward, clip, step) ->
 //   evaluate on val (loss, accuracy, AUC) -> scheduler step -> metrics.csv row ->
 //   checkpoints last (every epoch) and best (when checkpoint_metric improves) -> early stop.
-// A non-finite loss stops the run with the epoch and batch named, keeping the last good
-// checkpoints. The data side (decoding, transforms) comes in as DataLoaders; the model as any
+// A non-finite loss stops the run with the epoch and batch named (or, for the validation
+// loss, the epoch), keeping the last good checkpoints. The data side (decoding, transforms) comes in as DataLoaders; the model as any
 // Module. Deliberately not here: the command line (examples/train.cpp), the device choice.
 #pragma once
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -69,6 +70,7 @@ Evaluation evaluate(nn::Module<T, B>& model, data::DataLoader& loader, std::int6
     }
     MEDIMG_CHECK(!ev.labels.empty(), ValueError, "evaluate: no readable sample in the split");
     ev.loss = loss_sum / static_cast<double>(ev.labels.size());
+    MEDIMG_CHECK(std::isfinite(ev.loss), ValueError, "evaluate: loss is ", ev.loss, " (the model's outputs are not finite)");
     ev.report = metrics::classification_report(ev.probs, ev.labels, num_classes);
     return ev;
 }
@@ -131,6 +133,15 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
     std::error_code ec;
     fs::create_directories(ckdir, ec);
     MEDIMG_CHECK(!ec, IoError, "train: cannot create output folder '", ckdir.string(), "': ", ec.message());
+    // A run killed while writing a checkpoint leaves its temporary file behind (the checkpoint
+    // itself is intact: the rename never happened). Remove such leftovers (best effort), so that
+    // repeated interruptions cannot fill the disk with 100 MB fragments.
+    std::vector<fs::path> stale;
+    for (auto it = fs::directory_iterator(ckdir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        const auto name = it->path().filename().string();
+        if (name.rfind("best.safetensors.tmp-", 0) == 0 || name.rfind("last.safetensors.tmp-", 0) == 0) stale.push_back(it->path());
+    }
+    for (const auto& p : stale) fs::remove(p, ec);
     MetricsCsv csv((fs::path(o.output_dir) / "metrics.csv").string(), ctx.previous_rows);
     auto& model = *ctx.model;
     const auto params = model.named_parameters();
@@ -175,7 +186,15 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
         }
         MEDIMG_CHECK(seen > 0, ValueError, "train: epoch ", epoch, " had no readable training sample");
         const double train_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
-        const auto ev = evaluate(model, *ctx.val, ctx.num_classes, ctx.loss);
+        // A failed validation (e.g. non-finite outputs: the last steps of the epoch made the weights
+        // non-finite although every training loss was finite) stops before any checkpoint is written.
+        Evaluation ev;
+        try {
+            ev = evaluate(model, *ctx.val, ctx.num_classes, ctx.loss);
+        } catch (const ValueError& e) {
+            throw ValueError(::medimg::detail::concat("train: validation after epoch ", epoch, ": ", e.what(),
+                                                      "; stopped (last good checkpoints kept)"));
+        }
         if (ctx.scheduler) ctx.scheduler->step();
 
         EpochRow row{epoch, loss_sum / seen, static_cast<double>(right) / seen, ev.loss, ev.report.accuracy, ev.report.macro_auc,

@@ -1,0 +1,141 @@
+// SPDX-License-Identifier: MIT
+// bench_gpu.cu: ResNet18 on the GPU (medimg-bench-gpu): the training step (forward, cross-entropy,
+// backward, SGD with momentum) at batch 64 and 256 on 3x224x224, and inference (eval, NoGrad) at
+// batch 1 and 256, each with FP32 math and with TF32 tensor cores (cuda::settings().allow_tf32,
+// PyTorch's default for cuDNN convolutions). cuDNN algorithms are chosen by timing
+// (settings().cudnn_benchmark, as torch.backends.cudnn.benchmark = True) during warm-up, outside
+// the timed loop. Batches stay on the device (the input copy is not timed). Times come from CUDA
+// events around each iteration (UseManualTime); img/s = N * iterations / summed event time.
+// benchmarks/bench_gpu_pytorch.py runs the same workloads in PyTorch for the ratios in RESULTS.md.
+// Deliberately not here: bf16/fp16 (medimg has no mixed precision yet), multi-GPU.
+#include <benchmark/benchmark.h>
+
+#include <medimg/medimg.hpp>
+
+namespace {
+using namespace medimg;
+
+/// Elapsed GPU time between two events on medimg's stream.
+class GpuTimer {
+public:
+    GpuTimer() {
+        MEDIMG_CUDA_CHECK(cudaEventCreate(&start_));
+        MEDIMG_CUDA_CHECK(cudaEventCreate(&stop_));
+    }
+    ~GpuTimer() {
+        (void)cudaEventDestroy(start_);
+        (void)cudaEventDestroy(stop_);
+    }
+    void start() { MEDIMG_CUDA_CHECK(cudaEventRecord(start_, cuda::stream())); }
+    double stop_seconds() {
+        MEDIMG_CUDA_CHECK(cudaEventRecord(stop_, cuda::stream()));
+        MEDIMG_CUDA_CHECK(cudaEventSynchronize(stop_));
+        float ms = 0.0f;
+        MEDIMG_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
+        return static_cast<double>(ms) / 1e3;
+    }
+
+private:
+    cudaEvent_t start_ = nullptr, stop_ = nullptr;
+};
+
+bool ready(benchmark::State& state) {
+    if (cuda::device_count() > 0) return true;
+    state.SkipWithError("no CUDA device");
+    return false;
+}
+
+void configure(bool tf32) {
+    cuda::settings().allow_tf32 = tf32;
+    cuda::settings().cudnn_benchmark = true;
+    cuda::settings().deterministic = false;  // as PyTorch's default: the fastest algorithm
+}
+
+Tensor<float, Cuda> random_batch(std::int64_t n, std::int64_t side) {
+    auto x = Tensor<float, Cpu>::empty({n, 3, side, side});
+    Rng(1).fill_normal(x, 0.0, 1.0);
+    return x.to<Cuda>();
+}
+
+void report(benchmark::State& state, std::int64_t n, double seconds, std::int64_t iterations) {
+    state.counters["img/s"] = seconds > 0 ? static_cast<double>(n * iterations) / seconds : 0.0;
+    const auto s = cuda::allocator_stats();
+    state.counters["peak_MiB"] = static_cast<double>(s.peak_bytes_in_use) / (1 << 20);
+}
+
+// Args: N, side, tf32
+void BM_resnet18_train_step(benchmark::State& state) {
+    if (!ready(state)) return;
+    const auto n = state.range(0), side = state.range(1);
+    configure(state.range(2) != 0);
+    nn::ResNet18<float, Cuda> model(nn::ResNetOptions{2, 3});
+    optim::SGDOptions so(0.01);
+    so.momentum = 0.9;
+    so.weight_decay = 1e-4;
+    optim::SGD<float, Cuda> opt(model.named_parameters(), so);
+    const autograd::Var<float, Cuda> x(random_batch(n, side));
+    auto host_y = Tensor<std::int64_t, Cpu>::empty({n});
+    for (std::int64_t i = 0; i < n; ++i) host_y[i] = i % 2;
+    const auto y = host_y.to<Cuda>();
+    model.train();
+    auto step = [&] {
+        auto loss = loss::cross_entropy(model(x), y);
+        loss.backward();
+        opt.step();
+        opt.zero_grad();
+        return loss;
+    };
+    for (int i = 0; i < 3; ++i) step();  // algorithm search, optimizer state, allocator cache
+    cuda::synchronize();
+    cuda::CachingAllocator::instance().reset_peak();
+    GpuTimer timer;
+    double total = 0.0;
+    for (auto _ : state) {
+        timer.start();
+        auto loss = step();
+        const double t = timer.stop_seconds();
+        state.SetIterationTime(t);
+        total += t;
+        benchmark::DoNotOptimize(loss.value().data());
+    }
+    report(state, n, total, static_cast<std::int64_t>(state.iterations()));
+}
+
+void BM_resnet18_inference(benchmark::State& state) {
+    if (!ready(state)) return;
+    const auto n = state.range(0), side = state.range(1);
+    configure(state.range(2) != 0);
+    nn::ResNet18<float, Cuda> model(nn::ResNetOptions{2, 3});
+    model.eval();
+    const autograd::Var<float, Cuda> x(random_batch(n, side));
+    autograd::NoGrad guard;
+    for (int i = 0; i < 3; ++i) model(x);
+    cuda::synchronize();
+    cuda::CachingAllocator::instance().reset_peak();
+    GpuTimer timer;
+    double total = 0.0;
+    for (auto _ : state) {
+        timer.start();
+        auto logits = model(x);
+        const double t = timer.stop_seconds();
+        state.SetIterationTime(t);
+        total += t;
+        benchmark::DoNotOptimize(logits.value().data());
+    }
+    report(state, n, total, static_cast<std::int64_t>(state.iterations()));
+}
+
+struct Context {
+    Context() {
+        if (cuda::device_count() > 0) benchmark::AddCustomContext("gpu", cuda::device_description(cuda::current_device()));
+        benchmark::AddCustomContext("cudnn", std::to_string(cudnnGetVersion()));
+    }
+} context;
+}  // namespace
+
+BENCHMARK(BM_resnet18_train_step)->ArgNames({"N", "side", "tf32"})
+    ->Args({64, 224, 0})->Args({64, 224, 1})->Args({256, 224, 0})->Args({256, 224, 1})
+    ->Unit(benchmark::kMillisecond)->UseManualTime()->Iterations(20);
+BENCHMARK(BM_resnet18_inference)->ArgNames({"N", "side", "tf32"})
+    ->Args({1, 224, 0})->Args({256, 224, 0})->Args({256, 224, 1})
+    ->Unit(benchmark::kMillisecond)->UseManualTime()->Iterations(30);

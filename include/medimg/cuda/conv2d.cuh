@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: MIT
+// cuda/conv2d.cuh: Conv2dImpl<Cuda>, the GPU twin of cpu/conv2d.hpp, on cuDNN's convolution API
+// (cudnnConvolutionForward / BackwardData / BackwardFilter; https://docs.nvidia.com/deeplearning/cudnn/
+// api/cudnn-cnn-library.html). Per shape (x, w, y, params, element type, settings) a ConvPlan holds
+// the descriptors and, per direction, the algorithm chosen once - by cuDNN's heuristics
+// (cudnnGet*Algorithm_v7) or, with settings().cudnn_benchmark, by timing (cudnnFind*AlgorithmEx) -
+// preferring deterministic algorithms and, unless settings().allow_tf32, FP32 FMA math. Workspaces
+// come from the caching allocator. Bias: own kernels (kernels/channel.cuh), summed in double.
+// Deliberately not here: groups, NHWC, the cuDNN v9 graph API, fused conv+bias+activation.
+#pragma once
+
+#include "medimg/config.hpp"
+#if !MEDIMG_HAS_CUDA
+#error "medimg/cuda/conv2d.cuh: include only from a TU compiled by nvcc"
+#endif
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <type_traits>
+#include <vector>
+
+#include <cudnn.h>
+
+#include "medimg/cuda/allocator.hpp"
+#include "medimg/cuda/check.hpp"
+#include "medimg/cuda/context.hpp"
+#include "medimg/cuda/descriptors.hpp"
+#include "medimg/cuda/kernels/channel.cuh"
+#include "medimg/cuda/memory.cuh"
+#include "medimg/ops/conv2d.hpp"
+
+namespace medimg::cuda::detail {
+
+enum ConvDirection : int { kConvForward = 0, kConvBackwardData = 1, kConvBackwardFilter = 2 };
+
+struct ConvAlgo {
+    bool chosen = false;
+    int algo = 0;               // cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t
+    std::size_t workspace = 0;  // bytes
+};
+
+/// Everything cuDNN needs for one convolution shape; one convolution descriptor per direction,
+/// since each direction's algorithm may want its own math type.
+struct ConvPlan {
+    TensorDescriptor x, y;
+    FilterDescriptor w;
+    ConvolutionDescriptor conv[3];
+    ConvAlgo algo[3];
+};
+
+using ConvKey = std::array<std::int64_t, 19>;
+
+inline std::mutex& conv_mutex() {
+    static std::mutex m;
+    return m;
+}
+inline std::map<ConvKey, std::unique_ptr<ConvPlan>>& conv_plans() {
+    static auto* plans = new std::map<ConvKey, std::unique_ptr<ConvPlan>>();  // lives as long as the process
+    return *plans;
+}
+
+template <class T>
+cudnnMathType_t conv_math(bool allow_tf32) {
+    if constexpr (std::is_same_v<T, float>)
+        return allow_tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
+    else
+        return CUDNN_DEFAULT_MATH;
+}
+
+/// The plan for this shape; created (descriptors set, no algorithm yet) on first use.
+/// Call with conv_mutex() held.
+template <class T>
+ConvPlan& conv_plan(const Shape& x, const Shape& w, const Shape& y, const ops::Conv2dParams& p) {
+    const Settings& s = settings();
+    const ConvKey key{current_device(), std::is_same_v<T, float> ? 0 : 1, x[0], x[1], x[2], x[3], w[0], w[2], w[3],
+                      p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w,
+                      s.allow_tf32, s.cudnn_benchmark, s.deterministic, static_cast<std::int64_t>(s.conv_workspace_limit)};
+    auto& slot = conv_plans()[key];
+    if (!slot) {
+        auto plan = std::make_unique<ConvPlan>();
+        plan->x.set<T>(x);
+        plan->y.set<T>(y);
+        plan->w.set<T>(w);
+        for (auto& c : plan->conv) {
+            c.set<T>(p.pad_h, p.pad_w, p.stride_h, p.stride_w, p.dilation_h, p.dilation_w);
+            c.set_math(conv_math<T>(s.allow_tf32));
+        }
+        slot = std::move(plan);
+    }
+    return *slot;
+}
+
+/// The index of the first acceptable entry of cuDNN's ranked list, or -1: it ran (status),
+/// fits the workspace limit, keeps FP32 math unless TF32 is allowed, and - in a first pass when
+/// asked - is deterministic.
+template <class T, class Perf>
+int pick_algorithm(const Perf* perf, int n, const Settings& s) {
+    for (int pass = s.deterministic ? 0 : 1; pass < 2; ++pass)
+        for (int i = 0; i < n; ++i) {
+            const Perf& q = perf[i];
+            if (q.status != CUDNN_STATUS_SUCCESS || q.memory > s.conv_workspace_limit) continue;
+            if (std::is_same_v<T, float> && !s.allow_tf32 &&
+                (q.mathType == CUDNN_TENSOR_OP_MATH || q.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
+                continue;
+            if (pass == 0 && q.determinism != CUDNN_DETERMINISTIC) continue;
+            return i;
+        }
+    return -1;
+}
+
+[[noreturn]] inline void no_conv_algorithm(const char* fn, const Shape& x, const Shape& w) {
+    throw BackendError(::medimg::detail::concat(fn, ": cuDNN offers no usable algorithm for input ", x, " and weight ", w,
+                                                " within the workspace limit of ", settings().conv_workspace_limit,
+                                                " bytes (cuda::settings().conv_workspace_limit)"));
+}
+
+/// Workspace for cudnnFind*AlgorithmEx: the limit, but at most a quarter of the free memory.
+inline std::size_t find_workspace_bytes() {
+    std::size_t free_b = 0, total_b = 0;
+    MEDIMG_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    return std::min(settings().conv_workspace_limit, free_b / 4);
+}
+
+template <class T>
+const ConvAlgo& choose_forward(ConvPlan& plan, const Shape& xs, const Shape& ws, const T* x, const T* w, T* y) {
+    ConvAlgo& a = plan.algo[kConvForward];
+    if (a.chosen) return a;
+    const Settings& s = settings();
+    cudnnHandle_t h = cudnn_handle();
+    auto& conv = plan.conv[kConvForward];
+    int max_n = 0, n = 0;
+    MEDIMG_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(h, &max_n));
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(static_cast<std::size_t>(std::max(max_n, 1)));
+    if (s.cudnn_benchmark) {
+        DeviceBuffer ws_buf(find_workspace_bytes());
+        MEDIMG_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(h, plan.x.get(), x, plan.w.get(), w, conv.get(), plan.y.get(), y,
+                                                                  max_n, &n, perf.data(), ws_buf.get(), ws_buf.bytes()));
+    } else {
+        MEDIMG_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, plan.x.get(), plan.w.get(), conv.get(), plan.y.get(), max_n, &n,
+                                                                  perf.data()));
+    }
+    const int i = pick_algorithm<T>(perf.data(), n, s);
+    if (i < 0) no_conv_algorithm("conv2d_forward", xs, ws);
+    if (s.allow_tf32) conv.set_math(perf[i].mathType);
+    a.algo = perf[i].algo;
+    MEDIMG_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, plan.x.get(), plan.w.get(), conv.get(), plan.y.get(),
+                                                               perf[i].algo, &a.workspace));
+    a.chosen = true;
+    return a;
+}
+
+template <class T>
+const ConvAlgo& choose_backward_data(ConvPlan& plan, const Shape& xs, const Shape& ws, const T* dy, const T* w, T* dx) {
+    ConvAlgo& a = plan.algo[kConvBackwardData];
+    if (a.chosen) return a;
+    const Settings& s = settings();
+    cudnnHandle_t h = cudnn_handle();
+    auto& conv = plan.conv[kConvBackwardData];
+    int max_n = 0, n = 0;
+    MEDIMG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(h, &max_n));
+    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(static_cast<std::size_t>(std::max(max_n, 1)));
+    if (s.cudnn_benchmark) {
+        DeviceBuffer ws_buf(find_workspace_bytes());
+        MEDIMG_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(h, plan.w.get(), w, plan.y.get(), dy, conv.get(), plan.x.get(),
+                                                                       dx, max_n, &n, perf.data(), ws_buf.get(), ws_buf.bytes()));
+    } else {
+        MEDIMG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, plan.w.get(), plan.y.get(), conv.get(), plan.x.get(), max_n,
+                                                                       &n, perf.data()));
+    }
+    const int i = pick_algorithm<T>(perf.data(), n, s);
+    if (i < 0) no_conv_algorithm("conv2d_backward_data", xs, ws);
+    if (s.allow_tf32) conv.set_math(perf[i].mathType);
+    a.algo = perf[i].algo;
+    MEDIMG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h, plan.w.get(), plan.y.get(), conv.get(), plan.x.get(),
+                                                                    perf[i].algo, &a.workspace));
+    a.chosen = true;
+    return a;
+}
+
+template <class T>
+const ConvAlgo& choose_backward_filter(ConvPlan& plan, const Shape& xs, const Shape& ws, const T* x, const T* dy, T* dw) {
+    ConvAlgo& a = plan.algo[kConvBackwardFilter];
+    if (a.chosen) return a;
+    const Settings& s = settings();
+    cudnnHandle_t h = cudnn_handle();
+    auto& conv = plan.conv[kConvBackwardFilter];
+    int max_n = 0, n = 0;
+    MEDIMG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(h, &max_n));
+    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(static_cast<std::size_t>(std::max(max_n, 1)));
+    if (s.cudnn_benchmark) {
+        DeviceBuffer ws_buf(find_workspace_bytes());
+        MEDIMG_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(h, plan.x.get(), x, plan.y.get(), dy, conv.get(),
+                                                                         plan.w.get(), dw, max_n, &n, perf.data(), ws_buf.get(),
+                                                                         ws_buf.bytes()));
+    } else {
+        MEDIMG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, plan.x.get(), plan.y.get(), conv.get(), plan.w.get(),
+                                                                         max_n, &n, perf.data()));
+    }
+    const int i = pick_algorithm<T>(perf.data(), n, s);
+    if (i < 0) no_conv_algorithm("conv2d_backward_filter", xs, ws);
+    if (s.allow_tf32) conv.set_math(perf[i].mathType);
+    a.algo = perf[i].algo;
+    MEDIMG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, plan.x.get(), plan.y.get(), conv.get(), plan.w.get(),
+                                                                      perf[i].algo, &a.workspace));
+    a.chosen = true;
+    return a;
+}
+
+}  // namespace medimg::cuda::detail
+
+namespace medimg::ops {
+
+template <>
+struct Conv2dImpl<Cuda> {
+    // x: (N, C_in, H, W), w: (C_out, C_in, kH, kW), b: (C_out)? -> y: (N, C_out, Ho, Wo)
+    template <class T>
+    static void forward(const Tensor<T, Cuda>& x, const Tensor<T, Cuda>& w, const Tensor<T, Cuda>& b, Tensor<T, Cuda>& y,
+                        const Conv2dParams& p) {
+        if (y.numel() == 0) return;
+        namespace cd = cuda::detail;
+        std::lock_guard<std::mutex> lock(cd::conv_mutex());  // plans are shared; cuDNN calls are cheap to queue
+        auto& plan = cd::conv_plan<T>(x.shape(), w.shape(), y.shape(), p);
+        const auto& a = cd::choose_forward<T>(plan, x.shape(), w.shape(), x.data(), w.data(), y.data());
+        cuda::DeviceBuffer ws(a.workspace);
+        const cuda::CudnnScalar<T> one = 1, zero = 0;
+        MEDIMG_CUDNN_CHECK(cudnnConvolutionForward(cuda::cudnn_handle(), &one, plan.x.get(), x.data(), plan.w.get(), w.data(),
+                                                   plan.conv[cd::kConvForward].get(),
+                                                   static_cast<cudnnConvolutionFwdAlgo_t>(a.algo), ws.get(), a.workspace, &zero,
+                                                   plan.y.get(), y.data()));
+        if (b.defined()) cd::add_channel_bias(y.data(), b.data(), y.size(0), y.size(1), y.size(2) * y.size(3));
+    }
+
+    // dy: (N, C_out, Ho, Wo), w: (C_out, C_in, kH, kW) -> dx: (N, C_in, H, W), overwritten
+    template <class T>
+    static void backward_data(const Tensor<T, Cuda>& dy, const Tensor<T, Cuda>& w, Tensor<T, Cuda>& dx,
+                              const Conv2dParams& p) {
+        if (dx.numel() == 0) return;
+        namespace cd = cuda::detail;
+        std::lock_guard<std::mutex> lock(cd::conv_mutex());
+        auto& plan = cd::conv_plan<T>(dx.shape(), w.shape(), dy.shape(), p);
+        const auto& a = cd::choose_backward_data<T>(plan, dx.shape(), w.shape(), dy.data(), w.data(), dx.data());
+        cuda::DeviceBuffer ws(a.workspace);
+        const cuda::CudnnScalar<T> one = 1, zero = 0;
+        MEDIMG_CUDNN_CHECK(cudnnConvolutionBackwardData(cuda::cudnn_handle(), &one, plan.w.get(), w.data(), plan.y.get(), dy.data(),
+                                                        plan.conv[cd::kConvBackwardData].get(),
+                                                        static_cast<cudnnConvolutionBwdDataAlgo_t>(a.algo), ws.get(), a.workspace,
+                                                        &zero, plan.x.get(), dx.data()));
+    }
+
+    // x: (N, C_in, H, W), dy: (N, C_out, Ho, Wo) -> dw: (C_out, C_in, kH, kW), overwritten
+    template <class T>
+    static void backward_filter(const Tensor<T, Cuda>& x, const Tensor<T, Cuda>& dy, Tensor<T, Cuda>& dw,
+                                const Conv2dParams& p) {
+        if (x.numel() == 0 || dy.numel() == 0) {
+            dw.zero_();
+            return;
+        }
+        namespace cd = cuda::detail;
+        std::lock_guard<std::mutex> lock(cd::conv_mutex());
+        auto& plan = cd::conv_plan<T>(x.shape(), dw.shape(), dy.shape(), p);
+        const auto& a = cd::choose_backward_filter<T>(plan, x.shape(), dw.shape(), x.data(), dy.data(), dw.data());
+        cuda::DeviceBuffer ws(a.workspace);
+        const cuda::CudnnScalar<T> one = 1, zero = 0;
+        MEDIMG_CUDNN_CHECK(cudnnConvolutionBackwardFilter(cuda::cudnn_handle(), &one, plan.x.get(), x.data(), plan.y.get(), dy.data(),
+                                                          plan.conv[cd::kConvBackwardFilter].get(),
+                                                          static_cast<cudnnConvolutionBwdFilterAlgo_t>(a.algo), ws.get(),
+                                                          a.workspace, &zero, plan.w.get(), dw.data()));
+    }
+
+    // dy: (N, C_out, Ho, Wo) -> db: (C_out), overwritten (sums in double, like the CPU)
+    template <class T>
+    static void backward_bias(const Tensor<T, Cuda>& dy, Tensor<T, Cuda>& db) {
+        cuda::detail::channel_sum(dy.data(), dy.size(0), dy.size(1), dy.size(2) * dy.size(3), db.data());
+    }
+};
+
+}  // namespace medimg::ops

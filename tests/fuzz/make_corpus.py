@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/), small valid inputs
+# that libFuzzer mutates: image fixtures copied from tests/data/images, safetensors files and
+# checkpoints written here (Python stdlib only, the layout medimg's writer produces), configs and
+# --set overrides. Run from the repository root: python3 tests/fuzz/make_corpus.py
+import json
+import os
+import shutil
+import struct
+
+root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+images = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "images")
+
+
+def put(target, name, data):
+    d = os.path.join(root, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def safetensors(tensors, metadata=None):
+    """tensors: {name: (dtype, shape, bytes)} -> file bytes (keys sorted, header space-padded to 8)."""
+    header, blobs, off = {}, [], 0
+    for name in sorted(tensors):
+        dtype, shape, data = tensors[name]
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + len(data)]}
+        blobs.append(data)
+        off += len(data)
+    if metadata:
+        header["__metadata__"] = metadata
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+
+
+def f32(*v):
+    return struct.pack("<%df" % len(v), *v)
+
+
+# Images: one valid file per format and depth, plus the fixtures' broken ones.
+for name in ["gray8.png", "gray16.png", "gray4.png", "palette.png", "rgba8.png", "rgb16.png", "graya8.png",
+             "gray.jpg", "rgb.jpg", "rgb.bmp", "gray.pgm", "gray16.pgm", "rgb.ppm", "truncated.png", "bomb.png"]:
+    with open(os.path.join(images, name), "rb") as f:
+        put("fuzz_image", name, f.read())
+
+# Safetensors: every dtype, a scalar, an empty tensor, metadata.
+put("fuzz_safetensors", "f32.safetensors", safetensors({"w": ("F32", [2, 2], f32(1, 2, 3, 4)), "b": ("F32", [2], f32(0.5, -1))}))
+put("fuzz_safetensors", "dtypes.safetensors", safetensors({
+    "f64": ("F64", [1], struct.pack("<d", 2.5)), "f16": ("F16", [2], struct.pack("<2H", 0x3c00, 0x7c00)),
+    "bf16": ("BF16", [1], struct.pack("<H", 0x3f80)), "i64": ("I64", [], struct.pack("<q", -7)),
+    "i32": ("I32", [1], struct.pack("<i", 5)), "i16": ("I16", [1], struct.pack("<h", -3)),
+    "i8": ("I8", [2], struct.pack("<2b", -1, 1)), "u8": ("U8", [1], b"\xff"), "bool": ("BOOL", [2], b"\x00\x01"),
+    "empty": ("F32", [0, 3], b"")}, {"note": "seed"}))
+with open(os.path.join(images, "..", "safetensors", "small.safetensors"), "rb") as f:
+    put("fuzz_safetensors", "small.safetensors", f.read())
+
+# Checkpoints: the metadata medimg writes (io/checkpoint.hpp), a few tiny tensors, optimizer state.
+meta = {"format": "medimg-checkpoint", "format_version": "1", "architecture": "resnet18",
+        "classes": json.dumps(["normal", "lesao"]), "in_channels": "1", "image_size": "32",
+        "normalize_mean": "[0.3]", "normalize_std": "[0.25]", "epoch": "2",
+        "metrics": json.dumps({"val_acc": 0.75, "val_loss": 0.5}), "best_score": "0.75",
+        "epochs_without_improvement": "0", "scheduler_state": json.dumps({"last_epoch": 2, "lr": 0.001}),
+        "config": "train:\n  lr: 0.001\n"}
+put("fuzz_checkpoint", "last.safetensors", safetensors({
+    "fc.weight": ("F32", [2, 2], f32(0.1, 0.2, 0.3, 0.4)), "fc.bias": ("F32", [2], f32(0, 0)),
+    "bn1.num_batches_tracked": ("I64", [], struct.pack("<q", 4)),
+    "optimizer.fc.weight.exp_avg": ("F32", [2, 2], f32(0, 0, 0, 0)), "optimizer.step": ("F32", [], f32(4))}, meta))
+m2 = dict(meta)
+del m2["config"]
+m2["classes"] = json.dumps(["a", "b", "c"])
+put("fuzz_checkpoint", "best.safetensors", safetensors({"fc.bias": ("F32", [3], f32(1, 2, 3))}, m2))
+
+# Configs: the shipped ones, a flow-style one, and --set overrides.
+cfg_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs")
+for name in sorted(os.listdir(cfg_dir)):
+    if name.endswith(".yaml"):
+        with open(os.path.join(cfg_dir, name), "rb") as f:
+            put("fuzz_config", name, f.read())
+put("fuzz_config", "flow.yaml", b"data: {train: d/train, val: d/val, test: '', image_size: 32, resize: 32, channels: 1,\n"
+    b"       mean: [0.3], std: [0.25], augment: {random_resized_crop: false}}\n"
+    b"train: {epochs: 1, batch_size: 4, class_weights: [1, 2], scheduler: step}\nruntime: {workers: 0}\noutput: {dir: out}\n")
+for i, o in enumerate(["train.lr=0.01", "data.classes=[normal,lesao,other]", "data.mean=[0.5, 0.5, 0.5]",
+                       "train.class_weights=auto", "data.augment.hflip=false", "output.dir=/tmp/x y"]):
+    put("fuzz_config", "set%d.txt" % i, o.encode())
