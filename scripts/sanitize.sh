@@ -4,7 +4,8 @@
 #   asan: the whole suite (unit tests and the program tests) built with
 #         -DMEDIMG_SANITIZE=address,undefined in build-asan/ and run by ctest; any AddressSanitizer,
 #         LeakSanitizer or UndefinedBehaviorSanitizer report fails its test. install.consumer is left
-#         out: it builds an uninstrumented consumer of the installed headers.
+#         out: it builds an uninstrumented consumer of the installed headers. Host code only:
+#         the CUDA tests are not built (-DMEDIMG_WITH_CUDA=OFF; device code is not instrumented).
 #   tsan: the tests that run threads of their own (the data loader's workers: cpu.loader, and the
 #         fit loop: cpu.reliability) built with -DMEDIMG_SANITIZE=thread in build-tsan/, run with
 #         OMP_NUM_THREADS=1: GCC's libgomp is not instrumented, so its OpenMP regions would show as
@@ -21,7 +22,7 @@ started=$(date +%s)
 
 if [ "$what" = asan ] || [ "$what" = all ]; then
   cmake -S . -B build-asan "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEDIMG_SANITIZE=address,undefined \
-    -DMEDIMG_BUILD_BENCHMARKS=OFF > /dev/null
+    -DMEDIMG_BUILD_BENCHMARKS=OFF -DMEDIMG_WITH_CUDA=OFF > /dev/null
   cmake --build build-asan -j "$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=1:check_initialization_order=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -31,7 +32,7 @@ fi
 
 if [ "$what" = tsan ] || [ "$what" = all ]; then
   cmake -S . -B build-tsan "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMEDIMG_SANITIZE=thread \
-    -DMEDIMG_BUILD_EXAMPLES=OFF -DMEDIMG_BUILD_BENCHMARKS=OFF > /dev/null
+    -DMEDIMG_BUILD_EXAMPLES=OFF -DMEDIMG_BUILD_BENCHMARKS=OFF -DMEDIMG_WITH_CUDA=OFF > /dev/null
   cmake --build build-tsan -j "$jobs" --target test_loader test_reliability
   # Run directly, not through ctest: ctest's per-test ENVIRONMENT sets OMP_NUM_THREADS=2.
   for t in test_loader test_reliability; do

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 images = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "images")
@@ -44,6 +45,15 @@ for name in ["gray8.png", "gray16.png", "gray4.png", "palette.png", "rgba8.png",
              "gray.jpg", "rgb.jpg", "rgb.bmp", "gray.pgm", "gray16.pgm", "rgb.ppm", "truncated.png", "bomb.png"]:
     with open(os.path.join(images, name), "rb") as f:
         put("fuzz_image", name, f.read())
+
+# Progressive JPEGs (stb_image's other decoding path): lossless transcodes of the baseline fixtures,
+# made with libjpeg-turbo's jpegtran when it is installed (apt-get install libjpeg-turbo-progs).
+if shutil.which("jpegtran"):
+    for name in ["gray", "rgb"]:
+        out = subprocess.run(["jpegtran", "-progressive", "-optimize", os.path.join(images, name + ".jpg")],
+                             check=True, capture_output=True).stdout
+        put("fuzz_image", name + "_progressive.jpg", out)
+# Files named regression-* are inputs of fixed fuzzing findings, added by hand (docs/reliability.md).
 
 # Safetensors: every dtype, a scalar, an empty tensor, metadata.
 put("fuzz_safetensors", "f32.safetensors", safetensors({"w": ("F32", [2, 2], f32(1, 2, 3, 4)), "b": ("F32", [2], f32(0.5, -1))}))

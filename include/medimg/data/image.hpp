@@ -258,6 +258,13 @@ inline ImageHeader parse_jpeg(const std::uint8_t* p, std::size_t n, const std::s
     h.format = ImageFormat::jpeg;
     h.info.format = "JPEG";
     bool have_sof = false;
+    bool progressive = false;
+    // Tables defined so far (bit s: DC/quantization slot s; bit 4 + s: AC slot s) and the frame's
+    // components (id, quantization slot). stb_image 2.27 decodes with whatever a slot holds, and an
+    // undefined slot holds uninitialised memory (an out-of-bounds read in stbi__jpeg_huff_decode,
+    // found by fuzzing; stb 2.28 added a bounds check), so every scan is checked here first.
+    unsigned huffman_defined = 0, quant_defined = 0;
+    std::vector<std::array<int, 2>> frame_components;
     std::size_t pos = 2;
     for (;;) {
         while (pos < n && p[pos] != 0xFF) ++pos;  // tolerate junk between segments, as libjpeg does
@@ -296,8 +303,23 @@ inline ImageHeader parse_jpeg(const std::uint8_t* p, std::size_t n, const std::s
             if (h.info.width == 0 || h.info.height == 0)
                 throw image_error(name, "corrupt JPEG: dimensions ", h.info.width, " x ", h.info.height);
             if (comps != 1 && comps != 3 && comps != 4) throw image_error(name, "corrupt JPEG: ", comps, " components");
+            if (seg_len < 6 + 3 * static_cast<std::size_t>(comps))
+                throw image_error(name, "corrupt JPEG: frame header of ", len, " bytes for ", comps, " components");
+            for (int c = 0; c < comps; ++c) frame_components.push_back({seg[6 + 3 * c], seg[8 + 3 * c]});
             h.info.stored_channels = comps == 1 ? 1 : 3;  // stb_image converts YCbCr/CMYK to RGB
+            progressive = m == 0xC2;
             have_sof = true;
+        } else if (m == 0xDB) {
+            std::size_t q = 0;
+            while (q < seg_len) {
+                const int precision = seg[q] >> 4, slot = seg[q] & 15;
+                const std::size_t bytes = precision == 0 ? 64 : 128;
+                if (precision > 1 || slot > 3 || seg_len - q - 1 < bytes)
+                    throw image_error(name, "corrupt JPEG: bad quantization table (precision ", precision, ", slot ", slot,
+                                      ") at offset ", pos);
+                quant_defined |= 1u << slot;
+                q += 1 + bytes;
+            }
         } else if (m == 0xC4) {
             std::size_t q = 0;
             while (q < seg_len) {
@@ -308,10 +330,35 @@ inline ImageHeader parse_jpeg(const std::uint8_t* p, std::size_t n, const std::s
                 if (cls > 1 || slot > 3 || codes > 256 || seg_len - q - 17 < codes)
                     throw image_error(name, "corrupt JPEG: bad Huffman table (class ", cls, ", slot ", slot, ", ", codes,
                                       " codes) at offset ", pos);
+                huffman_defined |= 1u << (4 * cls + slot);
                 q += 17 + codes;
             }
         } else if (m == 0xDA && !have_sof) {
             throw image_error(name, "corrupt JPEG: scan before any frame header");
+        } else if (m == 0xDA) {
+            // Which tables the scan decodes with: baseline uses DC and AC; a progressive scan uses
+            // DC only in a first DC scan (Ss = 0, Ah = 0), AC in any AC scan (Ss > 0).
+            const std::size_t ns = seg_len ? seg[0] : 0;
+            if (ns < 1 || ns > 4 || seg_len < 1 + 2 * ns + 3)
+                throw image_error(name, "corrupt JPEG: scan header of ", len, " bytes at offset ", pos);
+            const int ss = seg[1 + 2 * ns], ah = seg[3 + 2 * ns] >> 4;
+            const bool uses_dc = !progressive || (ss == 0 && ah == 0), uses_ac = !progressive || ss > 0;
+            for (std::size_t c = 0; c < ns; ++c) {
+                const int id = seg[1 + 2 * c], dc = seg[2 + 2 * c] >> 4, ac = seg[2 + 2 * c] & 15;
+                const auto comp = std::find_if(frame_components.begin(), frame_components.end(),
+                                               [&](const std::array<int, 2>& fc) { return fc[0] == id; });
+                if (comp == frame_components.end())
+                    throw image_error(name, "corrupt JPEG: the scan at offset ", pos, " names component ", id,
+                                      ", which the frame does not have");
+                if ((*comp)[1] > 3 || !(quant_defined >> (*comp)[1] & 1u))
+                    throw image_error(name, "corrupt JPEG: component ", id, " uses quantization table ", (*comp)[1],
+                                      ", which is not defined before the scan at offset ", pos);
+                const bool no_dc = uses_dc && (dc > 3 || !(huffman_defined >> dc & 1u));
+                const bool no_ac = uses_ac && (ac > 3 || !(huffman_defined >> (4 + ac) & 1u));
+                if (no_dc || no_ac)
+                    throw image_error(name, "corrupt JPEG: the scan at offset ", pos, " uses Huffman table ", no_dc ? "DC " : "AC ",
+                                      no_dc ? dc : ac, ", which is not defined");
+            }
         }
         pos += len;
         if (m == 0xDA) {  // entropy-coded data runs to the next marker other than FF 00 / RSTn

@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: MIT
+// Reliability of the fit loop (train/fit.hpp) under numerical faults and interruptions, plus the
+// regression tests of fuzzing findings (docs/reliability.md): a non-finite loss stops training
+// naming the epoch and batch and keeps the last good checkpoints; gradient clipping matches
+// torch.nn.utils.clip_grad_norm_; leftovers of a killed checkpoint write are cleaned up.
+// The end-to-end kill -9 test is tests/programs/kill_resume.sh.
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <sstream>
+
+#include "helpers.hpp"
+#include "medimg/data/image.hpp"
+#include "medimg/io/config.hpp"
+#include "medimg/nn/layers.hpp"
+#include "medimg/train/fit.hpp"
+
+using namespace medimg;
+namespace fs = std::filesystem;
+using test::message_contains;
+
+namespace {
+
+/// (N, 1, 4, 4) -> flatten -> Linear(16, 2): the smallest model fit() can train.
+struct TinyNet : nn::Module<float> {
+    std::shared_ptr<nn::Linear<float>> fc;
+    explicit TinyNet(Rng& rng) { fc = this->register_module("fc", std::make_shared<nn::Linear<float>>(nn::LinearOptions{16, 2}, rng)); }
+    Var forward(const Var& x) override { return fc->forward(autograd::flatten(x)); }
+};
+
+/// Eight 1x4x4 samples, label i % 2 (class 1 is brighter). With `poison_call` > 0 the training
+/// loader's poison_call-th call (counting from 1, across epochs) returns an image full of `poison`
+/// instead (val_poison_call: the same for the validation loader); with workers = 0 the calls
+/// happen in batch order, so the faulty batch is known.
+struct Run {
+    fs::path root = fs::temp_directory_path() / ("medimg-reliability-" + std::to_string(Rng(std::random_device{}()).next_u64()));
+    Rng rng{11};
+    TinyNet model{rng};
+    std::unique_ptr<optim::Adam<float>> opt;
+    std::unique_ptr<data::DataLoader> train, val;
+    train::FitContext<float, Cpu> ctx;
+    train::FitOptions fo;
+    int calls = 0;
+
+    int val_calls = 0;
+
+    Run(int poison_call, float poison, int val_poison_call = 0) {
+        std::vector<std::int64_t> labels{0, 1, 0, 1, 0, 1, 0, 1};
+        auto sample = [](std::int64_t i) {
+            auto t = Tensor<float, Cpu>::empty({1, 4, 4});
+            for (std::int64_t k = 0; k < 16; ++k) t[k] = 0.1f * static_cast<float>(k % 3) + (i % 2 ? 0.5f : 0.0f);
+            return t;
+        };
+        train = std::make_unique<data::DataLoader>(
+            labels,
+            [this, sample, poison_call, poison](std::int64_t i, Rng&) {
+                auto t = sample(i);
+                if (++calls == poison_call) t.fill_(poison);
+                return t;
+            },
+            data::LoaderOptions{4, true, false, 7, /*workers=*/0});
+        val = std::make_unique<data::DataLoader>(
+            labels,
+            [this, sample, val_poison_call, poison](std::int64_t i, Rng&) {
+                auto t = sample(i);
+                if (++val_calls == val_poison_call) t.fill_(poison);
+                return t;
+            },
+            data::LoaderOptions{4, false, false, 7, 0});
+        opt = std::make_unique<optim::Adam<float>>(model.named_parameters(), optim::AdamOptions{});
+        ctx.model = &model;
+        ctx.optimizer = opt.get();
+        ctx.train = train.get();
+        ctx.val = val.get();
+        ctx.meta.architecture = "tiny";
+        ctx.meta.classes = {"a", "b"};
+        ctx.meta.in_channels = 1;
+        ctx.meta.image_size = 4;
+        ctx.meta.mean = {0.0};
+        ctx.meta.std = {1.0};
+        fo.epochs = 3;
+        fo.checkpoint_metric = "val_loss";  // improves every epoch here, so best is rewritten each time
+        fo.output_dir = root.string();
+    }
+    ~Run() { fs::remove_all(root); }
+    fs::path checkpoint(const char* name) const { return root / "checkpoints" / name; }
+    std::size_t csv_rows() const {
+        std::ifstream in(root / "metrics.csv");
+        std::size_t n = 0;
+        for (std::string l; std::getline(in, l);) ++n;
+        return n ? n - 1 : 0;
+    }
+};
+
+void require_finite(const io::Checkpoint& ck) {
+    for (const auto& [k, t] : ck.model_state<float>())
+        for (std::int64_t i = 0; i < t.numel(); ++i) BOOST_REQUIRE_MESSAGE(std::isfinite(t[i]), k << "[" << i << "] is not finite");
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(reliability)
+
+BOOST_AUTO_TEST_CASE(a_nan_loss_stops_training_naming_epoch_and_batch_and_keeps_the_last_good_checkpoints) {
+    // 8 samples, batch 4: epoch 1 makes calls 1-8, epoch 2 calls 9-16; call 13 opens batch 2 of epoch 2.
+    Run r(13, std::numeric_limits<float>::quiet_NaN());
+    std::ostringstream log;
+    BOOST_CHECK_EXCEPTION(train::fit(r.ctx, r.fo, log), ValueError, message_contains("train: loss is nan at epoch 2, batch 2; stopped"));
+    BOOST_TEST(r.calls == 16);  // it stopped in that batch: epoch 3 never started
+    BOOST_TEST(r.csv_rows() == 1u);
+    const auto last = io::Checkpoint::load(r.checkpoint("last.safetensors").string());
+    const auto best = io::Checkpoint::load(r.checkpoint("best.safetensors").string());
+    BOOST_TEST(last.meta().epoch == 1);
+    BOOST_TEST(best.meta().epoch == 1);
+    require_finite(last);
+    require_finite(best);
+    // The kept checkpoint is a usable one: it loads back into the model.
+    Rng rng(1);
+    TinyNet again(rng);
+    last.load_into(again);
+    std::size_t files = 0;
+    for (const auto& e : fs::directory_iterator(r.root / "checkpoints")) files += e.is_regular_file();
+    BOOST_TEST(files == 2u);  // best and last, no temporary file
+}
+
+BOOST_AUTO_TEST_CASE(an_inf_input_in_the_first_batch_stops_before_any_checkpoint_is_written) {
+    Run r(1, std::numeric_limits<float>::infinity());
+    std::ostringstream log;
+    BOOST_CHECK_EXCEPTION(train::fit(r.ctx, r.fo, log), ValueError, message_contains("at epoch 1, batch 1; stopped"));
+    BOOST_TEST(!fs::exists(r.checkpoint("last.safetensors")));
+    BOOST_TEST(!fs::exists(r.checkpoint("best.safetensors")));
+    BOOST_TEST(!fs::exists(r.root / "metrics.csv"));
+}
+
+BOOST_AUTO_TEST_CASE(a_nan_validation_loss_stops_training_before_the_checkpoints_are_overwritten) {
+    // Stands for weights made non-finite by the last step of an epoch (finite training losses):
+    // the validation pass of epoch 2 (calls 9-16) sees a NaN image.
+    Run r(0, std::numeric_limits<float>::quiet_NaN(), 12);
+    std::ostringstream log;
+    BOOST_CHECK_EXCEPTION(train::fit(r.ctx, r.fo, log), ValueError,
+                          message_contains("train: validation after epoch 2: evaluate: loss is nan (the model's outputs are not finite); stopped (last good checkpoints kept)"));
+    BOOST_TEST(r.csv_rows() == 1u);
+    const auto last = io::Checkpoint::load(r.checkpoint("last.safetensors").string());
+    BOOST_TEST(last.meta().epoch == 1);
+    BOOST_TEST(io::Checkpoint::load(r.checkpoint("best.safetensors").string()).meta().epoch == 1);
+    require_finite(last);
+}
+
+BOOST_AUTO_TEST_CASE(stale_temporary_checkpoint_files_of_a_killed_run_are_removed) {
+    // A kill -9 during save_checkpoint leaves <name>.safetensors.tmp-<16 hex>; the next run removes
+    // those (and only those) before it starts.
+    Run r(0, 0.0f);
+    fs::create_directories(r.root / "checkpoints");
+    for (const char* name : {"last.safetensors.tmp-0123456789abcdef", "best.safetensors.tmp-fedcba9876543210", "notes.txt"})
+        std::ofstream(r.checkpoint(name)) << "partial";
+    r.fo.epochs = 1;
+    std::ostringstream log;
+    train::fit(r.ctx, r.fo, log);
+    BOOST_TEST(!fs::exists(r.checkpoint("last.safetensors.tmp-0123456789abcdef")));
+    BOOST_TEST(!fs::exists(r.checkpoint("best.safetensors.tmp-fedcba9876543210")));
+    BOOST_TEST(fs::exists(r.checkpoint("notes.txt")));
+    BOOST_TEST(io::Checkpoint::load(r.checkpoint("last.safetensors").string()).meta().epoch == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_full_disk_while_writing_metrics_csv_names_the_file_and_keeps_the_old_log) {
+    // Simulated full disk: the temporary file is a symlink to /dev/full, where every write fails
+    // with ENOSPC.
+    if (!fs::exists("/dev/full")) return;
+    Run r(0, 0.0f);
+    fs::create_directories(r.root);
+    const auto csv = (r.root / "metrics.csv").string();
+    train::MetricsCsv log(csv);
+    log.append(train::EpochRow{1, 0.5, 0.5, 0.5, 0.5, 0.5, 1e-3, 1.0});
+    std::string before;
+    std::getline(std::ifstream(csv), before, '\0');
+    fs::create_symlink("/dev/full", csv + ".tmp");
+    BOOST_CHECK_EXCEPTION(log.append(train::EpochRow{2, 0.4, 0.6, 0.4, 0.6, 0.6, 1e-3, 1.0}), IoError,
+                          message_contains("cannot write '" + csv + "': write failed (disk full?)"));
+    std::string after;
+    std::getline(std::ifstream(csv), after, '\0');
+    BOOST_TEST(after == before);
+    BOOST_TEST(!fs::exists(fs::symlink_status(csv + ".tmp")));  // the temporary file is gone
+}
+
+BOOST_AUTO_TEST_CASE(config_text_is_bounded_in_size_and_nesting) {
+    // Larger than io::max_config_bytes: refused before yaml-cpp sees it.
+    const std::string big = "# " + std::string(io::max_config_bytes, 'x') + "\n";
+    BOOST_CHECK_EXCEPTION(io::parse_config(big, "big.yaml"), ConfigError,
+                          message_contains("config: big.yaml: longer than 1048576 bytes (io::max_config_bytes)"));
+    // Nesting deeper than yaml-cpp's depth guard (2000), flow and block style: a clear error, not
+    // a stack overflow.
+    BOOST_CHECK_EXCEPTION(io::parse_config(std::string(100000, '['), "deep.yaml"), ConfigError, message_contains("not valid YAML"));
+    std::string block;
+    for (int i = 0; i < 50000; ++i) block += "- ";
+    BOOST_CHECK_EXCEPTION(io::parse_config(block + "x\n", "deep.yaml"), ConfigError, message_contains("not valid YAML"));
+    // A folder given as the config file.
+    BOOST_CHECK_EXCEPTION(io::load_config(fs::temp_directory_path().string()), ConfigError, message_contains("is a folder, not a file"));
+}
+
+// Fuzzing finding 1 (fuzz_config, tests/fuzz/corpus/fuzz_config/regression-sequence-key.yaml): a
+// key that is a list or a map made yaml-cpp throw YAML::TypedBadConversion out of parse_config,
+// which is not a medimg::Error and whose message named neither the file nor the key.
+BOOST_AUTO_TEST_CASE(config_keys_that_are_not_names_give_a_config_error) {
+    BOOST_CHECK_EXCEPTION(io::parse_config("data: {train: d, [td, s0.25]: 1}\n", "seq.yaml"), ConfigError,
+                          message_contains("config: seq.yaml: a key in 'data' is not a name, got"));
+    BOOST_CHECK_EXCEPTION(io::parse_config("{a: 1}: 2\n", "map.yaml"), ConfigError,
+                          message_contains("config: map.yaml: a top-level key is not a name, got"));
+    BOOST_CHECK_EXCEPTION(io::parse_config("data:\n  augment:\n    ? [x]\n    : 1\n", "block.yaml"), ConfigError,
+                          message_contains("a key in 'data.augment' is not a name"));
+    std::ifstream in(std::string(MEDIMG_TEST_DATA_DIR) + "/../fuzz/corpus/fuzz_config/regression-sequence-key.yaml");
+    std::stringstream text;
+    text << in.rdbuf();
+    BOOST_REQUIRE(!text.str().empty());
+    BOOST_CHECK_EXCEPTION(io::parse_config(text.str(), "found.yaml"), ConfigError, message_contains("is not a name"));
+}
+
+// Fuzzing finding 2 (fuzz_config, regression-carriage-return.yaml): a lone carriage return at the
+// end of a path ("train: data/train\r  # comment") stayed in the value, and to_yaml wrote it back
+// so that it was lost on reading: the config stored in checkpoints differed from the one used.
+// Control characters in paths and names are now refused; CRLF files still read normally.
+BOOST_AUTO_TEST_CASE(config_values_with_control_characters_are_refused_and_crlf_files_still_read) {
+    BOOST_CHECK_EXCEPTION(io::parse_config("data: {train: \"data/train\\r\"}\n", "cr.yaml"), ConfigError,
+                          message_contains("config: cr.yaml: 'data.train' contains the control character 0x0d"));
+    BOOST_CHECK_EXCEPTION(io::parse_config("data:\n  train: data/train\r  # one folder per class\n", "cr.yaml"), ConfigError,
+                          message_contains("'data.train' contains the control character 0x0d"));
+    BOOST_CHECK_EXCEPTION(io::parse_config("", "x.yaml", {"data.classes=[\"a\\tb\", c]"}), ConfigError,
+                          message_contains("'data.classes' contains the control character 0x09"));
+    std::ifstream in(std::string(MEDIMG_TEST_DATA_DIR) + "/../fuzz/corpus/fuzz_config/regression-carriage-return.yaml", std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    BOOST_REQUIRE(!text.str().empty());
+    BOOST_CHECK_EXCEPTION(io::parse_config(text.str(), "found.yaml"), ConfigError, message_contains("control character 0x0d"));
+    // CRLF line endings are line breaks, not part of the values, and the result round-trips.
+    const auto c = io::parse_config("data:\r\n  train: data/train\r\n  classes: [normal, lesao]\r\n", "crlf.yaml");
+    BOOST_TEST(c.data.train == "data/train");
+    BOOST_TEST(io::to_yaml(io::parse_config(io::to_yaml(c), "again.yaml")) == io::to_yaml(c));
+}
+
+// Fuzzing finding 3 (fuzz_image, regression-undefined-tables.jpg): a JPEG whose scan uses a
+// Huffman table (or whose component uses a quantization table) that was never defined made stb_image
+// 2.27 decode with uninitialised memory: an out-of-bounds read in stbi__jpeg_huff_decode. The
+// header parser now refuses such files before stb sees them; valid progressive files still decode.
+BOOST_AUTO_TEST_CASE(jpegs_using_undefined_tables_are_refused_before_decoding) {
+    auto read_bytes = [](const std::string& path) {
+        std::ifstream in(path, std::ios::binary);
+        std::vector<std::uint8_t> b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        BOOST_REQUIRE_MESSAGE(!b.empty(), "cannot read " << path);
+        return b;
+    };
+    const std::string images = std::string(MEDIMG_TEST_DATA_DIR) + "/images/";
+    const std::string corpus = std::string(MEDIMG_TEST_DATA_DIR) + "/../fuzz/corpus/fuzz_image/";
+    BOOST_CHECK_EXCEPTION(data::read_image_from_memory(read_bytes(corpus + "regression-undefined-tables.jpg"), "found.jpg"), IoError,
+                          message_contains("image: found.jpg: corrupt JPEG: component 1 uses quantization table 0, which is not defined"));
+    const auto gray = read_bytes(images + "gray.jpg");  // baseline, one component, tables DC 0 / AC 0 / quantization 0
+    auto find = [&](std::uint8_t marker) {
+        for (std::size_t i = 0; i + 1 < gray.size(); ++i)
+            if (gray[i] == 0xFF && gray[i + 1] == marker) return i;
+        BOOST_FAIL("marker not found");
+        return std::size_t{0};
+    };
+    auto ac1 = gray;  // the scan's component asks for AC table 1
+    ac1[find(0xDA) + 6] = 0x01;
+    BOOST_CHECK_EXCEPTION(data::read_image_from_memory(ac1, "ac1.jpg"), IoError,
+                          message_contains("uses Huffman table AC 1, which is not defined"));
+    auto dc2 = gray;  // DC table 2
+    dc2[find(0xDA) + 6] = 0x20;
+    BOOST_CHECK_EXCEPTION(data::read_image_from_memory(dc2, "dc2.jpg"), IoError, message_contains("uses Huffman table DC 2, which is not defined"));
+    auto q3 = gray;  // the frame's component asks for quantization table 3
+    q3[find(0xC0) + 12] = 3;
+    BOOST_CHECK_EXCEPTION(data::read_image_from_memory(q3, "q3.jpg"), IoError, message_contains("uses quantization table 3, which is not defined"));
+    // Progressive transcodes (jpegtran -progressive, lossless) decode to the baseline's pixels.
+    for (const char* name : {"gray", "rgb"}) {
+        const auto base = data::read_image_from_memory(read_bytes(images + name + ".jpg"), name);
+        const auto prog = data::read_image_from_memory(read_bytes(corpus + name + "_progressive.jpg"), name);
+        BOOST_REQUIRE(prog.pixels.shape() == base.pixels.shape());
+        for (std::int64_t i = 0; i < base.pixels.numel(); ++i) BOOST_REQUIRE(prog.pixels[i] == base.pixels[i]);
+    }
+}
+
+// Found while testing a NaN validation loss: roc_auc's tie loop never advanced past a NaN score
+// (NaN == NaN is false), so evaluating a model with non-finite outputs hung.
+BOOST_AUTO_TEST_CASE(roc_auc_rejects_nan_scores_instead_of_hanging) {
+    const std::vector<bool> positive{true, false, true};
+    BOOST_CHECK_EXCEPTION(metrics::roc_auc({0.2, std::nan(""), 0.7}, positive), ValueError, message_contains("roc_auc: score 1 is nan"));
+    BOOST_TEST(metrics::roc_auc({0.2, -INFINITY, INFINITY}, positive) == 1.0);  // infinities still rank
+}
+
+// torch.nn.utils.clip_grad_norm_(parameters, max_norm) (norm_type 2):
+//   total_norm = || concat(g.flatten() for every p with a grad) ||_2
+//   clip_coef  = max_norm / (total_norm + 1e-6);  g *= min(clip_coef, 1)
+//   returns total_norm (before clipping). Parameters without a gradient are skipped.
+BOOST_AUTO_TEST_CASE(clip_grad_norm_matches_torch_definition) {
+    auto a = autograd::Var<float>::parameter(Tensor<float, Cpu>::zeros({2}));
+    auto b = autograd::Var<float>::parameter(Tensor<float, Cpu>::zeros({1, 1}));
+    auto c = autograd::Var<float>::parameter(Tensor<float, Cpu>::zeros({3}));  // no gradient
+    nn::NamedParams<float, Cpu> params{{"a", a}, {"b", b}, {"c", c}};
+    auto set_grads = [&] {
+        a.grad() = Tensor<float, Cpu>::empty({2});
+        a.grad()[0] = 3.0f;
+        a.grad()[1] = -4.0f;
+        b.grad() = Tensor<float, Cpu>::empty({1, 1});
+        b.grad()[0] = 12.0f;
+    };
+    // ||(3, -4, 12)|| = 13.
+    set_grads();
+    const double norm = train::clip_grad_norm(params, 6.5);
+    BOOST_TEST(norm == 13.0, boost::test_tools::tolerance(1e-12));
+    const double coef = 6.5 / (13.0 + 1e-6);  // hand-computed from torch's definition
+    BOOST_TEST(a.grad()[0] == 3.0 * coef, boost::test_tools::tolerance(1e-6));
+    BOOST_TEST(a.grad()[1] == -4.0 * coef, boost::test_tools::tolerance(1e-6));
+    BOOST_TEST(b.grad()[0] == 12.0 * coef, boost::test_tools::tolerance(1e-6));
+    BOOST_TEST(!c.grad().defined());
+    // The clipped norm is max_norm (up to the 1e-6 guard).
+    const double after = std::sqrt(double(a.grad()[0]) * a.grad()[0] + double(a.grad()[1]) * a.grad()[1] + double(b.grad()[0]) * b.grad()[0]);
+    BOOST_TEST(after == 6.5, boost::test_tools::tolerance(1e-6));
+
+    // Under the limit (clip_coef >= 1): unchanged, still returns the norm.
+    set_grads();
+    BOOST_TEST(train::clip_grad_norm(params, 20.0) == 13.0, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(a.grad()[0] == 3.0f);
+    BOOST_TEST(a.grad()[1] == -4.0f);
+    BOOST_TEST(b.grad()[0] == 12.0f);
+    // Exactly at the limit: clip_coef = 13 / (13 + 1e-6) < 1, so torch scales by it too.
+    set_grads();
+    train::clip_grad_norm(params, 13.0);
+    BOOST_TEST(b.grad()[0] == 12.0 * 13.0 / (13.0 + 1e-6), boost::test_tools::tolerance(1e-7));
+}
+
+BOOST_AUTO_TEST_CASE(grad_clip_norm_in_fit_bounds_every_step) {
+    // With a tiny clip norm every plain SGD step (no momentum) moves the parameters by at most lr * max_norm.
+    Run r(0, 0.0f);
+    optim::SGD<float> sgd(r.model.named_parameters(), optim::SGDOptions(0.1));
+    r.ctx.optimizer = &sgd;
+    r.fo.epochs = 1;
+    r.fo.grad_clip_norm = 1e-3;
+    const auto before = r.model.fc->weight().value().clone();
+    std::ostringstream log;
+    train::fit(r.ctx, r.fo, log);
+    double moved = 0.0;
+    const auto& w = r.model.fc->weight().value();
+    for (std::int64_t i = 0; i < w.numel(); ++i) moved += (double(w[i]) - before[i]) * (double(w[i]) - before[i]);
+    // Two batches, each step at most 0.1 * 1e-3 in the joint (weight, bias) norm.
+    BOOST_TEST(std::sqrt(moved) <= 2 * 0.1 * 1e-3 * (1 + 1e-5));
+    BOOST_TEST(std::sqrt(moved) > 0.0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
