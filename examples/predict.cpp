@@ -73,7 +73,7 @@ int main(int argc, char** argv) try {
         }
         if (args.has("--json")) {
             nlohmann::ordered_json j;
-            j["image"] = path;
+            j["image"] = io::escape_invalid_utf8(path);  // JSON strings are UTF-8; other path bytes as \xNN
             j["probabilities"] = nlohmann::ordered_json::object();
             for (std::size_t k = 0; k < p.size(); ++k) j["probabilities"][meta.classes[k]] = p[k];
             j["predicted"] = meta.classes[best];

@@ -42,6 +42,7 @@
 
 #include "medimg/io/checkpoint.hpp"
 #include "medimg/io/config.hpp"
+#include "medimg/io/utf8.hpp"
 #include "medimg/io/safetensors.hpp"
 
 #include "medimg/train/csv.hpp"

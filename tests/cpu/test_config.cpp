@@ -79,4 +79,19 @@ BOOST_AUTO_TEST_CASE(each_bad_input_gives_one_clear_error) {
     BOOST_CHECK_EXCEPTION(io::load_config("no/such/config.yaml"), ConfigError, message_contains("config: cannot open 'no/such/config.yaml'"));
 }
 
+BOOST_AUTO_TEST_CASE(utf8_validation_follows_rfc_3629) {
+    for (const char* ok : {"", "lesao", "les\xc3\xa3o", "\xe2\x82\xac", "\xf0\x9f\xa9\xbb", "\xf4\x8f\xbf\xbf"})
+        BOOST_TEST(io::valid_utf8(ok), ok);
+    // lone continuation, overlong '/', surrogate U+D800, above U+10FFFF, truncated, Latin-1 byte, 0xFF
+    for (const char* bad : {"\x80", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82", "les\xe3o", "\xff"})
+        BOOST_TEST(!io::valid_utf8(bad));
+    BOOST_TEST(io::escape_invalid_utf8("a\xff b\xc3\xa3\xe2\x82") == "a\\xff b\xc3\xa3\\xe2\\x82");
+    BOOST_TEST(io::escape_invalid_utf8("plain/path") == "plain/path");
+}
+
+BOOST_AUTO_TEST_CASE(class_names_must_be_utf8) {
+    BOOST_CHECK_EXCEPTION(io::parse_config("data: {classes: [normal, les\xe3o]}\n", "c.yaml"), ConfigError,
+                          message_contains("is not valid UTF-8"));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -10,6 +10,7 @@ set -uo pipefail
 bin=$1
 data=$2
 work=$(mktemp -d)
+here=$(cd "$(dirname "$0")" && pwd)
 trap 'rm -rf "$work"' EXIT
 fails=0
 passes=0
@@ -29,15 +30,15 @@ YAML
 ckpt=$work/out/checkpoints/best.safetensors
 sum_before=$(md5sum "$ckpt" | cut -d' ' -f1)
 
-# expect NAME FRAGMENT -- COMMAND...
+# expect NAME FRAGMENT -- COMMAND...: the first word of COMMAND named medimg-* is the program.
 expect() {
   local name=$1 fragment=$2
   shift 3
   "$@" > "$work/stdout" 2> "$work/stderr"
   local rc=$? lines
   lines=$(wc -l < "$work/stderr")
-  local prog
-  prog=$(basename "$1")
+  local prog=""
+  for a in "$@"; do case $(basename -- "$a") in medimg-*) prog=$(basename -- "$a"); break ;; esac; done
   if [ "$rc" -eq 1 ] && [ "$lines" -eq 1 ] && grep -q "^$prog: " "$work/stderr" && grep -qF -- "$fragment" "$work/stderr"; then
     passes=$((passes + 1))
   else
@@ -50,11 +51,26 @@ expect() {
     shown=${shown//$work/…}
     shown=${shown//$bin\//}
     shown=${shown//$data/tests\/data}
+    shown=${shown//$here/tests\/programs}
     local msg
     msg=$(head -c 400 "$work/stderr" | tr -d '\n')
     msg=${msg//$work/…}
     msg=${msg//$data/tests\/data}
-    printf '| %s | `%s` | `%s` |\n' "$name" "$shown" "$msg" >> "$md"
+    # The non-UTF-8 bytes of the odd-path cases, spelled out so that the table is UTF-8.
+    printf '| %s | `%s` | `%s` |\n' "$name" "$shown" "$msg" | LC_ALL=C sed 's/\xff/\\xff/g; s/\xfe/\\xfe/g; s/\xe3/\\xe3/g' >> "$md"
+  fi
+}
+
+# accept NAME -- COMMAND...: an input that looks odd but is valid must work (exit 0, nothing on stderr).
+accept() {
+  local name=$1
+  shift 2
+  if "$@" > "$work/stdout" 2> "$work/stderr" && [ ! -s "$work/stderr" ]; then
+    passes=$((passes + 1))
+  else
+    fails=$((fails + 1))
+    echo "FAIL: $name: expected success:"
+    sed 's/^/    /' "$work/stderr"
   fi
 }
 
@@ -90,6 +106,40 @@ expect "unsupported format (GIF)" "image.gif" -- "$P" --checkpoint "$ckpt" --ima
 expect "not an image" "notes.txt" -- "$P" --checkpoint "$ckpt" --image "$data/images/notes.txt"
 expect "checkpoint for other classes" "other classes" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --set "data.classes=[normal,lesao,other]"
 expect "unknown split" "--split must be" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split nope
+expect "checkpoint of another architecture (--resume)" "holds a resnet18 but the model is a resnet34" -- "$T" --config "$work/ok.yaml" --resume --set model.name=resnet34
+expect "pretrained weights of another depth" "missing 'layer1.2.conv1.weight'" -- "$T" --config "$work/ok.yaml" --set model.name=resnet34 --set model.pretrained="$ckpt" --set output.dir="$work/out3"
+
+# Odd but valid: 16-bit images are read at full precision (not an error; docs/data.md), and paths
+# with spaces or bytes that are not UTF-8 are only bytes to medimg. A message naming such a path
+# prints its bytes as they are.
+accept "16-bit grey PNG" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray16.png"
+accept "16-bit RGB PNG" -- "$P" --checkpoint "$ckpt" --image "$data/images/rgb16.png"
+accept "16-bit PGM" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray16.pgm"
+odd="$work/data set $(printf '\xff\xfe') ç"
+mkdir -p "$odd" && cp -r "$work/data/train" "$work/data/val" "$odd/"
+accept "space and non-UTF-8 path (train)" -- "$T" --config "$work/ok.yaml" --set data.train="$odd/train" --set data.val="$odd/val" --set output.dir="$odd/out"
+accept "space and non-UTF-8 path (predict)" -- "$P" --checkpoint "$odd/out/checkpoints/best.safetensors" --image "$odd/val/normal/0000.png"
+accept "space and non-UTF-8 path (predict --json)" -- "$P" --checkpoint "$ckpt" --image "$odd/val/normal/0000.png" --json
+grep -qF '"image":"'"$work"'/data set \\xff\\xfe ç/val/normal/0000.png"' "$work/stdout" || { echo "FAIL: predict --json: the path's non-UTF-8 bytes are not written as \\xNN:"; cat "$work/stdout"; fails=$((fails + 1)); }
+expect "missing image at a non-UTF-8 path" "$odd/nope.png" -- "$P" --checkpoint "$ckpt" --image "$odd/nope.png"
+expect "class name that is not UTF-8" "is not valid UTF-8" -- "$T" --config "$work/ok.yaml" --set "data.classes=[normal, $(printf 'les\xe3o')]"
+
+# A full disk: a tmpfs just large enough for the existing run (unshare -rm: a private mount
+# namespace, no root needed). Resuming must fail on the checkpoint write with one line, leave
+# best/last byte for byte as they were and no temporary file behind.
+if unshare -rm true 2> /dev/null; then
+  full="$work/full" && mkdir -p "$full" "$work/seed"
+  sed -e "s#dir: $work/out#dir: $full/run#" -e 's/epochs: 1/epochs: 2/' "$work/ok.yaml" > "$work/full.yaml"
+  cp -r "$work/out" "$work/seed/run"
+  expect "full disk while writing a checkpoint" "No space left on device" -- unshare -rm bash "$here/on_full_disk.sh" 190m "$full" "$work/seed" run/checkpoints -- "$T" --config "$work/full.yaml" --resume
+  if [ -x "$bin/medimg-compare" ]; then
+    mkdir -p "$work/seed2" && head -c 60000 /dev/zero > "$work/seed2/filler" && cp "$data/images/gray8.png" "$work/seed2/old_map.png"
+    expect "full disk while writing a map" "No space left on device" -- unshare -rm bash "$here/on_full_disk.sh" 64k "$full" "$work/seed2" . -- "$bin/medimg-compare" --reference "$work/data/val/normal/0000.png" --target "$work/data/val/lesao/0000.png" --ssim-map "$full/old_map.png"
+  fi
+else
+  echo "bad_inputs: unshare -rm is not permitted here; the two full-disk cases are skipped"
+fi
+
 if [ -x "$bin/medimg-compare" ]; then
   C="$bin/medimg-compare"
   expect "compare: images of different sizes" "gray8.png" -- "$C" --reference "$data/images/gray8.png" --target "$work/data/val/normal/0000.png"

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "medimg/io/safetensors.hpp"
+#include "medimg/io/utf8.hpp"
 #include "medimg/nn/module.hpp"
 
 namespace medimg::io {
@@ -55,7 +56,9 @@ inline void put_meta(SafetensorsWriter& w, const CheckpointMeta& m) {
     w.set_metadata("normalize_std", nlohmann::json(m.std).dump());
     w.set_metadata("epoch", std::to_string(m.epoch));
     w.set_metadata("metrics", nlohmann::json(m.metrics).dump());
-    if (!m.config.empty()) w.set_metadata("config", m.config);
+    // The config record is for people; a path in it need not be UTF-8 but JSON must be, so bytes
+    // that are not UTF-8 are written as \xNN (the config the run uses is unaffected).
+    if (!m.config.empty()) w.set_metadata("config", escape_invalid_utf8(m.config));
     for (const auto& [k, v] : m.extra) w.set_metadata(k, v);
 }
 }  // namespace detail

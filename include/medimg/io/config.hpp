@@ -21,6 +21,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "medimg/error.hpp"
+#include "medimg/io/utf8.hpp"
 
 namespace medimg::io {
 
@@ -440,6 +441,11 @@ inline Config parse_config(const std::string& yaml_text, const std::string& sour
         detail::bad(source, "train.class_weights", "has " + std::to_string(c.train.class_weight_values.size()) + " values for " +
                                                        std::to_string(c.data.classes.size()) + " classes");
     if (c.train.nesterov && c.train.momentum <= 0) detail::bad(source, "train.nesterov", "needs train.momentum > 0");
+    // Class names go into checkpoint metadata (JSON) and must read back exactly; paths need not be UTF-8.
+    for (const auto& name : c.data.classes)
+        if (!valid_utf8(name))
+            detail::bad(source, "data.classes", "'" + escape_invalid_utf8(name) +
+                                                    "' is not valid UTF-8 (class names are stored in checkpoints as JSON)");
     return c;
 }
 

@@ -24,6 +24,7 @@
 #include "medimg/data/image.hpp"
 #include "medimg/data/transforms.hpp"
 #include "medimg/error.hpp"
+#include "medimg/io/utf8.hpp"
 #include "medimg/metrics/colormap.hpp"
 #include "medimg/metrics/ssim.hpp"
 
@@ -337,8 +338,8 @@ inline std::string format_compare_text(const CompareResult& r) {
 inline nlohmann::ordered_json compare_json(const CompareResult& r) {
     using json = nlohmann::ordered_json;
     json j;
-    j["reference"] = r.reference;
-    j["target"] = r.target;
+    j["reference"] = io::escape_invalid_utf8(r.reference);  // JSON is UTF-8: other path bytes as \xNN
+    j["target"] = io::escape_invalid_utf8(r.target);
     j["ssim"] = r.ssim;
     j["mae"] = r.mae;
     j["window"] = detail::compare_window_name(r.window);
