@@ -7,3 +7,5 @@ find_package(OpenMP REQUIRED COMPONENTS CXX)
 find_package(Eigen3 3.3 REQUIRED NO_MODULE)
 find_package(nlohmann_json 3.9 REQUIRED)
 find_package(yaml-cpp 0.6 REQUIRED)
+# libjpeg-turbo (Debian: libjpeg62-turbo-dev) decodes JPEG pixels, the library PIL and torchvision use.
+find_package(JPEG REQUIRED)

@@ -34,7 +34,7 @@ if ! has_fuzzer; then
   has_fuzzer || { echo "fuzz: $CXX cannot build -fsanitize=fuzzer programs" >&2; exit 1; }
 fi
 rm -f /tmp/medimg-fuzz-probe.$$
-bash scripts/install-deps.sh  # the library's own headers (Eigen, nlohmann-json, stb, yaml-cpp)
+bash scripts/install-deps.sh  # the library's own dependencies (Eigen, nlohmann-json, stb, yaml-cpp, libjpeg-turbo)
 
 out=build-fuzz
 mkdir -p "$out/logs"
@@ -47,7 +47,7 @@ for t in "${targets[@]}"; do
   [ -f "tests/fuzz/$t.cpp" ] || { echo "fuzz: no tests/fuzz/$t.cpp" >&2; exit 2; }
   if [ ! -x "$out/$t" ] || [ -n "$(find include tests/fuzz/$t.cpp scripts/fuzz.sh -newer "$out/$t" -print -quit)" ]; then
     echo "fuzz: building $out/$t"
-    "$CXX" "${flags[@]}" "tests/fuzz/$t.cpp" -o "$out/$t" -lyaml-cpp || exit 1
+    "$CXX" "${flags[@]}" "tests/fuzz/$t.cpp" -o "$out/$t" -lyaml-cpp -ljpeg || exit 1
   fi
 done
 

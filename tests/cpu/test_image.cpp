@@ -140,6 +140,8 @@ BOOST_AUTO_TEST_CASE(reports_stored_channels_and_drops_alpha) {
     BOOST_CHECK_EQUAL(read_image(fixture("rgba8.png")).stored_channels, 4);
     BOOST_CHECK_EQUAL(read_image(fixture("rgba8.png")).channels(), 3);
     BOOST_CHECK_EQUAL(read_image(fixture("palette.png")).stored_channels, 3);
+    BOOST_CHECK_EQUAL(read_image(fixture("cmyk.jpg")).stored_channels, 3);  // CMYK is decoded to RGB, as PIL's convert("RGB")
+    BOOST_CHECK_EQUAL(read_image_info(fixture("cmyk.jpg")).stored_channels, 3);
     const Image g = read_image(fixture("rgb8.png"), 1);
     BOOST_CHECK_EQUAL(g.channels(), 1);
     BOOST_CHECK_EQUAL(g.height(), 5);

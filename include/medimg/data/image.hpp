@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 // data/image.hpp: reads PNG, JPEG, BMP and binary PGM/PPM files into (C, H, W) float tensors with
 // values in [0, 1] (8-bit samples / 255, 16-bit / 65535, PGM/PPM / maxval), and writes 8- and 16-bit
-// PNGs atomically. PNG/JPEG/BMP pixels are decoded by stb_image; every header is parsed here first
-// (PNG chunks and CRCs, JPEG markers, BMP and PNM headers), so truncated files and decompression
-// bombs are refused before a decoder allocates anything. Every read error is an IoError of one line
+// PNGs atomically. PNG/BMP pixels are decoded by stb_image, JPEG pixels by libjpeg-turbo with PIL's
+// settings (so they equal PIL's and torchvision's exactly); every header is parsed here first (PNG
+// chunks and CRCs, JPEG markers, BMP and PNM headers), so truncated files and decompression bombs
+// are refused before a decoder allocates anything. Every read error is an IoError of one line
 // starting "image: <file>: ". Deliberately not here: DICOM, TIFF, EXIF orientation, ICC profiles,
 // gamma; alpha is dropped, never composited (as PIL's convert("L") / convert("RGB") do).
 #pragma once
@@ -19,6 +20,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <fcntl.h>
@@ -34,11 +36,11 @@
 // its own copy and no external symbol is defined twice: the ODR holds without a separate .cpp file,
 // and there is nothing to link. (Debian's libstb.so exports extern stbi_* symbols; medimg neither
 // links it nor collides with it.) The price is the decoder's code once per translation unit.
-// Only PNG, JPEG and BMP are compiled in; PGM/PPM are parsed below (stb 2.27 does not byte-swap
-// 16-bit PNM samples and accepts truncated PNM data silently). A TU that included stb_image.h
-// *before* this header already has extern declarations, which would turn these definitions into
-// external ones; that is refused at compile time. Including stb headers after this one is fine as
-// long as that TU does not define STB_IMAGE_IMPLEMENTATION again.
+// Only PNG and BMP are compiled in: JPEG goes to libjpeg-turbo (below), and PGM/PPM are parsed
+// here (stb 2.27 does not byte-swap 16-bit PNM samples and accepts truncated PNM data silently).
+// A TU that included stb_image.h *before* this header already has extern declarations, which
+// would turn these definitions into external ones; that is refused at compile time. Including stb
+// headers after this one is fine as long as that TU does not define STB_IMAGE_IMPLEMENTATION again.
 #if defined(STBI_INCLUDE_STB_IMAGE_H) && !defined(MEDIMG_STB_PRIVATE_COPY)
 #  error "medimg/data/image.hpp: include it before <stb/stb_image.h> (medimg compiles a private static copy of stb_image)"
 #endif
@@ -68,7 +70,6 @@
 #  define STB_IMAGE_STATIC
 #  define STB_IMAGE_IMPLEMENTATION
 #  define STBI_ONLY_PNG
-#  define STBI_ONLY_JPEG
 #  define STBI_ONLY_BMP
 #  define STBI_NO_STDIO  // files are read here (errno-accurate messages, size limit), then decoded from memory
 #  define STBI_NO_LINEAR
@@ -84,6 +85,13 @@
 #    pragma GCC diagnostic pop
 #  endif
 #endif
+
+// ---- libjpeg-turbo: JPEG decoding (Debian: libjpeg62-turbo-dev; link -ljpeg, CMake JPEG::JPEG) ----
+// The library PIL and torchvision decode JPEG with. jpeglib.h expects FILE and size_t to be declared
+// before it is included (libjpeg.txt, "Compiling"); it wraps its declarations in extern "C" itself.
+#include <csetjmp>
+#include <cstdio>
+#include <jpeglib.h>
 
 namespace medimg::data {
 
@@ -157,7 +165,14 @@ struct ImageHeader {
     // PGM/PPM only: samples start here; maxval scales them to [0, 1].
     std::size_t pnm_data_offset = 0;
     std::uint32_t pnm_maxval = 255;
+    // JPEG only: components in the frame (1 grey, 3 YCbCr/RGB, 4 CMYK/YCCK).
+    int jpeg_components = 0;
 };
+
+/// Most scans a JPEG may have. Real progressive files have about 10; each scan costs a pass over
+/// the whole coefficient buffer, so thousands of tiny scans are a cheap denial of service. 500 is
+/// libjpeg-turbo's own guard (TJFLAG_LIMITSCANS in turbojpeg.h, djpeg -maxscans).
+inline constexpr int max_jpeg_scans = 500;
 
 /// The format from the first bytes; anything unsupported is refused by name where it is recognisable.
 inline ImageFormat sniff_format(const std::uint8_t* p, std::size_t n, const std::string& name) {
@@ -249,25 +264,27 @@ inline ImageHeader parse_png(const std::uint8_t* p, std::size_t n, const std::st
 /// Walks every JPEG segment from SOI to EOI: the frame header (SOFn) gives the dimensions, each
 /// DHT table is checked (class <= 1, slot <= 3, at most 256 codes, inside its segment), and entropy-
 /// coded data after SOS is skipped to the next marker (0xFF is stuffed as FF 00 there). A file that
-/// ends before EOI was cut short; stb_image would decode the missing part as grey without a word.
-/// The DHT check also screens a memory-safety bug of stb_image 2.27 (Debian 12's libstb-dev):
-/// stbi__build_huffman writes past its 257-entry table when a DHT declares more than 256 codes
-/// (fixed upstream in 2.28).
+/// ends before EOI was cut short (libjpeg would report it only as a warning). These checks came
+/// with stb_image 2.27, which decoded JPEG before libjpeg-turbo did (a DHT of more than 256 codes
+/// made it write past its table); libjpeg refuses such files too, but the messages here name the
+/// table or offset, and nothing reaches the decoder that the header already shows to be broken.
 inline ImageHeader parse_jpeg(const std::uint8_t* p, std::size_t n, const std::string& name) {
     ImageHeader h;
     h.format = ImageFormat::jpeg;
     h.info.format = "JPEG";
     bool have_sof = false;
     bool progressive = false;
+    bool arithmetic = false;  // SOF9-11, 13-15: arithmetic coding, whose scans use no Huffman tables
+    int scans = 0;
     // Tables defined so far (bit s: DC/quantization slot s; bit 4 + s: AC slot s) and the frame's
-    // components (id, quantization slot). stb_image 2.27 decodes with whatever a slot holds, and an
-    // undefined slot holds uninitialised memory (an out-of-bounds read in stbi__jpeg_huff_decode,
-    // found by fuzzing; stb 2.28 added a bounds check), so every scan is checked here first.
+    // components (id, quantization slot). stb_image 2.27 decoded with whatever a slot held, and an
+    // undefined slot held uninitialised memory (an out-of-bounds read in stbi__jpeg_huff_decode,
+    // fuzzing finding 3), so every scan is checked here first; libjpeg refuses them as well.
     unsigned huffman_defined = 0, quant_defined = 0;
     std::vector<std::array<int, 2>> frame_components;
     std::size_t pos = 2;
     for (;;) {
-        while (pos < n && p[pos] != 0xFF) ++pos;  // tolerate junk between segments, as libjpeg does
+        while (pos < n && p[pos] != 0xFF) ++pos;  // junk between segments: libjpeg warns, and decode_jpeg refuses
         while (pos < n && p[pos] == 0xFF) ++pos;  // fill bytes
         if (pos >= n) {
             if (!have_sof) throw image_error(name, "truncated JPEG: no frame header (SOF marker) before the end of the file");
@@ -306,8 +323,10 @@ inline ImageHeader parse_jpeg(const std::uint8_t* p, std::size_t n, const std::s
             if (seg_len < 6 + 3 * static_cast<std::size_t>(comps))
                 throw image_error(name, "corrupt JPEG: frame header of ", len, " bytes for ", comps, " components");
             for (int c = 0; c < comps; ++c) frame_components.push_back({seg[6 + 3 * c], seg[8 + 3 * c]});
-            h.info.stored_channels = comps == 1 ? 1 : 3;  // stb_image converts YCbCr/CMYK to RGB
-            progressive = m == 0xC2;
+            h.info.stored_channels = comps == 1 ? 1 : 3;  // YCbCr/RGB and CMYK/YCCK are decoded to RGB
+            h.jpeg_components = comps;
+            progressive = m == 0xC2 || m == 0xCA;
+            arithmetic = m >= 0xC9;
             have_sof = true;
         } else if (m == 0xDB) {
             std::size_t q = 0;
@@ -338,6 +357,9 @@ inline ImageHeader parse_jpeg(const std::uint8_t* p, std::size_t n, const std::s
         } else if (m == 0xDA) {
             // Which tables the scan decodes with: baseline uses DC and AC; a progressive scan uses
             // DC only in a first DC scan (Ss = 0, Ah = 0), AC in any AC scan (Ss > 0).
+            if (++scans > max_jpeg_scans)
+                throw image_error(name, "corrupt JPEG: more than ", max_jpeg_scans, " scans (the scan at offset ", pos,
+                                  "); real files have about 10");
             const std::size_t ns = seg_len ? seg[0] : 0;
             if (ns < 1 || ns > 4 || seg_len < 1 + 2 * ns + 3)
                 throw image_error(name, "corrupt JPEG: scan header of ", len, " bytes at offset ", pos);
@@ -353,8 +375,8 @@ inline ImageHeader parse_jpeg(const std::uint8_t* p, std::size_t n, const std::s
                 if ((*comp)[1] > 3 || !(quant_defined >> (*comp)[1] & 1u))
                     throw image_error(name, "corrupt JPEG: component ", id, " uses quantization table ", (*comp)[1],
                                       ", which is not defined before the scan at offset ", pos);
-                const bool no_dc = uses_dc && (dc > 3 || !(huffman_defined >> dc & 1u));
-                const bool no_ac = uses_ac && (ac > 3 || !(huffman_defined >> (4 + ac) & 1u));
+                const bool no_dc = !arithmetic && uses_dc && (dc > 3 || !(huffman_defined >> dc & 1u));
+                const bool no_ac = !arithmetic && uses_ac && (ac > 3 || !(huffman_defined >> (4 + ac) & 1u));
                 if (no_dc || no_ac)
                     throw image_error(name, "corrupt JPEG: the scan at offset ", pos, " uses Huffman table ", no_dc ? "DC " : "AC ",
                                       no_dc ? dc : ac, ", which is not defined");
@@ -558,6 +580,122 @@ inline Image decode_pnm(const std::uint8_t* p, std::size_t n, const ImageHeader&
     return img;
 }
 
+// ---- JPEG through libjpeg-turbo ----------------------------------------------------------------
+// libjpeg reports a fatal error by calling err->error_exit, which must not return (libjpeg.txt,
+// "Error handling"; its default calls exit()), and a warning ("the data is corrupt, and a damaged
+// output image is likely") through err->emit_message with msg_level -1. Both are routed to one
+// longjmp back into jpeg_decode_samples; a warning counts as a corrupt file (the reason to
+// override emit_message that libjpeg.txt itself gives: "to abort on warnings"). PIL would decode
+// such a file to damaged pixels; a training set is better off without them.
+//
+// longjmp is undefined behaviour in C++ when a throw/catch in its place would run a non-trivial
+// destructor ([csetjmp.syn]). So: the frames it crosses are libjpeg's (C), the two callbacks and
+// jpeg_decode_samples itself, none of which holds a C++ object with a destructor; everything
+// libjpeg touches lives in JpegSession, a trivially destructible struct owned by the caller, so
+// nothing local to the setjmp function is modified between setjmp and longjmp (C11 7.13.2.1).
+// The C++ side (the sample buffer, the exception) stays in decode_jpeg, outside that region.
+
+/// Everything one libjpeg decode touches. Trivially destructible by design (see above).
+struct JpegSession {
+    jpeg_decompress_struct cinfo;
+    jpeg_error_mgr err;
+    std::jmp_buf jump;
+    char message[JMSG_LENGTH_MAX];  // libjpeg's text of the error or warning
+    bool warning;                   // true: a warning (corrupt data), false: a fatal error
+};
+static_assert(std::is_trivially_destructible<JpegSession>::value, "JpegSession must survive a longjmp");
+
+/// err->error_exit: keep libjpeg's message and jump back; never returns.
+inline void jpeg_error_exit(j_common_ptr cinfo) {
+    auto* s = static_cast<JpegSession*>(cinfo->client_data);
+    (*cinfo->err->format_message)(cinfo, s->message);
+    std::longjmp(s->jump, 1);
+}
+
+/// err->emit_message: trace messages (msg_level >= 0) are dropped; a warning (-1) is fatal.
+inline void jpeg_emit_message(j_common_ptr cinfo, int msg_level) {
+    if (msg_level >= 0) return;
+    static_cast<JpegSession*>(cinfo->client_data)->warning = true;
+    jpeg_error_exit(cinfo);
+}
+
+/// Decodes the JPEG in p[0, n) into `out`: height rows of width * comps 8-bit samples, grey (comps
+/// 1), RGB (3) or CMYK as libjpeg writes it (4; Adobe's inverted convention). The dimensions and
+/// component count come from parse_jpeg and are checked against libjpeg's before anything is
+/// written. Settings are PIL's (its JpegDecode.c leaves libjpeg's defaults): the accurate integer
+/// IDCT (JDCT_ISLOW) and fancy (triangle-filter) upsampling of subsampled chroma; YCbCr and YCCK
+/// are converted by libjpeg. Returns false with s->message set on any error or warning.
+/// No C++ object with a destructor may be added here: see the note above JpegSession.
+inline bool jpeg_decode_samples(JpegSession* s, const std::uint8_t* p, std::size_t n, std::uint8_t* out, int width,
+                                int height, int comps) {
+    s->cinfo.err = jpeg_std_error(&s->err);
+    s->err.error_exit = &jpeg_error_exit;
+    s->err.emit_message = &jpeg_emit_message;
+    s->cinfo.client_data = s;  // jpeg_create_decompress keeps err and client_data
+    if (setjmp(s->jump)) {
+        jpeg_destroy_decompress(&s->cinfo);  // safe on a partly created object (it checks cinfo->mem)
+        return false;
+    }
+    jpeg_create_decompress(&s->cinfo);
+    jpeg_mem_src(&s->cinfo, p, static_cast<unsigned long>(n));
+    jpeg_read_header(&s->cinfo, TRUE);
+    if (static_cast<long>(s->cinfo.image_width) != width || static_cast<long>(s->cinfo.image_height) != height ||
+        s->cinfo.num_components != comps) {
+        std::snprintf(s->message, sizeof s->message, "the decoder sees %u x %u with %d components, the header %d x %d with %d",
+                      s->cinfo.image_width, s->cinfo.image_height, s->cinfo.num_components, width, height, comps);
+        jpeg_destroy_decompress(&s->cinfo);
+        return false;
+    }
+    s->cinfo.out_color_space = comps == 1 ? JCS_GRAYSCALE : comps == 3 ? JCS_RGB : JCS_CMYK;
+    s->cinfo.dct_method = JDCT_ISLOW;
+    s->cinfo.do_fancy_upsampling = TRUE;
+    jpeg_start_decompress(&s->cinfo);
+    const std::size_t row_bytes = static_cast<std::size_t>(width) * static_cast<std::size_t>(comps);
+    while (s->cinfo.output_scanline < s->cinfo.output_height) {
+        JSAMPROW row = out + static_cast<std::size_t>(s->cinfo.output_scanline) * row_bytes;
+        jpeg_read_scanlines(&s->cinfo, &row, 1);
+    }
+    jpeg_finish_decompress(&s->cinfo);  // reads to EOI; a warning there still fails the file
+    jpeg_destroy_decompress(&s->cinfo);
+    return true;
+}
+
+/// A JPEG as (C, H, W): libjpeg-turbo's samples, then the same channel conversion as every other
+/// format. CMYK/YCCK files become RGB exactly as PIL does it: Image.open gives mode "CMYK" read
+/// with rawmode "CMYK;I" (it inverts libjpeg's Adobe-convention samples: C' = 255 - C, K' = 255 - K;
+/// PIL 9.4 JpegImagePlugin.py), and convert("RGB") computes R = (255 - K') - C' * (255 - K') / 255
+/// with PIL's rounded division by 255 (Convert.c cmyk2rgb, MULDIV255: t = a*b + 128,
+/// ((t >> 8) + t) >> 8); likewise G from M, B from Y. convert("L") then goes through that RGB.
+inline Image decode_jpeg(const std::uint8_t* p, std::size_t n, const ImageHeader& h, int channels, const std::string& name) {
+    const int w = h.info.width, hh = h.info.height, comps = h.jpeg_components;
+    const std::size_t pixels = static_cast<std::size_t>(w) * static_cast<std::size_t>(hh);
+    std::vector<std::uint8_t> samples(pixels * static_cast<std::size_t>(comps));  // (H, W, comps)
+    JpegSession session{};
+    if (!jpeg_decode_samples(&session, p, n, samples.data(), w, hh, comps)) {
+        if (session.warning) throw image_error(name, "corrupt JPEG (libjpeg-turbo: ", session.message, ")");
+        throw image_error(name, "cannot decode JPEG (libjpeg-turbo: ", session.message, ")");
+    }
+    int comp = comps;
+    if (comps == 4) {  // CMYK -> RGB in place: pixel i's 3 outputs never overrun pixel i's 4 inputs
+        for (std::size_t i = 0; i < pixels; ++i) {
+            const std::uint8_t* cmyk = samples.data() + 4 * i;
+            const std::uint32_t nk = cmyk[3];  // 255 - K' (K' = 255 - K after PIL's inversion)
+            std::uint8_t rgb[3];
+            for (int c = 0; c < 3; ++c) {
+                const std::uint32_t t = (255u - cmyk[c]) * nk + 128u;  // C' * (255 - K') + 128
+                rgb[c] = static_cast<std::uint8_t>(nk - (((t >> 8) + t) >> 8));
+            }
+            std::memcpy(samples.data() + 3 * i, rgb, 3);
+        }
+        comp = 3;
+    }
+    Image img;
+    img.pixels = samples_to_chw(samples.data(), w, hh, comp, channels, 255u);
+    img.bit_depth = 8;
+    img.stored_channels = comp;
+    return img;
+}
+
 inline Image decode_with_stb(const std::uint8_t* p, std::size_t n, const ImageHeader& h, int channels, const std::string& name) {
     if (n > static_cast<std::size_t>(std::numeric_limits<int>::max()))
         throw image_error(name, "file of ", n, " bytes is too large for stb_image (2 GiB)");
@@ -603,6 +741,7 @@ inline Image read_image_from_memory(const std::uint8_t* data, std::size_t size, 
     const detail::ImageHeader h = detail::parse_header(data, size, name);
     detail::check_pixel_limit(h, opts, name);
     if (h.format == detail::ImageFormat::pnm) return detail::decode_pnm(data, size, h, channels, name);
+    if (h.format == detail::ImageFormat::jpeg) return detail::decode_jpeg(data, size, h, channels, name);
     return detail::decode_with_stb(data, size, h, channels, name);
 }
 inline Image read_image_from_memory(const std::vector<std::uint8_t>& bytes, const std::string& name, int channels = 0,
