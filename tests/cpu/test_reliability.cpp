@@ -281,6 +281,45 @@ BOOST_AUTO_TEST_CASE(jpegs_using_undefined_tables_are_refused_before_decoding) {
     }
 }
 
+// Fuzzing finding 4 (fuzz_image, regression-stb227-truncated-scan.jpg): stb_image 2.27 shifted a
+// 32-bit value by 32 (UBSan, stbi__grow_buffer_unsafe) when a scan's entropy-coded data ended
+// early. JPEG now goes through libjpeg-turbo, and a libjpeg warning (corrupt data) is a refused
+// file: the fuzzed input (which also has a stray byte before its frame header) and a scan cut
+// short by a marker each give one "corrupt JPEG" line naming the file.
+BOOST_AUTO_TEST_CASE(jpegs_with_corrupt_scan_data_are_refused_with_one_line_naming_the_file) {
+    auto read_bytes = [](const std::string& path) {
+        std::ifstream in(path, std::ios::binary);
+        std::vector<std::uint8_t> b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        BOOST_REQUIRE_MESSAGE(!b.empty(), "cannot read " << path);
+        return b;
+    };
+    auto check_corrupt = [](const std::vector<std::uint8_t>& bytes, const std::string& name, const std::string& what) {
+        for (int channels : {0, 1, 3}) {
+            try {
+                data::read_image_from_memory(bytes, name, channels);
+                BOOST_ERROR(name << " was decoded");
+            } catch (const IoError& e) {
+                const std::string msg = e.what();
+                BOOST_TEST_MESSAGE(msg);
+                BOOST_CHECK_MESSAGE(msg.rfind("image: " + name + ": corrupt JPEG (libjpeg-turbo: ", 0) == 0, msg);
+                BOOST_CHECK_MESSAGE(msg.find(what) != std::string::npos, msg);
+                BOOST_CHECK(msg.find('\n') == std::string::npos);
+            }
+        }
+    };
+    const std::string corpus = std::string(MEDIMG_TEST_DATA_DIR) + "/../fuzz/corpus/fuzz_image/";
+    check_corrupt(read_bytes(corpus + "regression-stb227-truncated-scan.jpg"), "found.jpg", "extraneous bytes before marker");
+    // gray.jpg with its scan data cut after 20 bytes and the end-of-image marker put right there.
+    const auto gray = read_bytes(std::string(MEDIMG_TEST_DATA_DIR) + "/images/gray.jpg");
+    std::size_t sos = 0;
+    while (sos + 1 < gray.size() && !(gray[sos] == 0xFF && gray[sos + 1] == 0xDA)) ++sos;
+    BOOST_REQUIRE_LT(sos + 40, gray.size());
+    const std::size_t data_start = sos + 2 + (std::size_t{gray[sos + 2]} << 8 | gray[sos + 3]);
+    std::vector<std::uint8_t> cut(gray.begin(), gray.begin() + static_cast<std::ptrdiff_t>(data_start + 20));
+    cut.insert(cut.end(), {0xFF, 0xD9});
+    check_corrupt(cut, "cut.jpg", "premature end of data segment");
+}
+
 // Found while testing a NaN validation loss: roc_auc's tie loop never advanced past a NaN score
 // (NaN == NaN is false), so evaluating a model with non-finite outputs hung.
 BOOST_AUTO_TEST_CASE(roc_auc_rejects_nan_scores_instead_of_hanging) {

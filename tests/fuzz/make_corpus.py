@@ -42,11 +42,12 @@ def f32(*v):
 
 # Images: one valid file per format and depth, plus the fixtures' broken ones.
 for name in ["gray8.png", "gray16.png", "gray4.png", "palette.png", "rgba8.png", "rgb16.png", "graya8.png",
-             "gray.jpg", "rgb.jpg", "rgb.bmp", "gray.pgm", "gray16.pgm", "rgb.ppm", "truncated.png", "bomb.png"]:
+             "gray.jpg", "rgb.jpg", "rgb420.jpg", "rgb420_progressive.jpg", "cmyk.jpg", "rgb.bmp", "gray.pgm",
+             "gray16.pgm", "rgb.ppm", "truncated.png", "bomb.png"]:
     with open(os.path.join(images, name), "rb") as f:
         put("fuzz_image", name, f.read())
 
-# Progressive JPEGs (stb_image's other decoding path): lossless transcodes of the baseline fixtures,
+# Progressive JPEGs (libjpeg's other decoding path): lossless transcodes of the baseline fixtures,
 # made with libjpeg-turbo's jpegtran when it is installed (apt-get install libjpeg-turbo-progs).
 if shutil.which("jpegtran"):
     for name in ["gray", "rgb"]:
