@@ -7,7 +7,7 @@ tests/cpu/test_image.cpp:
     tests/data/images/expected.txt    what read_image must return for each good file
 
 Run by hand, never by the tests, with Debian's interpreter (python3-torch 1.13, python3-torchvision
-0.14, python3-pil, numpy), not the python3 first on PATH:
+0.14, python3-pil, numpy, and jpegtran from libjpeg-turbo-progs), not the python3 first on PATH:
     /usr/bin/python3 tests/data/make_transform_fixtures.py
 Inputs are deterministic (formulas and numpy default_rng with fixed seeds); rerunning rewrites
 identical files (PIL's JPEG encoder is deterministic for a given libjpeg).
@@ -27,6 +27,7 @@ images/expected.txt: one block per (file, requested channels):
 import io
 import os
 import struct
+import subprocess
 import zlib
 
 import numpy as np
@@ -210,6 +211,9 @@ def write_images():
     buf = io.BytesIO()
     Image.fromarray(krgb, "RGB").save(buf, format="JPEG", quality=90, progressive=True)
     files["rgb420_progressive.jpg"] = buf.getvalue()
+    # Arithmetic coding (SOF9; PIL cannot write it): a lossless transcode of rgb420.jpg by jpegtran.
+    files["rgb420_arithmetic.jpg"] = subprocess.run(["jpegtran", "-arithmetic"], input=files["rgb420.jpg"],
+                                                    check=True, capture_output=True).stdout
     # CMYK (4 components, Adobe APP14 marker, transform 0, inverted samples as PIL writes them).
     kcmyk = np.stack([kx * 19, ky * 23, (kx * ky * 7) % 256, np.where(kx > 6, 40, 160)], -1).astype(np.uint8)
     buf = io.BytesIO()
@@ -280,6 +284,7 @@ def write_images():
         ("gray.jpg", 0, chw(pil("gray.jpg", "L")), 255, 0), ("gray.jpg", 3, chw(pil("gray.jpg", "RGB")), 255, 0),
         ("rgb420.jpg", 0, chw(pil("rgb420.jpg", "RGB")), 255, 0), ("rgb420.jpg", 1, chw(pil("rgb420.jpg", "L")), 255, 0),
         ("rgb420_progressive.jpg", 3, chw(pil("rgb420_progressive.jpg", "RGB")), 255, 0),
+        ("rgb420_arithmetic.jpg", 3, chw(pil("rgb420_arithmetic.jpg", "RGB")), 255, 0),
         ("cmyk.jpg", 0, chw(pil("cmyk.jpg", "RGB")), 255, 0), ("cmyk.jpg", 1, chw(pil("cmyk.jpg", "L")), 255, 0),
     ]
     with open(os.path.join(IDIR, "expected.txt"), "w") as f:

@@ -88,7 +88,7 @@
 
 // ---- libjpeg-turbo: JPEG decoding (Debian: libjpeg62-turbo-dev; link -ljpeg, CMake JPEG::JPEG) ----
 // The library PIL and torchvision decode JPEG with. jpeglib.h expects FILE and size_t to be declared
-// before it is included (libjpeg.txt, "Compiling"); it wraps its declarations in extern "C" itself.
+// before it is included (libjpeg.txt, "Mechanics of usage"); it declares its API extern "C" itself.
 #include <csetjmp>
 #include <cstdio>
 #include <jpeglib.h>
@@ -650,6 +650,13 @@ inline bool jpeg_decode_samples(JpegSession* s, const std::uint8_t* p, std::size
     s->cinfo.dct_method = JDCT_ISLOW;
     s->cinfo.do_fancy_upsampling = TRUE;
     jpeg_start_decompress(&s->cinfo);
+    if (static_cast<long>(s->cinfo.output_width) != width || static_cast<long>(s->cinfo.output_height) != height ||
+        s->cinfo.output_components != comps) {  // libjpeg guarantees this; `out` holds exactly that much
+        std::snprintf(s->message, sizeof s->message, "output of %u x %u x %d samples, expected %d x %d x %d",
+                      s->cinfo.output_width, s->cinfo.output_height, s->cinfo.output_components, width, height, comps);
+        jpeg_destroy_decompress(&s->cinfo);
+        return false;
+    }
     const std::size_t row_bytes = static_cast<std::size_t>(width) * static_cast<std::size_t>(comps);
     while (s->cinfo.output_scanline < s->cinfo.output_height) {
         JSAMPROW row = out + static_cast<std::size_t>(s->cinfo.output_scanline) * row_bytes;
