@@ -5,7 +5,12 @@
 # and 3x128x128; inference at batch 1 and 32 on 3x224x224. PyTorch runs with 2 threads in its
 # default layout and channels_last (and frozen TorchScript for inference); its best mode is the
 # peer. Every measurement is its own process, so peak RSS is per workload. Medians of REPEATS.
-# Usage: /usr/bin/python3 benchmarks/compare_pytorch.py build/benchmarks/medimg-bench [--repeats 3] [--write]
+# --python may be given several times (Debian's python3-torch and a newest-PyTorch virtual
+# environment): each runs every mode, and the fastest (interpreter, mode) per workload is the peer.
+# Also the compile time of examples/train.cpp (includes medimg.hpp, trains ResNet18) with the
+# project's Release flags.
+# Usage: /usr/bin/python3 benchmarks/compare_pytorch.py build/benchmarks/medimg-bench
+#            [--python /usr/bin/python3 --python VENV/bin/python] [--repeats 3] [--write]
 import argparse
 import datetime
 import json
@@ -16,6 +21,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import time
 
 THREADS = 2
 WORKLOADS = [("train", 32, 224), ("train", 32, 128), ("infer", 1, 224), ("infer", 32, 224)]
@@ -92,38 +98,58 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bench")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--python", default="/usr/bin/python3")
+    ap.add_argument("--python", action="append", help="a Python with torch + torchvision (repeatable)")
     ap.add_argument("--write", action="store_true", help="replace the CPU section of benchmarks/RESULTS.md")
     a = ap.parse_args()
-    torch_version = subprocess.run([a.python, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True).stdout.strip()
+    pythons = a.python or ["/usr/bin/python3"]
+    versions = {py: subprocess.run([py, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True).stdout.strip()
+                for py in pythons}
     rows = []
     for kind, n, side in WORKLOADS:
         modes = ["default", "channels_last"] + (["frozen", "frozen_cl"] if kind == "infer" else [])
+        peers = [(py, m) for py in pythons for m in modes]
         iters = 3 if (kind == "train" and side == 224) else 5
-        med, peer = [], {m: [] for m in modes}
+        med, peer = [], {p: [] for p in peers}
         peer_rss = {}
-        for _ in range(a.repeats):  # interleaved: medimg, then each PyTorch mode, per repeat
+        for _ in range(a.repeats):  # interleaved: medimg, then each PyTorch (interpreter, mode), per repeat
             med.append(medimg_run(a.bench, kind, n, side, iters))
-            for m in modes:
-                ips, rss = torch_run(a.python, kind, n, side, m, iters)
-                peer[m].append(ips)
-                peer_rss[m] = rss
-        best_mode = max(modes, key=lambda m: statistics.median(peer[m]))
-        mi, pi = statistics.median(med), statistics.median(peer[best_mode])
+            for p in peers:
+                ips, rss = torch_run(p[0], kind, n, side, p[1], iters)
+                peer[p].append(ips)
+                peer_rss[p] = rss
+        best = max(peers, key=lambda p: statistics.median(peer[p]))
+        mi, pi = statistics.median(med), statistics.median(peer[best])
         mrss = medimg_rss(a.bench, kind, n, side)
-        rows.append((kind, n, side, mi, pi, best_mode, mi / pi, mrss, peer_rss[best_mode]))
-        print("%-5s N=%-2d %3d: medimg %.1f img/s, PyTorch %.1f img/s (%s), ratio %.2fx; peak RSS %.0f vs %.0f MiB"
-              % (kind, n, side, mi, pi, best_mode, mi / pi, mrss, peer_rss[best_mode]), flush=True)
+        others = ", ".join("%s %s %.1f" % (versions[p[0]], p[1], statistics.median(peer[p])) for p in peers)
+        mode = "%s, %s" % (versions[best[0]], best[1])
+        rows.append((kind, n, side, mi, pi, mode, mi / pi, mrss, peer_rss[best], others))
+        print("%-5s N=%-2d %3d: medimg %.1f img/s, PyTorch %.1f img/s (%s), ratio %.2fx; peak RSS %.0f vs %.0f MiB [%s]"
+              % (kind, n, side, mi, pi, mode, mi / pi, mrss, peer_rss[best], others), flush=True)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cxx = os.environ.get("CXX", "c++")
+    t0 = time.perf_counter()
+    cc = subprocess.run([cxx, "-std=c++17", "-O3", "-DNDEBUG", "-fopenmp", "-I" + os.path.join(root, "include"),
+                         "-I/usr/include/eigen3", "-c", os.path.join(root, "examples", "train.cpp"), "-o", os.devnull],
+                        capture_output=True, text=True)
+    compile_s = time.perf_counter() - t0 if cc.returncode == 0 else float("nan")
+    print("compile time of examples/train.cpp: %.1f s" % compile_s, flush=True)
     cpu = re.sub(r"\s+", " ", subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | cut -d: -f2"], capture_output=True, text=True).stdout).strip()
     lines = ["## ResNet18 on the CPU (medimg vs PyTorch)", "",
-             "%s; %s, %d cores; PyTorch %s (Debian), %d threads each; medians of %d interleaved repeats; %s." %
-             (datetime.date.today().isoformat(), cpu, os.cpu_count(), torch_version, THREADS, a.repeats, platform.platform()),
+             "%s; %s, %d cores; PyTorch %s, %d threads each; medians of %d interleaved repeats; load average %s at the end; %s." %
+             (datetime.date.today().isoformat(), cpu, os.cpu_count(), " and ".join(versions[py] for py in pythons), THREADS,
+              a.repeats, "%.2f" % os.getloadavg()[0], platform.platform()),
              "Written by `benchmarks/compare_pytorch.py` (each measurement its own process).", "",
-             "| workload | medimg img/s | PyTorch img/s (best mode) | medimg / PyTorch | peak RSS medimg / PyTorch (MiB) |",
+             "| workload | medimg img/s | PyTorch img/s (best: version, mode) | medimg / PyTorch | peak RSS medimg / PyTorch (MiB) |",
              "| --- | --- | --- | --- | --- |"]
-    for kind, n, side, mi, pi, mode, ratio, mr, pr in rows:
+    for kind, n, side, mi, pi, mode, ratio, mr, pr, _ in rows:
         what = "training step" if kind == "train" else "inference"
-        lines.append("| %s, batch %d, 3x%dx%d | %.1f | %.1f (%s) | %.2fx | %.0f / %.0f |" % (what, n, side, side, mi, pi, mode, ratio, mr, pr))
+        lines.append("| %s, batch %d, 3x%dx%d | %.1f | %.1f (%s) | %.2fx | %.0f / %.0f (%.2fx) |"
+                     % (what, n, side, side, mi, pi, mode, ratio, mr, pr, mr / pr))
+    lines += ["", "Every PyTorch (version, mode), img/s:", ""]
+    for kind, n, side, _, _, _, _, _, _, others in rows:
+        lines.append("- %s batch %d at %d: %s" % (kind, n, side, others))
+    lines += ["", "Compile time of `examples/train.cpp` (includes `medimg.hpp`, trains ResNet18; `-O3 -fopenmp`, "
+              "one translation unit): %.1f s." % compile_s]
     table = "\n".join(lines) + "\n"
     print(table)
     if a.write:
