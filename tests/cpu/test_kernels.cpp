@@ -149,6 +149,57 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(max_pool2d_matches_reference_and_routes_gradient_t
                           message_contains("padding (2,2) must be between 0 and half the kernel"));
 }
 
+BOOST_AUTO_TEST_CASE_TEMPLATE(max_pool2d_ties_go_to_the_first_maximum_and_nan_wins, T, float_types) {
+    // Values from {0, 1, 2} (many ties) and some NaNs, through windows inside and at the borders:
+    // the index must be PyTorch's, the first maximum in row-major window order, or the first NaN.
+    for (const ops::MaxPool2dParams p : {ops::MaxPool2dParams{3, 3, 2, 2, 1, 1}, ops::MaxPool2dParams{2, 2, 2, 2, 0, 0},
+                                         ops::MaxPool2dParams{3, 2, 1, 2, 1, 1}}) {
+        const std::int64_t H = 11, W = 10;
+        auto x = Tensor<T, Cpu>::empty({2, 2, H, W});
+        Rng rng(7);
+        for (std::int64_t i = 0; i < x.numel(); ++i) {
+            const auto r = rng.next_u64();
+            x[i] = r % 29 == 0 ? std::numeric_limits<T>::quiet_NaN() : static_cast<T>(r % 3);
+        }
+        const Shape ys = ops::max_pool2d_output_shape("test", x.shape(), p);
+        auto y = Tensor<T, Cpu>::empty(ys);
+        auto idx = Tensor<std::int32_t, Cpu>::empty(ys);
+        ops::max_pool2d_forward(x, y, idx, p);
+        const std::int64_t Ho = ys[2], Wo = ys[3];
+        for (std::int64_t plane = 0; plane < 4; ++plane)
+            for (std::int64_t oh = 0; oh < Ho; ++oh)
+                for (std::int64_t ow = 0; ow < Wo; ++ow) {
+                    std::int64_t want = -1;
+                    for (std::int64_t u = 0; u < p.kernel_h && want < 0; ++u)
+                        for (std::int64_t v = 0; v < p.kernel_w; ++v) {
+                            const std::int64_t ih = oh * p.stride_h - p.pad_h + u, iw = ow * p.stride_w - p.pad_w + v;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                            if (std::isnan(x[plane * H * W + ih * W + iw])) {
+                                want = ih * W + iw;
+                                break;
+                            }
+                        }
+                    if (want < 0) {
+                        T best = -std::numeric_limits<T>::infinity();
+                        for (std::int64_t u = 0; u < p.kernel_h; ++u)
+                            for (std::int64_t v = 0; v < p.kernel_w; ++v) {
+                                const std::int64_t ih = oh * p.stride_h - p.pad_h + u, iw = ow * p.stride_w - p.pad_w + v;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                if (want < 0 || x[plane * H * W + ih * W + iw] > best) {
+                                    best = x[plane * H * W + ih * W + iw];
+                                    want = ih * W + iw;
+                                }
+                            }
+                    }
+                    const std::int64_t o = (plane * Ho + oh) * Wo + ow;
+                    BOOST_REQUIRE_MESSAGE(idx[o] == want, "plane " << plane << " (" << oh << ", " << ow << "): index " << idx[o]
+                                                                   << ", expected " << want);
+                    const T got = y[o], ref = x[plane * H * W + want];
+                    BOOST_REQUIRE(std::isnan(ref) ? std::isnan(got) : got == ref);
+                }
+    }
+}
+
 BOOST_AUTO_TEST_CASE_TEMPLATE(adaptive_avg_pool2d_matches_pytorch_windows, T, float_types) {
     auto x = ref::random<T>({2, 3, 7, 5}, 41);
     for (auto [oh, ow] : {std::pair<int, int>{1, 1}, {3, 2}, {7, 5}, {4, 4}}) {

@@ -3,6 +3,7 @@
 // Ties in max pooling go to the first maximum in row-major window order; NaN wins (as PyTorch).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -18,28 +19,63 @@ struct PoolImpl<Cpu> {
     static void max_forward(const Tensor<T, Cpu>& x, Tensor<T, Cpu>& y, Tensor<std::int32_t, Cpu>& argmax,
                             const MaxPool2dParams& p) {
         const std::int64_t H = x.size(2), W = x.size(3), Ho = y.size(2), Wo = y.size(3);
+        // The general scan (any window, clipped at the borders, NaN checked per value) is the
+        // reference; windows inside the plane's columns take a branch-free scan (max and index by
+        // select, NaN noted on the side) and fall back to it only when they hold a NaN. Same
+        // answer, ties included; the general scan alone was ~10% of ResNet18 inference.
+        auto general = [&](const T* in, std::int64_t oh, std::int64_t ow, T& best_out, std::int32_t& at_out) {
+            const std::int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
+            T best = -std::numeric_limits<T>::infinity();
+            std::int64_t at = -1;
+            for (std::int64_t ih = std::max<std::int64_t>(h0, 0); ih < std::min(h0 + p.kernel_h, H); ++ih)
+                for (std::int64_t iw = std::max<std::int64_t>(w0, 0); iw < std::min(w0 + p.kernel_w, W); ++iw) {
+                    const T v = in[ih * W + iw];
+                    if (at < 0 || v > best || std::isnan(v)) {
+                        best = v;
+                        at = ih * W + iw;
+                        if (std::isnan(v)) goto done;
+                    }
+                }
+        done:
+            best_out = best;
+            at_out = static_cast<std::int32_t>(at);
+        };
         parallel_for(0, x.size(0) * x.size(1), [&](std::int64_t nc) {
             const T* in = x.data() + nc * H * W;
             T* out = y.data() + nc * Ho * Wo;
             std::int32_t* idx = argmax.data() + nc * Ho * Wo;
-            for (std::int64_t oh = 0; oh < Ho; ++oh)
+            for (std::int64_t oh = 0; oh < Ho; ++oh) {
+                const std::int64_t h0 = oh * p.stride_h - p.pad_h;
+                const std::int64_t hlo = std::max<std::int64_t>(h0, 0), hhi = std::min(h0 + p.kernel_h, H);
                 for (std::int64_t ow = 0; ow < Wo; ++ow) {
-                    const std::int64_t h0 = oh * p.stride_h - p.pad_h, w0 = ow * p.stride_w - p.pad_w;
-                    T best = -std::numeric_limits<T>::infinity();
-                    std::int64_t at = -1;
-                    for (std::int64_t ih = std::max<std::int64_t>(h0, 0); ih < std::min(h0 + p.kernel_h, H); ++ih)
-                        for (std::int64_t iw = std::max<std::int64_t>(w0, 0); iw < std::min(w0 + p.kernel_w, W); ++iw) {
-                            const T v = in[ih * W + iw];
-                            if (at < 0 || v > best || std::isnan(v)) {
-                                best = v;
-                                at = ih * W + iw;
-                                if (std::isnan(v)) goto done;
-                            }
+                    const std::int64_t w0 = ow * p.stride_w - p.pad_w;
+                    T& o = out[oh * Wo + ow];
+                    std::int32_t& oi = idx[oh * Wo + ow];
+                    if (w0 < 0 || w0 + p.kernel_w > W || hlo >= hhi) {
+                        general(in, oh, ow, o, oi);
+                        continue;
+                    }
+                    std::int64_t at = hlo * W + w0;
+                    T best = in[at];
+                    bool nan = best != best;
+                    for (std::int64_t ih = hlo; ih < hhi; ++ih) {
+                        const T* row = in + ih * W + w0;
+                        for (std::int64_t j = 0; j < p.kernel_w; ++j) {
+                            const T v = row[j];
+                            const bool gt = v > best;
+                            best = gt ? v : best;
+                            at = gt ? ih * W + w0 + j : at;
+                            nan |= v != v;
                         }
-                done:
-                    out[oh * Wo + ow] = best;
-                    idx[oh * Wo + ow] = static_cast<std::int32_t>(at);
+                    }
+                    if (nan) {
+                        general(in, oh, ow, o, oi);
+                    } else {
+                        o = best;
+                        oi = static_cast<std::int32_t>(at);
+                    }
                 }
+            }
         });
     }
 
