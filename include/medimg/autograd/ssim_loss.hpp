@@ -4,12 +4,15 @@
 // (same function, same numbers, scikit-image's two conventions); the backward recomputes the five
 // filtered moments on the CPU in float64 and applies the adjoint filter (derivation below).
 // Inputs (H, W), (C, H, W) or (N, C, H, W); the value is the mean over images and channels.
-// Deliberately not here: CUDA, MS-SSIM's gradient, gradients of the full map's border (the mean
-// never uses it), second derivatives. Slower than a fused kernel would be; correctness first.
+// Var<T, Cuda> inputs take the overload at the bottom: forward and backward on the device through
+// metrics::SsimImpl<Cuda> (cuda/ssim.cuh). Deliberately not here: MS-SSIM's gradient, gradients
+// of the full map's border (the mean never uses it), second derivatives. Slower than a fused
+// kernel would be; correctness first.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "medimg/autograd/variable.hpp"
@@ -196,6 +199,45 @@ Var<T, Cpu> ssim(const Var<T, Cpu>& x, const Var<T, Cpu>& y, const metrics::Ssim
                 detail::ssim_plane_backward(xn->value.data() + pl * H * W, yn->value.data() + pl * H * W, H, W, k, g,
                                             want_x ? dx.data() + pl * H * W : nullptr,
                                             want_y ? dy.data() + pl * H * W : nullptr);
+            if (want_x) xn->accumulate(dx, true);
+            if (want_y) yn->accumulate(dy, true);
+        });
+}
+
+/// Differentiable mean SSIM on another backend (Var<T, Cuda>): the same contract as above, with
+/// the forward value and the whole backward computed on the device (metrics::SsimImpl<B>; the
+/// value stays in a device scalar and the backward reads the upstream gradient there, so neither
+/// direction waits for the host). Agrees with the Cpu version to summation order.
+template <class T, class B, std::enable_if_t<!std::is_same_v<B, Cpu>, int> = 0>
+Var<T, B> ssim(const Var<T, B>& x, const Var<T, B>& y, const metrics::SsimOptions& options = {}) {
+    MEDIMG_CHECK(x.defined() && y.defined(), ShapeError, "autograd::ssim: undefined input");
+    MEDIMG_CHECK(x.shape() == y.shape(), ShapeError, "autograd::ssim: shapes differ: x ", x.shape(), " vs y ", y.shape());
+    const int rank = x.shape().rank();
+    MEDIMG_CHECK(rank >= 2 && rank <= 4, ShapeError, "autograd::ssim: expected (H, W), (C, H, W) or (N, C, H, W), got ",
+                 x.shape());
+    const std::int64_t H = x.size(-2), W = x.size(-1), planes = x.value().numel() / (H * W);
+    const Shape planar = rank == 2 ? Shape{H, W} : Shape{planes, H, W};
+    metrics::SsimOptions o = options;
+    o.full = false;
+    metrics::detail::check_ssim_args(x.value().reshape(planar), y.value().reshape(planar), o);  // metrics::ssim's errors
+    const auto kern = metrics::detail::make_kernel(o.window == metrics::Window::uniform, o.win_size, o.sigma, o.data_range,
+                                                   o.k1, o.k2);
+    const double crop = static_cast<double>(H - 2 * kern.radius) * static_cast<double>(W - 2 * kern.radius);
+    auto sums = Tensor<double, B>::empty({planes});
+    metrics::SsimImpl<B>::planes(x.value().data(), y.value().data(), planes, H, W, kern, nullptr, sums.data(), nullptr);
+    auto value = Tensor<T, B>::empty(Shape{});
+    metrics::SsimImpl<B>::mean(sums.data(), planes, crop, value.data());
+
+    auto xn = x.node(), yn = y.node();
+    // backward: the derivation at the top of this file; g = dl / (crop * planes) on the device.
+    return Var<T, B>::from_op(
+        "ssim", std::move(value), {xn, yn}, [xn, yn, kern, H, W, planes, crop](const Tensor<T, B>& dl) {
+            const bool want_x = xn && xn->requires_grad, want_y = yn && yn->requires_grad;
+            Tensor<T, B> dx = want_x ? Tensor<T, B>::zeros(xn->value.shape()) : Tensor<T, B>();
+            Tensor<T, B> dy = want_y ? Tensor<T, B>::zeros(yn->value.shape()) : Tensor<T, B>();
+            metrics::SsimImpl<B>::backward(xn->value.data(), yn->value.data(), planes, H, W, kern, dl.data(),
+                                           crop * static_cast<double>(planes), want_x ? dx.data() : nullptr,
+                                           want_y ? dy.data() : nullptr);
             if (want_x) xn->accumulate(dx, true);
             if (want_y) yn->accumulate(dy, true);
         });

@@ -5,8 +5,10 @@
 // d c b a), the mean over the map with the window radius cropped off each side, the per-channel mean
 // for (C, H, W); two windows (see Window). Fast path: separable, one fused row-then-column sweep over
 // row bands (threads) x column strips, running sums for the uniform window, AVX2 chosen at run time.
-// Deliberately not here: the SSIM gradient, 3-D volumes, integer images (scale them to [0, 1] first),
-// float32 arithmetic (skimage computes float32 inputs in float32; this widens to float64), CUDA.
+// Tensor<T, Cuda> images go through SsimImpl<Cuda> (cuda/ssim.cuh; same conventions, float64).
+// Deliberately not here: the SSIM gradient (autograd/ssim_loss.hpp), 3-D volumes, integer images
+// (scale them to [0, 1] first), float32 arithmetic (skimage computes float32 inputs in float32;
+// this widens to float64).
 #pragma once
 
 #include <algorithm>
@@ -16,6 +18,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "medimg/config.hpp"
 #include "medimg/core/parallel.hpp"
 #include "medimg/core/tensor.hpp"
 #include "medimg/error.hpp"
@@ -561,8 +564,8 @@ void downsample2(const T* in, std::int64_t H, std::int64_t W, std::vector<double
         16);
 }
 
-template <class T>
-void check_pair(const char* fn, const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b) {
+template <class T, class B>
+void check_pair(const char* fn, const Tensor<T, B>& a, const Tensor<T, B>& b) {
     MEDIMG_CHECK(a.defined() && b.defined(), ShapeError, fn, ": undefined image tensor (a ", a.shape(), ", b ", b.shape(),
                  ")");
     MEDIMG_CHECK(a.shape() == b.shape(), ShapeError, fn, ": image shapes differ: a ", a.shape(), " vs b ", b.shape());
@@ -579,6 +582,49 @@ inline void check_constants(const char* fn, double data_range, double k1, double
     if (uses_sigma)
         MEDIMG_CHECK(sigma > 0.0 && 3.5 * sigma + 0.5 < 65.0, ValueError, fn,
                      ": Gaussian sigma must be in (0, 18.4] (window radius int(3.5 sigma + 0.5) <= 64), got ", sigma);
+}
+
+/// Everything ssim() checks before computing (shared by every backend, so the messages match).
+template <class T, class B>
+void check_ssim_args(const Tensor<T, B>& a, const Tensor<T, B>& b, const SsimOptions& options) {
+    detail::check_pair("ssim", a, b);
+    const bool uniform = options.window == Window::uniform;
+    detail::check_constants("ssim", options.data_range, options.k1, options.k2, options.sigma, !uniform);
+    if (uniform)
+        MEDIMG_CHECK(options.win_size >= 3 && options.win_size % 2 == 1 && options.win_size <= 129, ValueError,
+                     "ssim: win_size must be odd and in [3, 129], got ", options.win_size);
+    const int side = options.window_side();
+    const std::int64_t H = a.size(-2), W = a.size(-1);
+    MEDIMG_CHECK(H >= side && W >= side, ShapeError, "ssim: images a ", a.shape(), " and b ", b.shape(),
+                 " are smaller than the ", side, "x", side, " window (",
+                 describe_window(options.window, options.win_size, options.sigma), "); H and W must be >= ", side);
+}
+
+/// Everything ms_ssim() checks before computing.
+template <class T, class B>
+void check_ms_ssim_args(const Tensor<T, B>& a, const Tensor<T, B>& b, const MsSsimOptions& options) {
+    detail::check_pair("ms_ssim", a, b);
+    detail::check_constants("ms_ssim", options.data_range, options.k1, options.k2, options.sigma, true);
+    const auto& w = options.weights;
+    MEDIMG_CHECK(!w.empty() && w.size() <= 12, ValueError, "ms_ssim: need 1 to 12 scale weights, got ", w.size());
+    for (double wj : w) MEDIMG_CHECK(wj >= 0.0, ValueError, "ms_ssim: scale weights must be >= 0, got ", wj);
+    const int levels = static_cast<int>(w.size());
+    const std::int64_t side = 2 * static_cast<std::int64_t>(3.5 * options.sigma + 0.5) + 1, H = a.size(-2), W = a.size(-1);
+    // The coarsest scale has ceil(H / 2^(M-1)) rows; it holds the window iff H > (side - 1) 2^(M-1).
+    const std::int64_t min_side = (side - 1) << (levels - 1);
+    MEDIMG_CHECK(H > min_side && W > min_side, ShapeError, "ms_ssim: images a ", a.shape(), " and b ", b.shape(),
+                 " are too small for ", levels, " scales with a ", side, "x", side, " window; H and W must be > ", min_side,
+                 " ((", side, " - 1) * 2^", levels - 1, ")");
+}
+
+/// mean_absolute_error()'s checks.
+template <class T, class B>
+void check_mae_args(const Tensor<T, B>& a, const Tensor<T, B>& b) {
+    MEDIMG_CHECK(a.defined() && b.defined(), ShapeError, "mean_absolute_error: undefined tensor (a ", a.shape(), ", b ",
+                 b.shape(), ")");
+    MEDIMG_CHECK(a.shape() == b.shape(), ShapeError, "mean_absolute_error: shapes differ: a ", a.shape(), " vs b ",
+                 b.shape());
+    MEDIMG_CHECK(a.numel() > 0, ShapeError, "mean_absolute_error: empty tensors ", a.shape());
 }
 
 }  // namespace detail
@@ -601,17 +647,9 @@ template <class T>
 SsimResult ssim(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b, const SsimOptions& options) {
     static_assert(std::is_floating_point_v<T>,
                   "medimg: ssim needs float or double images in [0, data_range]; convert integer images first (e.g. / 255)");
-    detail::check_pair("ssim", a, b);
+    detail::check_ssim_args(a, b, options);
     const bool uniform = options.window == Window::uniform;
-    detail::check_constants("ssim", options.data_range, options.k1, options.k2, options.sigma, !uniform);
-    if (uniform)
-        MEDIMG_CHECK(options.win_size >= 3 && options.win_size % 2 == 1 && options.win_size <= 129, ValueError,
-                     "ssim: win_size must be odd and in [3, 129], got ", options.win_size);
-    const int side = options.window_side();
     const std::int64_t H = a.size(-2), W = a.size(-1), C = a.rank() == 3 ? a.size(0) : 1;
-    MEDIMG_CHECK(H >= side && W >= side, ShapeError, "ssim: images a ", a.shape(), " and b ", b.shape(),
-                 " are smaller than the ", side, "x", side, " window (",
-                 describe_window(options.window, options.win_size, options.sigma), "); H and W must be >= ", side);
 
     const auto kern =
         detail::make_kernel(uniform, options.win_size, options.sigma, options.data_range, options.k1, options.k2);
@@ -634,19 +672,11 @@ double ms_ssim(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b, const MsSsimOpt
     static_assert(
         std::is_floating_point_v<T>,
         "medimg: ms_ssim needs float or double images in [0, data_range]; convert integer images first (e.g. / 255)");
-    detail::check_pair("ms_ssim", a, b);
-    detail::check_constants("ms_ssim", options.data_range, options.k1, options.k2, options.sigma, true);
+    detail::check_ms_ssim_args(a, b, options);
     const auto& w = options.weights;
-    MEDIMG_CHECK(!w.empty() && w.size() <= 12, ValueError, "ms_ssim: need 1 to 12 scale weights, got ", w.size());
-    for (double wj : w) MEDIMG_CHECK(wj >= 0.0, ValueError, "ms_ssim: scale weights must be >= 0, got ", wj);
     const auto kern = detail::make_kernel(false, 0, options.sigma, options.data_range, options.k1, options.k2);
     const int levels = static_cast<int>(w.size());
-    const std::int64_t side = 2 * kern.radius + 1, H = a.size(-2), W = a.size(-1), C = a.rank() == 3 ? a.size(0) : 1;
-    // The coarsest scale has ceil(H / 2^(M-1)) rows; it holds the window iff H > (side - 1) 2^(M-1).
-    const std::int64_t min_side = (side - 1) << (levels - 1);
-    MEDIMG_CHECK(H > min_side && W > min_side, ShapeError, "ms_ssim: images a ", a.shape(), " and b ", b.shape(),
-                 " are too small for ", levels, " scales with a ", side, "x", side, " window; H and W must be > ", min_side,
-                 " ((", side, " - 1) * 2^", levels - 1, ")");
+    const std::int64_t H = a.size(-2), W = a.size(-1), C = a.rank() == 3 ? a.size(0) : 1;
 
     double total = 0.0;
     std::vector<double> xa, ya, xb, yb;  // the current scale and the next (ping-pong)
@@ -682,11 +712,7 @@ double ms_ssim(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b, const MsSsimOpt
 
 template <class T>
 double mean_absolute_error(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b) {
-    MEDIMG_CHECK(a.defined() && b.defined(), ShapeError, "mean_absolute_error: undefined tensor (a ", a.shape(), ", b ",
-                 b.shape(), ")");
-    MEDIMG_CHECK(a.shape() == b.shape(), ShapeError, "mean_absolute_error: shapes differ: a ", a.shape(), " vs b ",
-                 b.shape());
-    MEDIMG_CHECK(a.numel() > 0, ShapeError, "mean_absolute_error: empty tensors ", a.shape());
+    detail::check_mae_args(a, b);
     // Fixed 64k-element blocks summed in order: the same result for any thread count.
     constexpr std::int64_t kBlock = 1 << 16;
     const std::int64_t n = a.numel(), nb = (n + kBlock - 1) / kBlock;
@@ -704,4 +730,106 @@ double mean_absolute_error(const Tensor<T, Cpu>& a, const Tensor<T, Cpu>& b) {
     return s / static_cast<double>(n);
 }
 
+// ---- other backends (Tensor<T, Cuda>) -----------------------------------------------------------
+/// The backend part of ssim / ms_ssim / mean_absolute_error on a non-host backend, and of
+/// autograd::ssim's forward and backward there (cuda/ssim.cuh specialises it for Cuda). The
+/// Cpu functions above are the reference and do not go through it. Pointers are backend memory:
+///   planes(x, y, P, H, W, kernel, map, sums, cs_sums)  SSIM (and cs) maps of P (H, W) planes and
+///                                                     their sums over the crop, overwritten
+///   mean(sums, P, crop, out)                          out[0] = T((sum_p sums[p] / crop) / P)
+///   downsample2(in, P, H, W, out)                     MS-SSIM's 2x2 mean, into double
+///   backward(x, y, P, H, W, kernel, dl, denom, dx, dy) dx, dy += the gradient of
+///                                                     dl[0] / denom * sum of SSIM over the crops
+///   abs_diff_sum(a, b, n)                              sum |a - b| in double, on the host
+template <class B>
+struct SsimImpl;
+
+/// ssim() on another backend (Tensor<T, Cuda>): the same checks, window, crop and float64
+/// arithmetic as the Cpu version; `mean` agrees with it to summation order (~1e-12), and the
+/// map, when asked for, is copied to the host (SsimResult::map is a host tensor).
+template <class T, class B, std::enable_if_t<!std::is_same_v<B, Cpu>, int> = 0>
+SsimResult ssim(const Tensor<T, B>& a, const Tensor<T, B>& b, const SsimOptions& options = {}) {
+    static_assert(std::is_floating_point_v<T>,
+                  "medimg: ssim needs float or double images in [0, data_range]; convert integer images first (e.g. / 255)");
+    detail::check_ssim_args(a, b, options);
+    const std::int64_t H = a.size(-2), W = a.size(-1), C = a.rank() == 3 ? a.size(0) : 1;
+    const auto kern = detail::make_kernel(options.window == Window::uniform, options.win_size, options.sigma,
+                                          options.data_range, options.k1, options.k2);
+    SsimResult res;
+    res.window = options.window;
+    auto sums = Tensor<double, B>::empty({C});
+    Tensor<double, B> map = options.full ? Tensor<double, B>::empty({C, H, W}) : Tensor<double, B>();
+    SsimImpl<B>::planes(a.data(), b.data(), C, H, W, kern, options.full ? map.data() : nullptr, sums.data(), nullptr);
+    if (options.full) res.map = map.reshape(a.shape()).template to<Cpu>();
+    const auto host = sums.template to<Cpu>();
+    const double crop = static_cast<double>(H - 2 * kern.radius) * static_cast<double>(W - 2 * kern.radius);
+    double total = 0.0;
+    for (std::int64_t c = 0; c < C; ++c) total += host[c] / crop;  // the Cpu version's order
+    res.mean = total / static_cast<double>(C);
+    return res;
+}
+
+/// ms_ssim() on another backend: each scale's per-channel cs / SSIM sums come to the host, where
+/// they are combined exactly as the Cpu version does.
+template <class T, class B, std::enable_if_t<!std::is_same_v<B, Cpu>, int> = 0>
+double ms_ssim(const Tensor<T, B>& a, const Tensor<T, B>& b, const MsSsimOptions& options = {}) {
+    static_assert(
+        std::is_floating_point_v<T>,
+        "medimg: ms_ssim needs float or double images in [0, data_range]; convert integer images first (e.g. / 255)");
+    detail::check_ms_ssim_args(a, b, options);
+    const auto& w = options.weights;
+    const auto kern = detail::make_kernel(false, 0, options.sigma, options.data_range, options.k1, options.k2);
+    const int levels = static_cast<int>(w.size());
+    const std::int64_t H = a.size(-2), W = a.size(-1), C = a.rank() == 3 ? a.size(0) : 1;
+    std::vector<std::vector<double>> per_scale(static_cast<std::size_t>(levels));  // [j][c]: the mean cs (SSIM at the last)
+    Tensor<double, B> xa, ya;
+    std::int64_t h = H, wd = W;
+    for (int j = 0; j < levels; ++j) {
+        const bool last = j == levels - 1;
+        auto s = Tensor<double, B>::empty({C});
+        auto cs = last ? Tensor<double, B>() : Tensor<double, B>::empty({C});
+        if (j == 0)
+            SsimImpl<B>::planes(a.data(), b.data(), C, h, wd, kern, nullptr, s.data(), last ? nullptr : cs.data());
+        else
+            SsimImpl<B>::planes(xa.data(), ya.data(), C, h, wd, kern, nullptr, s.data(), last ? nullptr : cs.data());
+        const auto host = (last ? s : cs).template to<Cpu>();
+        const double n = static_cast<double>(h - 2 * kern.radius) * static_cast<double>(wd - 2 * kern.radius);
+        for (std::int64_t c = 0; c < C; ++c) per_scale[static_cast<std::size_t>(j)].push_back(host[c] / n);
+        if (last) break;
+        auto xb = Tensor<double, B>::empty({C, (h + 1) / 2, (wd + 1) / 2});
+        auto yb = Tensor<double, B>::empty({C, (h + 1) / 2, (wd + 1) / 2});
+        if (j == 0) {
+            SsimImpl<B>::downsample2(a.data(), C, h, wd, xb.data());
+            SsimImpl<B>::downsample2(b.data(), C, h, wd, yb.data());
+        } else {
+            SsimImpl<B>::downsample2(xa.data(), C, h, wd, xb.data());
+            SsimImpl<B>::downsample2(ya.data(), C, h, wd, yb.data());
+        }
+        xa = std::move(xb);
+        ya = std::move(yb);
+        h = (h + 1) / 2;
+        wd = (wd + 1) / 2;
+    }
+    double total = 0.0;
+    for (std::int64_t c = 0; c < C; ++c) {
+        double value = 1.0;
+        for (int j = 0; j < levels; ++j)  // relu, then the scale's weight (the Cpu version's order)
+            value *= std::pow(std::max(per_scale[static_cast<std::size_t>(j)][static_cast<std::size_t>(c)], 0.0),
+                              w[static_cast<std::size_t>(j)]);
+        total += value;
+    }
+    return total / static_cast<double>(C);
+}
+
+/// mean_absolute_error() on another backend (a deterministic device reduction in double).
+template <class T, class B, std::enable_if_t<!std::is_same_v<B, Cpu>, int> = 0>
+double mean_absolute_error(const Tensor<T, B>& a, const Tensor<T, B>& b) {
+    detail::check_mae_args(a, b);
+    return SsimImpl<B>::abs_diff_sum(a.data(), b.data(), a.numel()) / static_cast<double>(a.numel());
+}
+
 }  // namespace medimg::metrics
+
+#if MEDIMG_HAS_CUDA
+#include "medimg/cuda/ssim.cuh"
+#endif
