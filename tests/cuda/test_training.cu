@@ -49,10 +49,11 @@ Params<T, B> params_on(const std::map<std::string, Tensor<T, Cpu>>& host) {
     return out;
 }
 
-/// A small network that uses every differentiable op: conv (+bias) -> batch norm (training) ->
-/// relu -> max pool -> conv -> batch norm (inference, running stats) -> + residual (add) -> mul
-/// gate -> affine -> adaptive avg pool -> flatten -> linear -> cross-entropy (weights, smoothing)
-/// + mean of log_softmax (a second path into the logits).
+/// A small network that uses every differentiable op of autograd/functions.hpp and loss.hpp:
+/// conv (+bias) -> batch norm (training) -> relu -> max pool -> conv -> batch norm (inference,
+/// running stats) -> + residual (add) -> mul gate -> affine -> add_scalar -> adaptive avg pool ->
+/// flatten -> linear -> cross-entropy (weights, smoothing) + mean of log_softmax (a second path
+/// into the logits) + sum of the squared, reshaped features. (autograd::ssim: test_ssim.cu.)
 template <class T, class B>
 autograd::Var<T, B> small_network_loss(Params<T, B>& P, const autograd::Var<T, B>& x, const Tensor<std::int64_t, B>& target,
                                       const Tensor<T, B>& class_weight, Tensor<T, B> rm1, Tensor<T, B> rv1, Tensor<T, B> rm2,
@@ -67,13 +68,17 @@ autograd::Var<T, B> small_network_loss(Params<T, B>& P, const autograd::Var<T, B
     h = ag::add(h, r);
     h = ag::mul(h, ag::relu(h));
     h = ag::affine(h, T(0.5), T(0.1));
+    h = ag::add_scalar(h, T(-0.05));
     auto f = ag::flatten(ag::adaptive_avg_pool2d(h, 2, 2));                                      // (N, 16)
     auto logits = ag::linear(f, P["w3"], P["b3"]);                                               // (N, 3)
     loss::CrossEntropyOptions<T, B> o;
     o.weight = class_weight;
     o.label_smoothing = 0.1;
     auto l = loss::cross_entropy(logits, target, o);
-    return ag::add(l, ag::scale(ag::mean(ag::log_softmax(logits)), T(-0.01)));
+    l = ag::add(l, ag::scale(ag::mean(ag::log_softmax(logits)), T(-0.01)));
+    // sum and reshape (the remaining differentiable ops): a small penalty on the features.
+    auto f2 = ag::reshape(f, Shape{f.size(0) * 4, 4});                                           // (4N, 4)
+    return ag::add(l, ag::scale(ag::sum(ag::mul(f2, f2)), T(1e-3)));
 }
 
 /// tests/data, or $MEDIMG_TEST_DATA_DIR when the binary runs away from its source tree (GPU machine).
@@ -272,6 +277,7 @@ struct MakeOptimizer {
     std::string kind;  // sgd | adam | adamw
     double momentum = 0, dampening = 0, weight_decay = 0;
     bool nesterov = false, amsgrad = false;
+    double adamw_weight_decay = 1e-2;  // AdamW's own default (decoupled decay on)
     template <class B>
     std::unique_ptr<optim::Optimizer<T, B>> make(const optim::NamedParams<T, B>& params) const {
         if (kind == "sgd") {
@@ -291,6 +297,7 @@ struct MakeOptimizer {
         }
         optim::AdamWOptions o;
         o.lr = 0.01;
+        o.weight_decay = adamw_weight_decay;
         o.amsgrad = amsgrad;
         return std::make_unique<optim::AdamW<T, B>>(params, o);
     }
@@ -320,6 +327,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(optimizers_update_bitwise_like_the_cpu, T, float_t
     BOOST_TEST_CONTEXT("SGD momentum, weight decay") { run({"sgd", 0.9, 0.0, 1e-4}); }
     BOOST_TEST_CONTEXT("SGD momentum, dampening") { run({"sgd", 0.9, 0.3, 0.0}); }
     BOOST_TEST_CONTEXT("SGD nesterov") { run({"sgd", 0.9, 0.0, 5e-4, true}); }
+    BOOST_TEST_CONTEXT("SGD nesterov, no weight decay") { run({"sgd", 0.9, 0.0, 0.0, true}); }
+    BOOST_TEST_CONTEXT("Adam plain (no L2 term)") { run({"adam"}); }
+    BOOST_TEST_CONTEXT("AdamW without decay") { run({"adamw", 0, 0, 0, false, false, 0.0}); }
     for (const bool amsgrad : {false, true}) {
         BOOST_TEST_CONTEXT("Adam, weight decay, amsgrad " << amsgrad) { run({"adam", 0, 0, 0.01, false, amsgrad}); }
         BOOST_TEST_CONTEXT("AdamW, amsgrad " << amsgrad) { run({"adamw", 0, 0, 0, false, amsgrad}); }
