@@ -32,7 +32,14 @@ std::vector<float> odr_pipeline_a() {
     ops::log_softmax_forward(y.reshape({2, 8}), l);
     optim::SgdScalars<float> s{-0.1f, 0.0f, 0.0f, 1.0f, false, false, false, false};
     optim::OptimImpl<Cuda>::sgd(l.data(), l.data(), static_cast<float*>(nullptr), l.numel(), s);
-    return l.to_vector();
+    auto out = l.to_vector();
+    // SSIM (kernels/ssim.cuh) and the training loop's on-device accuracy count (cuda/staging.cuh).
+    const auto img = Tensor<float, Cuda>::from_vector({8, 8}, v);
+    out.push_back(static_cast<float>(metrics::ssim(img, Tensor<float, Cuda>::full({8, 8}, 0.5f)).mean));
+    train::CorrectCounter<Cuda> correct;
+    correct.add(l, Tensor<std::int64_t, Cuda>::from_vector({2}, {3, 5}));
+    out.push_back(static_cast<float>(correct.count()));
+    return out;
 }
 
 BOOST_AUTO_TEST_SUITE(cuda_odr)
@@ -42,7 +49,7 @@ BOOST_AUTO_TEST_CASE(two_translation_units_launch_the_same_kernels) {
     const auto a = odr_pipeline_a();
     const auto b = odr_pipeline_b();
     BOOST_TEST(a == b, boost::test_tools::per_element());
-    BOOST_TEST(a.size() == 16u);
+    BOOST_TEST(a.size() == 18u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

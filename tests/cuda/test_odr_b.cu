@@ -22,5 +22,12 @@ std::vector<float> odr_pipeline_b() {
     ops::log_softmax_forward(y.reshape({2, 8}), l);
     optim::SgdScalars<float> s{-0.1f, 0.0f, 0.0f, 1.0f, false, false, false, false};
     optim::OptimImpl<Cuda>::sgd(l.data(), l.data(), static_cast<float*>(nullptr), l.numel(), s);
-    return l.to_vector();
+    auto out = l.to_vector();
+    // SSIM (kernels/ssim.cuh) and the training loop's on-device accuracy count (cuda/staging.cuh).
+    const auto img = Tensor<float, Cuda>::from_vector({8, 8}, v);
+    out.push_back(static_cast<float>(metrics::ssim(img, Tensor<float, Cuda>::full({8, 8}, 0.5f)).mean));
+    train::CorrectCounter<Cuda> correct;
+    correct.add(l, Tensor<std::int64_t, Cuda>::from_vector({2}, {3, 5}));
+    out.push_back(static_cast<float>(correct.count()));
+    return out;
 }

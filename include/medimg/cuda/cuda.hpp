@@ -9,6 +9,9 @@
 //   memory.cuh      Memory<Cuda>, Transfer<Cpu, Cuda>, Transfer<Cuda, Cpu>, Transfer<Cuda, Cuda>
 //   *.cuh           ElementwiseImpl, Conv2dImpl, BatchNormImpl, PoolImpl, LinearImpl, SoftmaxImpl,
 //                   OptimImpl for Cuda; own kernels in kernels/
+// Not listed, because they belong to higher layers and arrive with them: ssim.cuh
+// (metrics::SsimImpl<Cuda>, through metrics/ssim.hpp) and staging.cuh (train::BatchUploader<Cuda>,
+// CorrectCounter<Cuda>, GradClipper<Cuda>, through train/upload.hpp).
 #pragma once
 
 #include "medimg/config.hpp"

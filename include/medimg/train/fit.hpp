@@ -25,6 +25,7 @@
 #include "medimg/nn/module.hpp"
 #include "medimg/optim/optim.hpp"
 #include "medimg/train/csv.hpp"
+#include "medimg/train/upload.hpp"
 
 namespace medimg::train {
 
@@ -46,20 +47,24 @@ struct Evaluation {
     std::vector<std::int64_t> indices;  // dataset indices
 };
 
-/// Runs `model` in eval mode under NoGrad over every batch of `loader` (epoch 0 order).
+/// Runs `model` in eval mode under NoGrad over every batch of `loader` (epoch 0 order). Batches
+/// reach the backend through `uploader` (fit passes its own, so a GPU run reuses its pinned
+/// staging blocks), or a local one when it is null.
 template <class T, class B>
 Evaluation evaluate(nn::Module<T, B>& model, data::DataLoader& loader, std::int64_t num_classes,
-                    const loss::CrossEntropyOptions<T, B>& loss_opt = {}) {
+                    const loss::CrossEntropyOptions<T, B>& loss_opt = {}, BatchUploader<B>* uploader = nullptr) {
     autograd::NoGrad guard;
     model.eval();
     Evaluation ev;
     double loss_sum = 0.0;
+    BatchUploader<B> local;
+    auto& upload = uploader ? *uploader : local;
     loader.start_epoch(0);
     while (auto batch = loader.next()) {
         const auto n = batch->labels.numel();
         if (n == 0) continue;
-        auto logits = model(autograd::Var<T, B>(to_backend<B>(batch->images)));
-        auto labels = to_backend<B>(batch->labels);
+        auto logits = model(autograd::Var<T, B>(upload(batch->images)));
+        auto labels = upload(batch->labels);
         loss_sum += static_cast<double>(loss::cross_entropy(logits, labels, loss_opt).value().item()) * static_cast<double>(n);
         auto logp = Tensor<T, B>::empty(logits.shape());
         ops::log_softmax_forward(logits.value(), logp);
@@ -100,6 +105,15 @@ double clip_grad_norm(const nn::NamedParams<T, B>& params, double max_norm) {
             if (p.grad().defined()) ops::affine(p.grad(), static_cast<T>(scale), T(0), p.grad());
     return norm;
 }
+
+template <>
+class GradClipper<Cpu> {
+public:
+    template <class T>
+    void operator()(const nn::NamedParams<T, Cpu>& params, double max_norm) {
+        clip_grad_norm(params, max_norm);
+    }
+};
 
 /// What fit() needs besides the model: the optimizer (and optional scheduler), the loss options,
 /// the two loaders, and how to describe checkpoints.
@@ -146,35 +160,39 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
     auto& model = *ctx.model;
     const auto params = model.named_parameters();
     const auto t0 = std::chrono::steady_clock::now();
+    // Host batches -> backend (Cuda: pinned staging + asynchronous copies), and the running count
+    // of right predictions kept on the backend: inside a step only the logged loss value comes
+    // back to the host (train/upload.hpp).
+    BatchUploader<B> upload;
+    CorrectCounter<B> correct;
+    GradClipper<B> clip;
 
     for (std::int64_t epoch = o.start_epoch; epoch <= o.epochs; ++epoch) {
         model.train();
         const double lr = ctx.optimizer->lr();
         double loss_sum = 0.0;
-        std::int64_t seen = 0, right = 0, batch_no = 0;
+        std::int64_t seen = 0, batch_no = 0;
+        correct.reset();
         const auto te = std::chrono::steady_clock::now();
         ctx.train->start_epoch(epoch);
         while (auto batch = ctx.train->next()) {
             ++batch_no;
             const auto n = batch->labels.numel();
             if (n == 0) continue;
-            auto logits = model(autograd::Var<T, B>(to_backend<B>(batch->images)));
-            auto loss = loss::cross_entropy(logits, to_backend<B>(batch->labels), ctx.loss);
+            const auto images = upload(batch->images);  // (N, C, H, W)
+            const auto labels = upload(batch->labels);  // (N)
+            auto logits = model(autograd::Var<T, B>(images));
+            auto loss = loss::cross_entropy(logits, labels, ctx.loss);
             const double lv = static_cast<double>(loss.value().item());
             MEDIMG_CHECK(std::isfinite(lv), ValueError, "train: loss is ", lv, " at epoch ", epoch, ", batch ", batch_no,
                          "; stopped (last good checkpoints kept). Lower train.lr or set train.grad_clip_norm");
             loss.backward();
-            if (o.grad_clip_norm > 0) clip_grad_norm(params, o.grad_clip_norm);
+            if (o.grad_clip_norm > 0) clip(params, o.grad_clip_norm);
             ctx.optimizer->step();
             ctx.optimizer->zero_grad();
             loss_sum += lv * static_cast<double>(n);
             seen += n;
-            const auto host = logits.value().template to<Cpu>();
-            const auto C = host.size(1);
-            for (std::int64_t i = 0; i < n; ++i) {
-                const T* row = host.data() + i * C;
-                right += (std::max_element(row, row + C) - row) == batch->labels[i];
-            }
+            correct.add(logits.value(), labels);
             if (o.progress) {
                 const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
                 const double rate = static_cast<double>(seen) / std::max(s, 1e-9);
@@ -185,12 +203,13 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
             }
         }
         MEDIMG_CHECK(seen > 0, ValueError, "train: epoch ", epoch, " had no readable training sample");
+        const std::int64_t right = correct.count();  // one read per epoch
         const double train_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
         // A failed validation (e.g. non-finite outputs: the last steps of the epoch made the weights
         // non-finite although every training loss was finite) stops before any checkpoint is written.
         Evaluation ev;
         try {
-            ev = evaluate(model, *ctx.val, ctx.num_classes, ctx.loss);
+            ev = evaluate(model, *ctx.val, ctx.num_classes, ctx.loss, &upload);
         } catch (const ValueError& e) {
             throw ValueError(::medimg::detail::concat("train: validation after epoch ", epoch, ": ", e.what(),
                                                       "; stopped (last good checkpoints kept)"));

@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: MIT
+// cuda/staging.cuh: how host batches reach the GPU during training, and the on-device count of
+// right predictions (train/upload.hpp's BatchUploader<Cuda> and CorrectCounter<Cuda>).
+//   PinnedStaging  a ring of pinned (cudaHostAlloc) host blocks, each with an event: a copy
+//                  memcpys the host tensor into the next block, queues cudaMemcpyAsync from it on
+//                  the backend's stream and records the block's event; a block is only rewritten
+//                  after its event has fired. Blocks grow to the largest batch and are then reused:
+//                  no cudaHostAlloc in steady state. With four blocks (images + labels of two
+//                  steps) a step never waits: the previous step's loss read has drained the stream.
+//   count_correct  one thread per row: the first maximum (std::max_element's rule; NaN never
+//                  wins a comparison) compared with the label, atomicAdd into a device counter
+//                  (integers: the count is exact and deterministic).
+//   GradClipper    clip_grad_norm with the squared norms (the deterministic double reduction of
+//                  kernels/elementwise.cuh), the norm and the scale kept on the device; one kernel
+//                  per gradient reads the scale there (train::clip_grad_norm's rule and rounding).
+// Deliberately not here: decoding straight into pinned memory (the loader stays host-only, so
+// each batch costs one host memcpy), multiple devices (the blocks serve the current device).
+#pragma once
+
+#include "medimg/config.hpp"
+#if !MEDIMG_HAS_CUDA
+#error "medimg/cuda/staging.cuh: include only from a TU compiled by nvcc"
+#endif
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "medimg/cuda/check.hpp"
+#include "medimg/cuda/context.hpp"
+#include "medimg/cuda/kernels/common.cuh"
+#include "medimg/cuda/kernels/elementwise.cuh"
+#include "medimg/cuda/memory.cuh"
+#include "medimg/nn/module.hpp"
+#include "medimg/train/upload.hpp"
+
+namespace medimg::cuda {
+
+/// Pinned host staging blocks for host -> device copies on stream(); see the file header.
+class PinnedStaging {
+public:
+    explicit PinnedStaging(int blocks = 4) : blocks_(static_cast<std::size_t>(blocks < 1 ? 1 : blocks)) {}
+    ~PinnedStaging() {  // errors ignored: nothing useful can be done in a destructor
+        for (auto& b : blocks_) {
+            if (b.pending) (void)cudaEventSynchronize(b.done);
+            if (b.host) (void)cudaFreeHost(b.host);
+            if (b.done) (void)cudaEventDestroy(b.done);
+        }
+    }
+    PinnedStaging(const PinnedStaging&) = delete;
+    PinnedStaging& operator=(const PinnedStaging&) = delete;
+
+    /// dst (device, `bytes`) <- src (host, `bytes`): waits only if the next block's previous copy
+    /// is still in flight, memcpys src into it, queues the DMA and returns. src may be reused or
+    /// freed at once; dst is ready for work queued after this call on stream().
+    void copy_to_device(void* dst, const void* src, std::size_t bytes) {
+        if (bytes == 0) return;
+        Block& b = blocks_[next_];
+        next_ = (next_ + 1) % blocks_.size();
+        if (!b.done) MEDIMG_CUDA_CHECK(cudaEventCreateWithFlags(&b.done, cudaEventDisableTiming));
+        if (b.pending) {
+            MEDIMG_CUDA_CHECK(cudaEventSynchronize(b.done));
+            b.pending = false;
+        }
+        if (b.capacity < bytes) {
+            if (b.host) MEDIMG_CUDA_CHECK(cudaFreeHost(b.host));
+            b.host = nullptr;
+            b.capacity = 0;
+            const std::size_t cap = (bytes + bytes / 8 + 4095) / 4096 * 4096;  // 12.5% headroom for a larger batch
+            MEDIMG_CUDA_CHECK(cudaHostAlloc(&b.host, cap, cudaHostAllocDefault));
+            b.capacity = cap;
+            ++host_allocations_;
+        }
+        std::memcpy(b.host, src, bytes);
+        MEDIMG_CUDA_CHECK(cudaMemcpyAsync(dst, b.host, bytes, cudaMemcpyHostToDevice, stream()));
+        MEDIMG_CUDA_CHECK(cudaEventRecord(b.done, stream()));
+        b.pending = true;
+    }
+
+    /// cudaHostAlloc calls so far (constant once every block has seen the largest batch).
+    std::size_t host_allocations() const { return host_allocations_; }
+    /// Pinned bytes held.
+    std::size_t pinned_bytes() const {
+        std::size_t s = 0;
+        for (const auto& b : blocks_) s += b.capacity;
+        return s;
+    }
+
+private:
+    struct Block {
+        void* host = nullptr;
+        std::size_t capacity = 0;
+        cudaEvent_t done = nullptr;  // recorded after the DMA that reads `host`
+        bool pending = false;
+    };
+    std::vector<Block> blocks_;
+    std::size_t next_ = 0;
+    std::size_t host_allocations_ = 0;
+};
+
+namespace detail {
+namespace {
+// logits: (N, C), labels: (N) -> *count += #{i : first argmax of row i == labels[i]}
+template <class T>
+__global__ void count_correct_kernel(const T* logits, const std::int64_t* labels, std::int64_t N, std::int64_t C,
+                                     unsigned long long* count) {
+    MEDIMG_GRID_STRIDE(i, N) {
+        const T* row = logits + i * C;
+        std::int64_t best = 0;
+        for (std::int64_t c = 1; c < C; ++c)
+            if (row[best] < row[c]) best = c;
+        if (best == labels[i]) atomicAdd(count, 1ULL);
+    }
+}
+
+// sq: (k) squared gradient norms -> *scale = max_norm / (sqrt(sum sq) + 1e-6) (summed in
+// parameter order, as clip_grad_norm adds its dots)
+template <class A>
+__global__ void clip_scale_kernel(const A* sq, std::int64_t k, double max_norm, A* scale) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    A s = 0.0;
+    for (std::int64_t i = 0; i < k; ++i) s += sq[i];
+    scale[0] = max_norm / (sqrt(s) + 1e-6);
+}
+// g *= scale when scale < 1, as ops::affine(g, T(scale), T(0), g) does on the host
+template <class T>
+__global__ void clip_apply_kernel(T* g, std::int64_t n, const double* scale) {
+    const double s = scale[0];
+    if (!(s < 1.0)) return;
+    const T a = static_cast<T>(s);
+    MEDIMG_GRID_STRIDE(i, n) g[i] = a * g[i] + T(0);
+}
+}  // namespace
+
+template <class T>
+void count_correct(const T* logits, const std::int64_t* labels, std::int64_t N, std::int64_t C, std::int64_t* count) {
+    if (N <= 0 || C <= 0) return;
+    static_assert(sizeof(std::int64_t) == sizeof(unsigned long long), "medimg: int64 counters are 64-bit");
+    count_correct_kernel<T><<<blocks_for(N), kThreads, 0, stream()>>>(logits, labels, N, C,
+                                                                       reinterpret_cast<unsigned long long*>(count));
+    MEDIMG_CUDA_CHECK(cudaGetLastError());
+}
+
+inline void clip_scale(const double* sq, std::int64_t k, double max_norm, double* scale) {
+    clip_scale_kernel<double><<<1, 1, 0, stream()>>>(sq, k, max_norm, scale);
+    MEDIMG_CUDA_CHECK(cudaGetLastError());
+}
+
+template <class T>
+void clip_apply(T* g, std::int64_t n, const double* scale) {
+    if (n <= 0) return;
+    clip_apply_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(g, n, scale);
+    MEDIMG_CUDA_CHECK(cudaGetLastError());
+}
+}  // namespace detail
+
+}  // namespace medimg::cuda
+
+namespace medimg::train {
+
+template <>
+class BatchUploader<Cuda> {
+public:
+    /// A device copy of t, queued on the backend's stream through pinned staging; returns at once.
+    template <class T>
+    Tensor<T, Cuda> operator()(const Tensor<T, Cpu>& t) {
+        auto d = Tensor<T, Cuda>::empty(t.shape());
+        staging_.copy_to_device(d.data(), t.data(), t.bytes());
+        return d;
+    }
+    const cuda::PinnedStaging& staging() const { return staging_; }
+
+private:
+    cuda::PinnedStaging staging_{4};
+};
+
+template <>
+class CorrectCounter<Cuda> {
+public:
+    template <class T>
+    void add(const Tensor<T, Cuda>& logits, const Tensor<std::int64_t, Cuda>& labels) {
+        MEDIMG_CHECK(logits.rank() == 2 && labels.rank() == 1 && logits.size(0) == labels.numel(), ShapeError,
+                     "CorrectCounter::add: expected logits (N, C) and labels (N), got ", logits.shape(), " and ",
+                     labels.shape());
+        if (!count_.defined()) count_ = Tensor<std::int64_t, Cuda>::zeros(Shape{1});
+        cuda::detail::count_correct(logits.data(), labels.data(), labels.numel(), logits.size(1), count_.data());
+    }
+    /// The count so far: one device -> host copy (call it once per epoch, outside the steps).
+    std::int64_t count() const { return count_.defined() ? count_.item() : 0; }
+    void reset() {
+        if (count_.defined()) count_.zero_();
+    }
+
+private:
+    Tensor<std::int64_t, Cuda> count_;
+};
+
+template <>
+class GradClipper<Cuda> {
+public:
+    /// train::clip_grad_norm on the device; nothing is copied to the host (the norm, which
+    /// clip_grad_norm returns, is not needed by the fit loop and stays on the device).
+    template <class T>
+    void operator()(const nn::NamedParams<T, Cuda>& params, double max_norm) {
+        const auto P = static_cast<std::int64_t>(params.size());
+        if (!buf_.defined() || buf_.numel() < P + 1) buf_ = Tensor<double, Cuda>::empty(Shape{P + 1});
+        double* sq = buf_.data();  // (P) squared norms, then the scale
+        std::int64_t k = 0;
+        for (const auto& [name, p] : params) {
+            const auto& g = p.grad();
+            if (!g.defined()) continue;
+            cuda::detail::reduce_to_device(cuda::detail::DotTerm<T>{g.data(), g.data()}, g.numel(), sq + k);
+            ++k;
+        }
+        double* scale = sq + P;
+        cuda::detail::clip_scale(sq, k, max_norm, scale);
+        for (auto [name, p] : params) {  // Var is a handle: the copy shares the gradient
+            auto& g = p.grad();
+            if (g.defined()) cuda::detail::clip_apply(g.data(), g.numel(), scale);
+        }
+    }
+
+private:
+    Tensor<double, Cuda> buf_;  // (P + 1): the squared norms and the scale
+};
+
+}  // namespace medimg::train
