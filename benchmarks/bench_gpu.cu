@@ -7,6 +7,7 @@
 // the timed loop. Batches stay on the device (the input copy is not timed). Times come from CUDA
 // events around each iteration (UseManualTime); img/s = N * iterations / summed event time.
 // benchmarks/bench_gpu_pytorch.py runs the same workloads in PyTorch for the ratios in RESULTS.md.
+// Also SSIM on the GPU: the metric and the differentiable SSIM's forward + backward (Mpix/s).
 // Deliberately not here: bf16/fp16 (medimg has no mixed precision yet), multi-GPU.
 #include <benchmark/benchmark.h>
 
@@ -125,6 +126,67 @@ void BM_resnet18_inference(benchmark::State& state) {
     report(state, n, total, static_cast<std::int64_t>(state.iterations()));
 }
 
+// SSIM on the GPU (cuda/ssim.cuh): the metric (mean only, as medimg-compare asks) on C planes of
+// side x side, and the differentiable SSIM's forward + backward (a loss on a batch).
+// Args: planes, side, window (0 uniform 7x7, 1 Gaussian 11x11). Counter: megapixels per second.
+std::pair<Tensor<float, Cuda>, Tensor<float, Cuda>> ssim_pair(std::int64_t planes, std::int64_t side) {
+    auto a = Tensor<float, Cpu>::empty({planes, side, side}), b = Tensor<float, Cpu>::empty({planes, side, side});
+    Rng rng(2);
+    for (std::int64_t i = 0; i < a.numel(); ++i) {
+        a[i] = static_cast<float>(rng.uniform(0.0, 1.0));
+        b[i] = 0.7f * a[i] + 0.3f * static_cast<float>(rng.uniform(0.0, 1.0));
+    }
+    return {a.to<Cuda>(), b.to<Cuda>()};
+}
+metrics::SsimOptions ssim_window(std::int64_t w) {
+    return w ? metrics::SsimOptions::wang2004() : metrics::SsimOptions::skimage_default();
+}
+
+void BM_ssim_metric(benchmark::State& state) {
+    if (!ready(state)) return;
+    const auto planes = state.range(0), side = state.range(1);
+    const auto [a, b] = ssim_pair(planes, side);
+    const auto o = ssim_window(state.range(2));
+    benchmark::DoNotOptimize(metrics::ssim(a, b, o).mean);  // warm-up: scratch sizes cached
+    GpuTimer timer;
+    double total = 0.0;
+    for (auto _ : state) {
+        timer.start();
+        const double m = metrics::ssim(a, b, o).mean;  // includes the read of the per-plane sums
+        const double t = timer.stop_seconds();
+        state.SetIterationTime(t);
+        total += t;
+        benchmark::DoNotOptimize(m);
+    }
+    state.counters["Mpix/s"] = total > 0 ? static_cast<double>(planes * side * side * state.iterations()) / total / 1e6 : 0.0;
+}
+
+void BM_ssim_loss_forward_backward(benchmark::State& state) {
+    if (!ready(state)) return;
+    const auto planes = state.range(0), side = state.range(1);
+    const auto [a, b] = ssim_pair(planes, side);
+    const auto o = ssim_window(state.range(2));
+    const autograd::Var<float, Cuda> y(b);
+    auto step = [&] {
+        autograd::Var<float, Cuda> x(a, true);
+        auto l = autograd::ssim(x, y, o);
+        l.backward();
+        return x;
+    };
+    step();  // warm-up: the allocator caches the scratch sizes
+    GpuTimer timer;
+    double total = 0.0;
+    for (auto _ : state) {
+        timer.start();
+        const auto x = step();
+        const double t = timer.stop_seconds();
+        state.SetIterationTime(t);
+        total += t;
+        benchmark::DoNotOptimize(x.grad().data());
+    }
+    state.counters["Mpix/s"] = total > 0 ? static_cast<double>(planes * side * side * state.iterations()) / total / 1e6 : 0.0;
+}
+
 struct Context {
     Context() {
         if (cuda::device_count() > 0) benchmark::AddCustomContext("gpu", cuda::device_description(cuda::current_device()));
@@ -139,3 +201,9 @@ BENCHMARK(BM_resnet18_train_step)->ArgNames({"N", "side", "tf32"})
 BENCHMARK(BM_resnet18_inference)->ArgNames({"N", "side", "tf32"})
     ->Args({1, 224, 0})->Args({256, 224, 0})->Args({256, 224, 1})
     ->Unit(benchmark::kMillisecond)->UseManualTime()->Iterations(30);
+BENCHMARK(BM_ssim_metric)->ArgNames({"planes", "side", "gaussian"})
+    ->Args({1, 512, 0})->Args({1, 512, 1})->Args({64, 256, 0})->Args({64, 256, 1})
+    ->Unit(benchmark::kMillisecond)->UseManualTime()->Iterations(20);
+BENCHMARK(BM_ssim_loss_forward_backward)->ArgNames({"planes", "side", "gaussian"})
+    ->Args({64, 256, 0})->Args({64, 256, 1})
+    ->Unit(benchmark::kMillisecond)->UseManualTime()->Iterations(20);

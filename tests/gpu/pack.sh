@@ -3,7 +3,8 @@
 # Builds what tests/gpu/run-on-device.sh runs on a GPU machine and gathers it into one folder that
 # the device tool can carry (the GPU machine has nvcc, PyTorch and cuDNN/cuBLAS wheels, but not
 # Boost, yaml-cpp or Google Benchmark):
-#   <build>/bundle/bin   test_cuda (Boost.Test compiled in), medimg-bench-gpu, medimg-train
+#   <build>/bundle/bin   test_cuda (Boost.Test compiled in), medimg-bench-gpu, medimg-train,
+#                        medimg-phantoms (writes the data of run-on-device.sh's GPU training run)
 #   <build>/bundle/lib   the shared libraries they need that are neither system nor CUDA ones
 #                        (libbenchmark, libyaml-cpp, libgomp); CUDA, cuBLAS and cuDNN come from
 #                        the machine's wheels (run-on-device.sh sets LD_LIBRARY_PATH)
@@ -14,11 +15,12 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build-gpu}
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEDIMG_WITH_CUDA=ON \
   -DMEDIMG_BUILD_TESTS=ON -DMEDIMG_BUILD_EXAMPLES=ON -DMEDIMG_BUILD_BENCHMARKS=ON >/dev/null
-cmake --build "$build" -j "${JOBS:-2}" --target test_cuda medimg-bench-gpu medimg-train
+cmake --build "$build" -j "${JOBS:-2}" --target test_cuda medimg-bench-gpu medimg-train medimg-phantoms
 bundle=$build/bundle
 rm -rf "$bundle"
 mkdir -p "$bundle/bin" "$bundle/lib"
-cp "$build/tests/test_cuda" "$build/benchmarks/medimg-bench-gpu" "$build/examples/medimg-train" "$bundle/bin/"
+cp "$build/tests/test_cuda" "$build/benchmarks/medimg-bench-gpu" "$build/examples/medimg-train" \
+  "$build/examples/medimg-phantoms" "$bundle/bin/"
 for exe in "$bundle"/bin/*; do
   ldd "$exe" | awk '/=> \// {print $3}' | grep -E 'libbenchmark|libyaml-cpp|libgomp' || true
 done | sort -u | while read -r lib; do cp -L "$lib" "$bundle/lib/"; done

@@ -7,7 +7,8 @@
 # read from there). Budget: under 6 minutes (each step has a timeout; see the numbers below).
 # Usage: tests/gpu/run-on-device.sh [BUNDLE_DIR] [OUT_DIR]
 #   BUNDLE_DIR  default build-gpu/bundle;  OUT_DIR  default $OUT (the device tool's) or gpu-results
-# Writes OUT_DIR/{summary.md, env.txt, test_cuda.log, bench_gpu.json, bench_gpu.txt, bench_pytorch.jsonl}.
+# Writes OUT_DIR/{summary.md, env.txt, test_cuda.log, train_gpu.log, train_gpu_metrics.csv, bench_gpu.json,
+#   bench_gpu.txt, bench_pytorch.jsonl}.
 set -uo pipefail
 bundle=${1:-build-gpu/bundle}
 out=${2:-${OUT:-gpu-results}}
@@ -65,6 +66,21 @@ tests_rc=$?
 tail -5 "$out/test_cuda.log"
 log "test_cuda exit code $tests_rc (0 = all passed, 77 = skipped: no device, 124 = timed out)"
 
+# ---- 1b. medimg-train on the GPU, end to end (~20-40 s): the fit loop with pinned staging, the
+# on-device accuracy count and gradient clipping, on phantom slices written to a scratch folder
+# (not under $out: PNGs and checkpoints would not come back). metrics.csv and the log do. ----
+log "medimg-train on the GPU (phantom data, 2 epochs)"
+scratch=$(mktemp -d)
+{ timeout 20 "$bundle/bin/medimg-phantoms" --out "$scratch/data" --size 64 --train 256 --val 64 --test 64 &&
+  timeout 60 "$bundle/bin/medimg-train" --config configs/demo.yaml --set runtime.device=cuda --set train.epochs=2 \
+    --set train.grad_clip_norm=5 --set "data.train=$scratch/data/train" --set "data.val=$scratch/data/val" \
+    --set "data.test=$scratch/data/test" --set "output.dir=$scratch/artifacts"; } > "$out/train_gpu.log" 2>&1
+train_rc=$?
+cp "$scratch/artifacts/metrics.csv" "$out/train_gpu_metrics.csv" 2>/dev/null
+rm -rf "$scratch"
+tail -4 "$out/train_gpu.log"
+log "medimg-train exit code $train_rc"
+
 # ---- 2. medimg's GPU benchmark (~1-1.5 min) ----
 log "medimg-bench-gpu"
 timeout 110 "$bundle/bin/medimg-bench-gpu" --benchmark_out="$out/bench_gpu.json" --benchmark_out_format=json \
@@ -84,6 +100,14 @@ log "bench_gpu_pytorch.py exit code $torch_rc"
 
 # ---- 4. the summary ----
 python3 tests/gpu/summarize.py "$out" "$tests_rc" "$bench_rc" "$torch_rc" > "$out/summary.md"
+{
+  echo
+  echo "## medimg-train on the GPU (phantom slices, 2 epochs, grad_clip_norm 5)"
+  echo "exit code $train_rc"
+  echo '```'
+  tail -4 "$out/train_gpu.log"
+  echo '```'
+} >> "$out/summary.md"
 cat "$out/summary.md"
 log "done"
-[ "$tests_rc" -eq 0 ]
+[ "$tests_rc" -eq 0 ] && [ "$train_rc" -eq 0 ]
