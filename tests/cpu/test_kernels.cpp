@@ -149,6 +149,44 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(max_pool2d_matches_reference_and_routes_gradient_t
                           message_contains("padding (2,2) must be between 0 and half the kernel"));
 }
 
+BOOST_AUTO_TEST_CASE(sgemm_matches_a_double_reference_for_every_layout_and_edge) {
+    // The own SGEMM (cpu/sgemm.hpp) on the ISA this processor has: shapes with partial MR x NR
+    // tiles, depths over one KC block with and without a 16-deep remainder (the AVX-512
+    // transposing pack of a transposed B works in 16 x 16 blocks), columns over one NC block,
+    // both transposes, leading dimensions larger than the shape, accumulate.
+    if (!cpu::sgemm::available()) return;
+    struct Case { std::int64_t m, n, k; };
+    for (const Case c : {Case{1, 1, 1}, Case{13, 35, 17}, Case{12, 32, 256}, Case{50, 70, 300}, Case{7, 96, 48},
+                         Case{64, 3100, 40}, Case{25, 33, 529}})
+        for (const bool ta : {false, true})
+            for (const bool tb : {false, true})
+                for (const bool acc : {false, true}) {
+                    const std::int64_t lda = (ta ? c.m : c.k) + 3, ldb = (tb ? c.k : c.n) + 5, ldc = c.n + 2;
+                    std::vector<float> A((ta ? c.k : c.m) * lda), B((tb ? c.n : c.k) * ldb), C(c.m * ldc);
+                    Rng rng(static_cast<std::uint64_t>(c.m * 7 + c.n * 13 + c.k));
+                    for (auto* v : {&A, &B, &C})
+                        for (auto& e : *v) e = static_cast<float>(rng.uniform() * 2.0 - 1.0);
+                    const std::vector<float> C0 = C;
+                    const cpu::sgemm::Operand a{A.data(), lda, ta}, b{B.data(), ldb, tb};
+                    cpu::sgemm::gemm(c.m, c.n, c.k, a, b, C.data(), ldc, acc);
+                    double worst = 0.0;
+                    for (std::int64_t i = 0; i < c.m; ++i)
+                        for (std::int64_t j = 0; j < c.n; ++j) {
+                            double want = acc ? C0[i * ldc + j] : 0.0, scale = std::abs(want);
+                            for (std::int64_t q = 0; q < c.k; ++q) {
+                                want += static_cast<double>(a.at(i, q)) * b.at(q, j);
+                                scale += std::abs(static_cast<double>(a.at(i, q)) * b.at(q, j));
+                            }
+                            worst = std::max(worst, std::abs(C[i * ldc + j] - want) / (scale + 1e-30));
+                        }
+                    BOOST_TEST_CONTEXT(c.m << "x" << c.n << "x" << c.k << " ta " << ta << " tb " << tb << " acc " << acc) {
+                        BOOST_TEST(worst < 1e-6);  // float32 dot products: relative to sum |a_iq b_qj|
+                        for (std::int64_t i = 0; i < c.m; ++i)  // the padding of C is untouched
+                            for (std::int64_t j = c.n; j < ldc; ++j) BOOST_REQUIRE(C[i * ldc + j] == C0[i * ldc + j]);
+                    }
+                }
+}
+
 BOOST_AUTO_TEST_CASE_TEMPLATE(max_pool2d_ties_go_to_the_first_maximum_and_nan_wins, T, float_types) {
     // Values from {0, 1, 2} (many ties) and some NaNs, through windows inside and at the borders:
     // the index must be PyTorch's, the first maximum in row-major window order, or the first NaN.
