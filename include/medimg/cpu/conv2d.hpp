@@ -97,6 +97,29 @@ ConvGeom conv_geom(const Tensor<T, Cpu>& x, const Shape& w, const Shape& y, cons
     return ConvGeom{x.size(1), x.size(2), x.size(3), w[2], w[3], y[2], y[3], p};
 }
 
+/// im2col / col2im split over input channels when called outside a parallel region: a group that
+/// runs alone (batch 1, or fewer groups than threads) threads its GEMM, and its column buffer was
+/// then filled by one thread while the other waited. Channel slices write disjoint rows of cols
+/// (and disjoint planes of dx), so the result is the same.
+template <class T>
+void im2col_parallel(const T* x, const ConvGeom& g, T* cols, std::int64_t ld) {
+    if (in_parallel() || num_threads() == 1 || g.C < 2) return im2col(x, g, cols, ld);
+    parallel_chunks(0, g.C, [&](std::int64_t lo, std::int64_t hi, int) {
+        ConvGeom part = g;
+        part.C = hi - lo;
+        im2col(x + lo * g.H * g.W, part, cols + lo * g.kh * g.kw * ld, ld);
+    });
+}
+template <class T>
+void col2im_parallel(const T* cols, const ConvGeom& g, T* dx, std::int64_t ld) {
+    if (in_parallel() || num_threads() == 1 || g.C < 2) return col2im(cols, g, dx, ld);
+    parallel_chunks(0, g.C, [&](std::int64_t lo, std::int64_t hi, int) {
+        ConvGeom part = g;
+        part.C = hi - lo;
+        col2im(cols + lo * g.kh * g.kw * ld, part, dx + lo * g.H * g.W, ld);
+    });
+}
+
 /// Images are processed in groups of g, side by side in one GEMM, so that layers with small
 /// feature maps (P = Ho*Wo of 49 or 16) still give the GEMM hundreds of columns and the weights
 /// are packed once per group rather than once per image. Groups run in parallel when there are at
@@ -173,7 +196,7 @@ struct Conv2dImpl<Cpu> {
             T* cols = no_cols ? nullptr : cpu::conv_scratch<T>(0, K * ld);
             T* out = direct ? y.data() + n0 * Co * P : cpu::conv_scratch<T>(1, Co * ld);
             if (!no_cols)
-                for (std::int64_t j = 0; j < ng; ++j) cpu::im2col(x.data() + (n0 + j) * CHW, g, cols + j * P, ld);
+                for (std::int64_t j = 0; j < ng; ++j) cpu::im2col_parallel(x.data() + (n0 + j) * CHW, g, cols + j * P, ld);
             const T* B = no_cols ? x.data() + n0 * CHW : cols;
             cpu::gemm_ld(false, false, Co, ld, K, w.data(), K, B, ld, out, ld, false);  // (Co, g*P)
             for (std::int64_t j = 0; j < ng; ++j) {
@@ -227,7 +250,7 @@ struct Conv2dImpl<Cpu> {
             for (std::int64_t j = 0; j < ng; ++j) {
                 T* dxn = dx.data() + (n0 + j) * CHW;
                 std::fill(dxn, dxn + CHW, T(0));
-                cpu::col2im(dcols + j * P, g, dxn, ld);
+                cpu::col2im_parallel(dcols + j * P, g, dxn, ld);
             }
         });
     }
@@ -247,7 +270,7 @@ struct Conv2dImpl<Cpu> {
             const bool no_cols = direct && g.is_pointwise();
             T* cols = no_cols ? nullptr : cpu::conv_scratch<T>(0, K * ld);
             if (!no_cols)
-                for (std::int64_t j = 0; j < ng; ++j) cpu::im2col(x.data() + (n0 + j) * CHW, g, cols + j * P, ld);
+                for (std::int64_t j = 0; j < ng; ++j) cpu::im2col_parallel(x.data() + (n0 + j) * CHW, g, cols + j * P, ld);
             const T* dyg = dy.data() + n0 * Co * P;
             if (!direct) {
                 T* gathered = cpu::conv_scratch<T>(1, Co * ld);
