@@ -111,6 +111,10 @@ void pack_a(const Operand& A, std::int64_t i0, std::int64_t mc, std::int64_t p0,
 /// in-lane unpacks, then two of 128-bit lane shuffles; Intel's optimization manual, "Transpose").
 /// The packing of a transposed B (the weight gradient's cols^T) was a scalar gather of 32 column
 /// streams, ~2 cycles per element: a third of that GEMM's time at ResNet18's 3x3 layers.
+// GCC 12's AVX-512 shuffle intrinsics start from _mm512_undefined_ps(), which -Wuninitialized
+// reports once inlined (GCC bug 105593, fixed in GCC 13): silenced for this function only.
+#  pragma GCC diagnostic push
+#  pragma GCC diagnostic ignored "-Wuninitialized"
 __attribute__((target("avx512f"))) inline void transpose16(const float* const* src, float* dst, std::int64_t ld) {
     __m512 r[16], t[16];
     for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src[i]);
@@ -134,6 +138,7 @@ __attribute__((target("avx512f"))) inline void transpose16(const float* const* s
         _mm512_storeu_ps(dst + (12 + k) * ld, _mm512_shuffle_f32x4(a13, b13, 0xdd));  // element 12 + k
     }
 }
+#  pragma GCC diagnostic pop
 #endif
 
 /// Packs depth [p0, p0+kc) x columns [j0, j0+nc) of B into NR-column slivers: dst[(t*kc + p)*NR + c].
