@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
+#include "device.hpp"
 
 static const char* kUsage = R"(usage: medimg-evaluate --config FILE --checkpoint FILE [--split test|val|train] [--json] [--set key=value ...]
 
@@ -21,6 +22,26 @@ static const char* kUsage = R"(usage: medimg-evaluate --config FILE --checkpoint
 
 Research software: not for clinical diagnosis.
 )";
+
+/// The checkpoint's model on backend B over every batch of `loader`.
+template <class B>
+medimg::train::Evaluation evaluate_on(const medimg::io::Checkpoint& ck, medimg::data::DataLoader& loader, std::int64_t classes) {
+    using namespace medimg;
+    auto model = nn::make_resnet<float, B>(ck.meta().architecture, nn::ResNetOptions{classes, ck.meta().in_channels});
+    ck.load_into(*model, ck.meta().architecture);
+    return train::evaluate(*model, loader, classes);
+}
+
+/// evaluate_on<Gpu> when `gpu`, else on the CPU. A template so that in a g++ build (no CUDA
+/// backend) the Gpu branch is discarded, not instantiated.
+template <class Gpu>
+medimg::train::Evaluation evaluate_on_device(bool gpu, const medimg::io::Checkpoint& ck, medimg::data::DataLoader& loader,
+                                             std::int64_t classes) {
+    if constexpr (medimg::backend_available<Gpu>) {
+        if (gpu) return evaluate_on<Gpu>(ck, loader, classes);
+    }
+    return evaluate_on<medimg::Cpu>(ck, loader, classes);
+}
 
 int main(int argc, char** argv) try {
     using namespace medimg;
@@ -38,12 +59,11 @@ int main(int argc, char** argv) try {
     MEDIMG_CHECK(ck.meta().classes == cfg.data.classes, IoError, "evaluate: ", args.get("--checkpoint"),
                  " was trained on other classes than data.classes of ", cfg.source);
     const auto pre = train::Preprocessing::from_meta(ck.meta());
-    auto model = nn::make_resnet<float, Cpu>(ck.meta().architecture,
-                                             nn::ResNetOptions{static_cast<std::int64_t>(cfg.data.classes.size()), ck.meta().in_channels});
-    ck.load_into(*model, ck.meta().architecture);
+    const bool gpu = use_gpu<Cuda>(cfg, "medimg-evaluate");
     const auto ds = data::FolderDataset::scan(root, cfg.data.classes);
     auto loader = train::make_loader(ds, pre.eval(), pre.read_channels, cfg, false);
-    const auto ev = train::evaluate(*model, *loader, static_cast<std::int64_t>(cfg.data.classes.size()));
+    const auto classes = static_cast<std::int64_t>(cfg.data.classes.size());
+    const auto ev = evaluate_on_device<Cuda>(gpu, ck, *loader, classes);
     if (args.has("--json")) {
         nlohmann::ordered_json j;
         j["split"] = split;

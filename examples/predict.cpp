@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
+#include "device.hpp"
 
 static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image FILE|FOLDER [--image ...] [--config FILE] [--json]
 
@@ -24,6 +25,58 @@ static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image F
 Research software: not for clinical diagnosis.
 )";
 
+/// Prints the class probabilities of every image, the network on backend B (the image is decoded
+/// and transformed on the host, then copied; the logits come back for the softmax).
+template <class B>
+void predict_on(const medimg::io::Checkpoint& ck, const medimg::train::Preprocessing& pre,
+                const std::vector<std::string>& images, bool json) {
+    using namespace medimg;
+    const auto& meta = ck.meta();
+    auto model = nn::make_resnet<float, B>(meta.architecture,
+                                           nn::ResNetOptions{static_cast<std::int64_t>(meta.classes.size()), meta.in_channels});
+    ck.load_into(*model, meta.architecture);
+    model->eval();
+    autograd::NoGrad guard;
+    for (const auto& path : images) {
+        auto x = pre.load_eval(path);
+        const auto logits = on_host(model->forward(autograd::Var<float, B>(on_backend<B>(x.reshape({1, x.size(0), x.size(1), x.size(2)})))).value());
+        auto logp = Tensor<float>::empty(logits.shape());
+        ops::log_softmax_forward(logits, logp);
+        std::size_t best = 0;
+        std::vector<double> p;
+        for (std::size_t k = 0; k < meta.classes.size(); ++k) {
+            p.push_back(std::exp(static_cast<double>(logp[static_cast<std::int64_t>(k)])));
+            if (p[k] > p[best]) best = k;
+        }
+        if (json) {
+            nlohmann::ordered_json j;
+            j["image"] = io::escape_invalid_utf8(path);  // JSON strings are UTF-8; other path bytes as \xNN
+            j["probabilities"] = nlohmann::ordered_json::object();
+            for (std::size_t k = 0; k < p.size(); ++k) j["probabilities"][meta.classes[k]] = p[k];
+            j["predicted"] = meta.classes[best];
+            std::cout << j.dump() << "\n";
+        } else {
+            if (images.size() > 1) std::cout << path << "\n";
+            for (std::size_t k = 0; k < p.size(); ++k) {
+                char line[160];
+                std::snprintf(line, sizeof line, "%s%-12s %.6f\n", images.size() > 1 ? "  " : "", meta.classes[k].c_str(), p[k]);
+                std::cout << line;
+            }
+        }
+    }
+}
+
+/// predict_on<Gpu> when `gpu`, else on the CPU (a template: in a g++ build the Gpu branch is
+/// discarded, not instantiated).
+template <class Gpu>
+void predict_on_device(bool gpu, const medimg::io::Checkpoint& ck, const medimg::train::Preprocessing& pre,
+                       const std::vector<std::string>& images, bool json) {
+    if constexpr (medimg::backend_available<Gpu>) {
+        if (gpu) return predict_on<Gpu>(ck, pre, images, json);
+    }
+    predict_on<medimg::Cpu>(ck, pre, images, json);
+}
+
 int main(int argc, char** argv) try {
     using namespace medimg;
     namespace fs = std::filesystem;
@@ -32,17 +85,16 @@ int main(int argc, char** argv) try {
         std::cout << kUsage;
         return 0;
     }
+    bool gpu = false;  // without --config: the CPU
     if (args.has("--config")) {
         const auto cfg = io::load_config(args.get("--config"), args.all("--set"));
         if (cfg.runtime.threads > 0) set_num_threads(static_cast<int>(cfg.runtime.threads));
+        gpu = use_gpu<Cuda>(cfg, "medimg-predict");
     }
+    const bool json = args.has("--json");
     const auto ck = io::Checkpoint::load(args.require("--checkpoint"));
     const auto& meta = ck.meta();
     const auto pre = train::Preprocessing::from_meta(meta);
-    auto model = nn::make_resnet<float, Cpu>(meta.architecture,
-                                             nn::ResNetOptions{static_cast<std::int64_t>(meta.classes.size()), meta.in_channels});
-    ck.load_into(*model, meta.architecture);
-    model->eval();
 
     std::vector<std::string> images;
     MEDIMG_CHECK(args.has("--image"), ConfigError, "missing required option --image (see --help)");
@@ -59,34 +111,7 @@ int main(int argc, char** argv) try {
             images.push_back(p);
         }
     }
-    autograd::NoGrad guard;
-    for (const auto& path : images) {
-        auto x = pre.load_eval(path);
-        auto logits = model->forward(autograd::Var<float>(x.reshape({1, x.size(0), x.size(1), x.size(2)}))).value();
-        auto logp = Tensor<float>::empty(logits.shape());
-        ops::log_softmax_forward(logits, logp);
-        std::size_t best = 0;
-        std::vector<double> p;
-        for (std::size_t k = 0; k < meta.classes.size(); ++k) {
-            p.push_back(std::exp(static_cast<double>(logp[static_cast<std::int64_t>(k)])));
-            if (p[k] > p[best]) best = k;
-        }
-        if (args.has("--json")) {
-            nlohmann::ordered_json j;
-            j["image"] = io::escape_invalid_utf8(path);  // JSON strings are UTF-8; other path bytes as \xNN
-            j["probabilities"] = nlohmann::ordered_json::object();
-            for (std::size_t k = 0; k < p.size(); ++k) j["probabilities"][meta.classes[k]] = p[k];
-            j["predicted"] = meta.classes[best];
-            std::cout << j.dump() << "\n";
-        } else {
-            if (images.size() > 1) std::cout << path << "\n";
-            for (std::size_t k = 0; k < p.size(); ++k) {
-                char line[160];
-                std::snprintf(line, sizeof line, "%s%-12s %.6f\n", images.size() > 1 ? "  " : "", meta.classes[k].c_str(), p[k]);
-                std::cout << line;
-            }
-        }
-    }
+    predict_on_device<Cuda>(gpu, ck, pre, images, json);
     return 0;
 } catch (const std::exception& e) {
     std::cerr << "medimg-predict: " << e.what() << "\n";

@@ -13,6 +13,7 @@
 #include <iostream>
 
 #include "cli.hpp"
+#include "device.hpp"
 
 static const char* kUsage = R"(usage: medimg-train --config FILE [--set key=value ...] [--resume] [--stop-after-epoch N]
 
@@ -25,25 +26,19 @@ static const char* kUsage = R"(usage: medimg-train --config FILE [--set key=valu
 Research software: not for clinical diagnosis.
 )";
 
-/// Trains on the device the config names. Gpu is medimg::Cuda; the branch that uses it exists only
-/// where backend_available<Gpu> (a TU compiled by nvcc), so the g++ build never instantiates
-/// Tensor<float, Cuda>. auto = the GPU when one is present, else the CPU.
+/// Trains on the device the config names (device.hpp). Gpu is medimg::Cuda; the branch that uses
+/// it exists only where backend_available<Gpu> (a TU compiled by nvcc), so the g++ build never
+/// instantiates Tensor<float, Cuda>.
 template <class Gpu>
 void run_on(const medimg::io::Config& cfg, bool resume, bool progress, std::int64_t stop) {
     using namespace medimg;
-    if constexpr (backend_available<Gpu>) {
-        const int gpus = Memory<Gpu>::device_count();
-        if (cfg.runtime.device == "cuda" || (cfg.runtime.device == "auto" && gpus > 0)) {
-            MEDIMG_CHECK(gpus > 0, ConfigError, "config: ", cfg.source,
-                         ": 'runtime.device' is cuda but no CUDA backend is usable here: this build has one, but no CUDA "
-                         "device was found (use cpu or auto)");
+    if (use_gpu<Gpu>(cfg, "medimg-train")) {
+        if constexpr (backend_available<Gpu>) {
+            const int gpus = Memory<Gpu>::device_count();
             std::cout << "device: cuda (" << gpus << (gpus == 1 ? " GPU" : " GPUs") << ")\n";
             train::run_training<float, Gpu>(cfg, resume, std::cout, progress, stop);
             return;
         }
-    } else {
-        MEDIMG_CHECK(cfg.runtime.device != "cuda", ConfigError, "config: ", cfg.source,
-                     ": 'runtime.device' is cuda but this build of medimg-train has no CUDA backend (use cpu or auto)");
     }
     train::run_training<float, Cpu>(cfg, resume, std::cout, progress, stop);
 }

@@ -106,6 +106,9 @@ expect "unsupported format (GIF)" "image.gif" -- "$P" --checkpoint "$ckpt" --ima
 expect "not an image" "notes.txt" -- "$P" --checkpoint "$ckpt" --image "$data/images/notes.txt"
 expect "checkpoint for other classes" "other classes" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --set "data.classes=[normal,lesao,other]"
 expect "unknown split" "--split must be" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split nope
+# Without a usable GPU (a CPU build, or a CUDA build on a machine without a device) cuda is refused.
+expect "evaluate: CUDA asked for, none usable" "no CUDA backend" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --set runtime.device=cuda
+expect "predict: CUDA asked for, none usable" "no CUDA backend" -- "$P" --config "$work/ok.yaml" --set runtime.device=cuda --checkpoint "$ckpt" --image "$data/images/gray8.png"
 expect "checkpoint of another architecture (--resume)" "holds a resnet18 but the model is a resnet34" -- "$T" --config "$work/ok.yaml" --resume --set model.name=resnet34
 expect "pretrained weights of another depth" "missing 'layer1.2.conv1.weight'" -- "$T" --config "$work/ok.yaml" --set model.name=resnet34 --set model.pretrained="$ckpt" --set output.dir="$work/out3"
 
