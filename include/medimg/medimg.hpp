@@ -8,6 +8,7 @@
 
 #include "medimg/core/device.hpp"
 #include "medimg/core/parallel.hpp"
+#include "medimg/core/precision.hpp"
 #include "medimg/core/rng.hpp"
 #include "medimg/core/shape.hpp"
 #include "medimg/core/tensor.hpp"
