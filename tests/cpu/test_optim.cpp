@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -845,6 +846,116 @@ BOOST_AUTO_TEST_CASE(schedulers_reject_invalid_arguments_and_state) {
     bad = st;
     bad["base_lr"] = -0.1;
     BOOST_CHECK_EXCEPTION(s.load_state(bad), ValueError, message_contains("invalid 'base_lr' = -0.1 (must be >= 0)"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// optim/grad_scaler.hpp: torch.amp.GradScaler's rules on the CPU backend (the same class drives
+// fp16 training on the GPU; tests/cuda/test_precision.cu compares the two).
+BOOST_AUTO_TEST_SUITE(optim_grad_scaler)
+
+BOOST_AUTO_TEST_CASE(scaled_backward_then_unscale_gives_the_plain_gradients_and_the_same_step) {
+    const std::vector<double> w0{0.5, -1.25, 2.0};
+    auto p = param_of<float>(w0), q = param_of<float>(w0);
+    const auto x = autograd::Var<float>(tensor_of<float>(Shape{3}, {1.5, -0.75, 0.125}));
+    optim::SGD<float> plain({p}, optim::SGDOptions(0.1)), scaled({q}, optim::SGDOptions(0.1));
+    optim::GradScaler<float, Cpu> scaler;
+    BOOST_TEST(scaler.get_scale() == 65536.0);  // PyTorch's default init_scale
+
+    autograd::sum(autograd::mul(p, x)).backward();
+    const auto loss = autograd::sum(autograd::mul(q, x));
+    const auto big = scaler.scale(loss);
+    BOOST_TEST(big.value()[0] == loss.value()[0] * 65536.0f);
+    big.backward();
+    BOOST_TEST(q.grad()[0] == 1.5f * 65536.0f);
+    BOOST_TEST(scaler.unscale(scaled));
+    for (std::int64_t i = 0; i < 3; ++i) BOOST_TEST(q.grad()[i] == p.grad()[i]);  // powers of two: exact
+    BOOST_TEST(scaler.step(scaled));
+    scaler.update();
+    plain.step();
+    for (std::int64_t i = 0; i < 3; ++i) BOOST_TEST(q.value()[i] == p.value()[i]);
+    BOOST_TEST(scaler.get_scale() == 65536.0);
+    BOOST_TEST(scaler.skipped() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(an_inf_or_nan_gradient_skips_the_step_and_halves_the_scale) {
+    for (const float bad : {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN()}) {
+        auto p = param_of<float>({1.0, 2.0}), r = param_of<float>(std::vector<double>(100000, 1.0));  // r: several blocks
+        optim::SGD<float> sgd({p, r}, optim::SGDOptions(0.1));
+        optim::GradScaler<float, Cpu> scaler(optim::GradScalerOptions{1024.0, 2.0, 0.5, 3});
+        p.grad() = Tensor<float>::full({2}, 1024.0f);
+        r.grad() = Tensor<float>::full({100000}, 2048.0f);
+        r.grad()[77777] = bad;
+        BOOST_TEST(!scaler.unscale(sgd));
+        BOOST_TEST(!scaler.step(sgd));  // skipped: the weights keep their values
+        scaler.update();
+        BOOST_TEST(p.value()[0] == 1.0f);
+        BOOST_TEST(r.value()[0] == 1.0f);
+        BOOST_TEST(sgd.step_count() == 0);
+        BOOST_TEST(scaler.get_scale() == 512.0);
+        BOOST_TEST(scaler.skipped() == 1);
+        BOOST_TEST(scaler.state().growth_tracker == 0);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(the_scale_grows_after_growth_interval_finite_steps_and_an_overflow_resets_the_count) {
+    auto p = param_of<float>({1.0});
+    optim::SGD<float> sgd({p}, optim::SGDOptions(0.0));
+    optim::GradScaler<float, Cpu> scaler(optim::GradScalerOptions{8.0, 2.0, 0.25, 3});
+    const auto step_with = [&](float g) {
+        p.grad() = Tensor<float>::full({1}, g);
+        scaler.step(sgd);
+        scaler.update();
+    };
+    step_with(1.0f);
+    step_with(1.0f);
+    BOOST_TEST(scaler.get_scale() == 8.0);
+    BOOST_TEST(scaler.state().growth_tracker == 2);
+    step_with(std::numeric_limits<float>::infinity());  // backoff 0.25, count back to 0
+    BOOST_TEST(scaler.get_scale() == 2.0);
+    step_with(1.0f);
+    step_with(1.0f);
+    BOOST_TEST(scaler.get_scale() == 2.0);
+    step_with(1.0f);  // third finite step in a row: growth
+    BOOST_TEST(scaler.get_scale() == 4.0);
+    BOOST_TEST(scaler.state().growth_tracker == 0);
+    BOOST_TEST(sgd.step_count() == 5);
+}
+
+BOOST_AUTO_TEST_CASE(growth_stops_below_float_overflow) {
+    auto p = param_of<float>({1.0});
+    optim::SGD<float> sgd({p}, optim::SGDOptions(0.0));
+    optim::GradScaler<float, Cpu> scaler(optim::GradScalerOptions{std::ldexp(1.0, 127), 2.0, 0.5, 1});
+    p.grad() = Tensor<float>::full({1}, 0.0f);
+    scaler.step(sgd);
+    scaler.update();  // 2^128 is not a float: torch keeps the scale
+    BOOST_TEST(scaler.get_scale() == std::ldexp(1.0, 127));
+}
+
+BOOST_AUTO_TEST_CASE(state_round_trips_and_misuse_is_refused_with_one_line) {
+    optim::GradScaler<float, Cpu> a(optim::GradScalerOptions{16.0, 2.0, 0.5, 10}), b;
+    auto p = param_of<float>({1.0});
+    optim::SGD<float> sgd({p}, optim::SGDOptions(0.1));
+    p.grad() = Tensor<float>::full({1}, 1.0f);
+    a.step(sgd);
+    a.update();
+    b.load_state(a.state());
+    BOOST_TEST(b.get_scale() == 16.0);
+    BOOST_TEST(b.state().growth_tracker == 1);
+
+    BOOST_CHECK_EXCEPTION(a.update(), ValueError, message_contains("GradScaler::update: no unscale() or step() since the last update()"));
+    a.unscale(sgd);
+    BOOST_CHECK_EXCEPTION(a.unscale(sgd), ValueError, message_contains("GradScaler::unscale: already called since the last update()"));
+    BOOST_CHECK_EXCEPTION(b.load_state(optim::GradScalerState{0.0, 0}), ValueError, message_contains("invalid state (scale 0"));
+    BOOST_CHECK_EXCEPTION(optim::GradScaler<float>(optim::GradScalerOptions{-1.0, 2.0, 0.5, 1}), ValueError,
+                          message_contains("init_scale must be finite and > 0"));
+    BOOST_CHECK_EXCEPTION(optim::GradScaler<float>(optim::GradScalerOptions{1.0, 1.0, 0.5, 1}), ValueError,
+                          message_contains("growth_factor must be > 1"));
+    BOOST_CHECK_EXCEPTION(optim::GradScaler<float>(optim::GradScalerOptions{1.0, 2.0, 1.0, 1}), ValueError,
+                          message_contains("backoff_factor must be in (0, 1)"));
+    BOOST_CHECK_EXCEPTION(optim::GradScaler<float>(optim::GradScalerOptions{1.0, 2.0, 0.5, 0}), ValueError,
+                          message_contains("growth_interval must be >= 1"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <utility>
@@ -82,6 +83,22 @@ struct OptimImpl<Cpu> {
                 p[i] = pi + (s.neg_step_size * mi) / denom;
             }
         });
+    }
+
+    /// GradScaler's unscale (torch._amp_foreach_non_finite_check_and_unscale_): g *= inv_scale;
+    /// *found = 1 when some g was Inf or NaN (left as it was otherwise). found: one backend element.
+    template <class T>
+    static void unscale(T* g, std::int64_t n, T inv_scale, std::int64_t* found) {
+        std::atomic<bool> bad{false};
+        blocks(n, [&](std::int64_t lo, std::int64_t hi) {
+            bool local = false;
+            for (std::int64_t i = lo; i < hi; ++i) {
+                local |= !std::isfinite(g[i]);
+                g[i] *= inv_scale;
+            }
+            if (local) bad.store(true, std::memory_order_relaxed);
+        });
+        if (bad.load()) *found = 1;
     }
 };
 

@@ -61,6 +61,16 @@ __global__ void adam_kernel(T* p, const T* g, T* m, T* v, T* vmax, std::int64_t 
         p[i] = add_rn(pi, div_rn(mul_rn(s.neg_step_size, mi), denom));                   // p += -step_size * m / denom
     }
 }
+
+// g *= inv_scale; *found = 1 if some g is not finite (every writer stores the same value)
+template <class T>
+__global__ void unscale_kernel(T* g, std::int64_t n, T inv_scale, std::int64_t* found) {
+    MEDIMG_GRID_STRIDE(i, n) {
+        const T v = g[i];
+        if (!isfinite(v)) *found = 1;
+        g[i] = mul_rn(v, inv_scale);
+    }
+}
 }  // namespace
 }  // namespace medimg::cuda::detail
 
@@ -80,6 +90,14 @@ struct OptimImpl<Cuda> {
         namespace cd = cuda::detail;
         if (n <= 0) return;
         cd::adam_kernel<T><<<cd::blocks_for(n), cd::kThreads, 0, cuda::stream()>>>(p, g, m, v, vmax, n, s);
+        MEDIMG_CUDA_CHECK(cudaGetLastError());
+    }
+    /// As OptimImpl<Cpu>::unscale; found is one int64 on the device (nothing is read back here).
+    template <class T>
+    static void unscale(T* g, std::int64_t n, T inv_scale, std::int64_t* found) {
+        namespace cd = cuda::detail;
+        if (n <= 0) return;
+        cd::unscale_kernel<T><<<cd::blocks_for(n), cd::kThreads, 0, cuda::stream()>>>(g, n, inv_scale, found);
         MEDIMG_CUDA_CHECK(cudaGetLastError());
     }
 };
