@@ -3,7 +3,7 @@
 // kernels, cuDNN, cuBLAS and copies are ordered without events) and a small pinned "error slot"
 // kernels report bad input into; per thread and device, RAII cuDNN and cuBLAS handles bound to that
 // stream (dlib's thread-local handles: the libraries' handles are not thread-safe). Also the
-// process-wide backend settings (TF32, cuDNN algorithm search).
+// process-wide backend settings (TF32, mixed precision, cuDNN algorithm search).
 // The host reads the error slot whenever it waits for the stream (synchronize(), copies to the
 // host), so a bad class index found on the device surfaces as an exception at the next host sync,
 // as PyTorch's device-side asserts do, but without poisoning the context.
@@ -25,6 +25,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include "medimg/core/precision.hpp"
 #include "medimg/cuda/check.hpp"
 #include "medimg/cuda/device.hpp"
 #include "medimg/error.hpp"
@@ -46,6 +47,10 @@ struct Settings {
     bool deterministic = true;
     /// The largest convolution workspace an algorithm may ask for.
     std::size_t conv_workspace_limit = std::size_t(1) << 30;
+    /// The arithmetic of float32 convolutions and linear layers (core/precision.hpp): fp32, or
+    /// bf16 / fp16 copies of the operands on tensor cores with float32 accumulation and float32
+    /// outputs (mixed precision; the config's runtime.precision). Double tensors ignore it.
+    Precision precision = Precision::fp32;
 };
 inline Settings& settings() {
     static Settings s;
@@ -165,3 +170,12 @@ inline void synchronize() {
 }
 
 }  // namespace medimg::cuda
+
+namespace medimg {
+/// runtime.precision on the GPU: writes cuda::settings().precision (any of fp32, bf16, fp16).
+template <>
+struct PrecisionControl<Cuda> {
+    static void set(Precision p) { cuda::settings().precision = p; }
+    static Precision get() { return cuda::settings().precision; }
+};
+}  // namespace medimg

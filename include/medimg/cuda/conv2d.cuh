@@ -6,6 +6,10 @@
 // (cudnnGet*Algorithm_v7) or, with settings().cudnn_benchmark, by timing (cudnnFind*AlgorithmEx) -
 // preferring deterministic algorithms and, unless settings().allow_tf32, FP32 FMA math. Workspaces
 // come from the caching allocator. Bias: own kernels (kernels/channel.cuh), summed in double.
+// Mixed precision (settings().precision = bf16 | fp16, float tensors only): the plan describes
+// bf16/fp16 x, w, y with float32 accumulation (cuDNN's PSEUDO_BFLOAT16 / PSEUDO_HALF configurations)
+// and tensor-core math; each call casts its float operands into half blocks (cuda/precision.cuh),
+// and casts the half result back to float32.
 // Deliberately not here: groups, NHWC, the cuDNN v9 graph API, fused conv+bias+activation.
 #pragma once
 
@@ -31,6 +35,7 @@
 #include "medimg/cuda/descriptors.hpp"
 #include "medimg/cuda/kernels/channel.cuh"
 #include "medimg/cuda/memory.cuh"
+#include "medimg/cuda/precision.cuh"
 #include "medimg/ops/conv2d.hpp"
 
 namespace medimg::cuda::detail {
@@ -50,9 +55,10 @@ struct ConvPlan {
     FilterDescriptor w;
     ConvolutionDescriptor conv[3];
     ConvAlgo algo[3];
+    Precision precision = Precision::fp32;  // bf16 / fp16: x, w, y are half blocks, accumulation float
 };
 
-using ConvKey = std::array<std::int64_t, 19>;
+using ConvKey = std::array<std::int64_t, 20>;
 
 inline std::mutex& conv_mutex() {
     static std::mutex m;
@@ -76,34 +82,56 @@ cudnnMathType_t conv_math(bool allow_tf32) {
 template <class T>
 ConvPlan& conv_plan(const Shape& x, const Shape& w, const Shape& y, const ops::Conv2dParams& p) {
     const Settings& s = settings();
+    const Precision pr = std::is_same_v<T, float> ? s.precision : Precision::fp32;
     const ConvKey key{current_device(), std::is_same_v<T, float> ? 0 : 1, x[0], x[1], x[2], x[3], w[0], w[2], w[3],
                       p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w,
-                      s.allow_tf32, s.cudnn_benchmark, s.deterministic, static_cast<std::int64_t>(s.conv_workspace_limit)};
+                      s.allow_tf32, s.cudnn_benchmark, s.deterministic, static_cast<std::int64_t>(s.conv_workspace_limit),
+                      static_cast<std::int64_t>(pr)};
     auto& slot = conv_plans()[key];
     if (!slot) {
         auto plan = std::make_unique<ConvPlan>();
-        plan->x.set<T>(x);
-        plan->y.set<T>(y);
-        plan->w.set<T>(w);
+        plan->precision = pr;
+        if (pr == Precision::fp32) {
+            plan->x.set<T>(x);
+            plan->y.set<T>(y);
+            plan->w.set<T>(w);
+        } else {
+            plan->x.set(x, cudnn_half_type(pr));
+            plan->y.set(y, cudnn_half_type(pr));
+            plan->w.set(w, cudnn_half_type(pr));
+        }
         for (auto& c : plan->conv) {
-            c.set<T>(p.pad_h, p.pad_w, p.stride_h, p.stride_w, p.dilation_h, p.dilation_w);
-            c.set_math(conv_math<T>(s.allow_tf32));
+            if (pr == Precision::fp32) {
+                c.set<T>(p.pad_h, p.pad_w, p.stride_h, p.stride_w, p.dilation_h, p.dilation_w);
+                c.set_math(conv_math<T>(s.allow_tf32));
+            } else {
+                c.set(p.pad_h, p.pad_w, p.stride_h, p.stride_w, p.dilation_h, p.dilation_w, CUDNN_DATA_FLOAT);
+                c.set_math(CUDNN_TENSOR_OP_MATH);
+            }
         }
         slot = std::move(plan);
     }
     return *slot;
 }
 
+/// Whether the plan's algorithms must keep FP32 FMA math (float data, no TF32 allowed).
+template <class T>
+bool fp32_math_only(const ConvPlan& plan) {
+    return std::is_same_v<T, float> && !settings().allow_tf32 && plan.precision == Precision::fp32;
+}
+/// Whether the chosen algorithm's own math type goes into the descriptor.
+inline bool adopt_math_type(const ConvPlan& plan) { return settings().allow_tf32 || plan.precision != Precision::fp32; }
+
 /// The index of the first acceptable entry of cuDNN's ranked list, or -1: it ran (status),
 /// fits the workspace limit, keeps FP32 math unless TF32 is allowed, and - in a first pass when
 /// asked - is deterministic.
-template <class T, class Perf>
-int pick_algorithm(const Perf* perf, int n, const Settings& s) {
+template <class Perf>
+int pick_algorithm(const Perf* perf, int n, const Settings& s, bool fp32_math) {
     for (int pass = s.deterministic ? 0 : 1; pass < 2; ++pass)
         for (int i = 0; i < n; ++i) {
             const Perf& q = perf[i];
             if (q.status != CUDNN_STATUS_SUCCESS || q.memory > s.conv_workspace_limit) continue;
-            if (std::is_same_v<T, float> && !s.allow_tf32 &&
+            if (fp32_math &&
                 (q.mathType == CUDNN_TENSOR_OP_MATH || q.mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
                 continue;
             if (pass == 0 && q.determinism != CUDNN_DETERMINISTIC) continue;
@@ -126,7 +154,7 @@ inline std::size_t find_workspace_bytes() {
 }
 
 template <class T>
-const ConvAlgo& choose_forward(ConvPlan& plan, const Shape& xs, const Shape& ws, const T* x, const T* w, T* y) {
+const ConvAlgo& choose_forward(ConvPlan& plan, const Shape& xs, const Shape& ws, const void* x, const void* w, void* y) {
     ConvAlgo& a = plan.algo[kConvForward];
     if (a.chosen) return a;
     const Settings& s = settings();
@@ -143,9 +171,9 @@ const ConvAlgo& choose_forward(ConvPlan& plan, const Shape& xs, const Shape& ws,
         MEDIMG_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(h, plan.x.get(), plan.w.get(), conv.get(), plan.y.get(), max_n, &n,
                                                                   perf.data()));
     }
-    const int i = pick_algorithm<T>(perf.data(), n, s);
+    const int i = pick_algorithm(perf.data(), n, s, fp32_math_only<T>(plan));
     if (i < 0) no_conv_algorithm("conv2d_forward", xs, ws);
-    if (s.allow_tf32) conv.set_math(perf[i].mathType);
+    if (adopt_math_type(plan)) conv.set_math(perf[i].mathType);
     a.algo = perf[i].algo;
     MEDIMG_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(h, plan.x.get(), plan.w.get(), conv.get(), plan.y.get(),
                                                                perf[i].algo, &a.workspace));
@@ -154,7 +182,7 @@ const ConvAlgo& choose_forward(ConvPlan& plan, const Shape& xs, const Shape& ws,
 }
 
 template <class T>
-const ConvAlgo& choose_backward_data(ConvPlan& plan, const Shape& xs, const Shape& ws, const T* dy, const T* w, T* dx) {
+const ConvAlgo& choose_backward_data(ConvPlan& plan, const Shape& xs, const Shape& ws, const void* dy, const void* w, void* dx) {
     ConvAlgo& a = plan.algo[kConvBackwardData];
     if (a.chosen) return a;
     const Settings& s = settings();
@@ -171,9 +199,9 @@ const ConvAlgo& choose_backward_data(ConvPlan& plan, const Shape& xs, const Shap
         MEDIMG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, plan.w.get(), plan.y.get(), conv.get(), plan.x.get(), max_n,
                                                                        &n, perf.data()));
     }
-    const int i = pick_algorithm<T>(perf.data(), n, s);
+    const int i = pick_algorithm(perf.data(), n, s, fp32_math_only<T>(plan));
     if (i < 0) no_conv_algorithm("conv2d_backward_data", xs, ws);
-    if (s.allow_tf32) conv.set_math(perf[i].mathType);
+    if (adopt_math_type(plan)) conv.set_math(perf[i].mathType);
     a.algo = perf[i].algo;
     MEDIMG_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(h, plan.w.get(), plan.y.get(), conv.get(), plan.x.get(),
                                                                     perf[i].algo, &a.workspace));
@@ -182,7 +210,7 @@ const ConvAlgo& choose_backward_data(ConvPlan& plan, const Shape& xs, const Shap
 }
 
 template <class T>
-const ConvAlgo& choose_backward_filter(ConvPlan& plan, const Shape& xs, const Shape& ws, const T* x, const T* dy, T* dw) {
+const ConvAlgo& choose_backward_filter(ConvPlan& plan, const Shape& xs, const Shape& ws, const void* x, const void* dy, void* dw) {
     ConvAlgo& a = plan.algo[kConvBackwardFilter];
     if (a.chosen) return a;
     const Settings& s = settings();
@@ -200,15 +228,47 @@ const ConvAlgo& choose_backward_filter(ConvPlan& plan, const Shape& xs, const Sh
         MEDIMG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, plan.x.get(), plan.y.get(), conv.get(), plan.w.get(),
                                                                          max_n, &n, perf.data()));
     }
-    const int i = pick_algorithm<T>(perf.data(), n, s);
+    const int i = pick_algorithm(perf.data(), n, s, fp32_math_only<T>(plan));
     if (i < 0) no_conv_algorithm("conv2d_backward_filter", xs, ws);
-    if (s.allow_tf32) conv.set_math(perf[i].mathType);
+    if (adopt_math_type(plan)) conv.set_math(perf[i].mathType);
     a.algo = perf[i].algo;
     MEDIMG_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, plan.x.get(), plan.y.get(), conv.get(), plan.w.get(),
                                                                       perf[i].algo, &a.workspace));
     a.chosen = true;
     return a;
 }
+
+}  // namespace medimg::cuda::detail
+
+namespace medimg::cuda::detail {
+
+/// The operands of one cuDNN call: the tensors' own memory, or - under mixed precision - half
+/// copies of the inputs and a half block for the output, cast back to float by finish().
+struct ConvOperands {
+    const void* a = nullptr;
+    const void* b = nullptr;
+    void* out = nullptr;
+    DeviceBuffer ha, hb, hout;
+    float* out_float = nullptr;  // where finish() casts the half output (mixed precision only)
+    std::int64_t out_n = 0;
+    Precision precision = Precision::fp32;
+
+    template <class T>
+    ConvOperands(const ConvPlan& plan, const Tensor<T, Cuda>& in_a, const Tensor<T, Cuda>& in_b, Tensor<T, Cuda>& result)
+        : a(in_a.data()), b(in_b.data()), out(result.data()), precision(plan.precision) {
+        if constexpr (std::is_same_v<T, float>) {
+            if (precision == Precision::fp32) return;
+            ha = to_half(in_a.data(), in_a.numel(), precision);
+            hb = to_half(in_b.data(), in_b.numel(), precision);
+            hout = half_buffer(result.numel());
+            a = ha.get(), b = hb.get(), out = hout.get();
+            out_float = result.data(), out_n = result.numel();
+        }
+    }
+    void finish() {
+        if (out_float) cast_to_float(hout.get(), out_float, out_n, precision);
+    }
+};
 
 }  // namespace medimg::cuda::detail
 
@@ -224,13 +284,15 @@ struct Conv2dImpl<Cuda> {
         namespace cd = cuda::detail;
         std::lock_guard<std::mutex> lock(cd::conv_mutex());  // plans are shared; cuDNN calls are cheap to queue
         auto& plan = cd::conv_plan<T>(x.shape(), w.shape(), y.shape(), p);
-        const auto& a = cd::choose_forward<T>(plan, x.shape(), w.shape(), x.data(), w.data(), y.data());
+        cd::ConvOperands o(plan, x, w, y);  // (x, w) -> y
+        const auto& a = cd::choose_forward<T>(plan, x.shape(), w.shape(), o.a, o.b, o.out);
         cuda::DeviceBuffer ws(a.workspace);
         const cuda::CudnnScalar<T> one = 1, zero = 0;
-        MEDIMG_CUDNN_CHECK(cudnnConvolutionForward(cuda::cudnn_handle(), &one, plan.x.get(), x.data(), plan.w.get(), w.data(),
+        MEDIMG_CUDNN_CHECK(cudnnConvolutionForward(cuda::cudnn_handle(), &one, plan.x.get(), o.a, plan.w.get(), o.b,
                                                    plan.conv[cd::kConvForward].get(),
                                                    static_cast<cudnnConvolutionFwdAlgo_t>(a.algo), ws.get(), a.workspace, &zero,
-                                                   plan.y.get(), y.data()));
+                                                   plan.y.get(), o.out));
+        o.finish();
         if (b.defined()) cd::add_channel_bias(y.data(), b.data(), y.size(0), y.size(1), y.size(2) * y.size(3));
     }
 
@@ -242,13 +304,15 @@ struct Conv2dImpl<Cuda> {
         namespace cd = cuda::detail;
         std::lock_guard<std::mutex> lock(cd::conv_mutex());
         auto& plan = cd::conv_plan<T>(dx.shape(), w.shape(), dy.shape(), p);
-        const auto& a = cd::choose_backward_data<T>(plan, dx.shape(), w.shape(), dy.data(), w.data(), dx.data());
+        cd::ConvOperands o(plan, dy, w, dx);  // (dy, w) -> dx
+        const auto& a = cd::choose_backward_data<T>(plan, dx.shape(), w.shape(), o.a, o.b, o.out);
         cuda::DeviceBuffer ws(a.workspace);
         const cuda::CudnnScalar<T> one = 1, zero = 0;
-        MEDIMG_CUDNN_CHECK(cudnnConvolutionBackwardData(cuda::cudnn_handle(), &one, plan.w.get(), w.data(), plan.y.get(), dy.data(),
+        MEDIMG_CUDNN_CHECK(cudnnConvolutionBackwardData(cuda::cudnn_handle(), &one, plan.w.get(), o.b, plan.y.get(), o.a,
                                                         plan.conv[cd::kConvBackwardData].get(),
                                                         static_cast<cudnnConvolutionBwdDataAlgo_t>(a.algo), ws.get(), a.workspace,
-                                                        &zero, plan.x.get(), dx.data()));
+                                                        &zero, plan.x.get(), o.out));
+        o.finish();
     }
 
     // x: (N, C_in, H, W), dy: (N, C_out, Ho, Wo) -> dw: (C_out, C_in, kH, kW), overwritten
@@ -262,13 +326,15 @@ struct Conv2dImpl<Cuda> {
         namespace cd = cuda::detail;
         std::lock_guard<std::mutex> lock(cd::conv_mutex());
         auto& plan = cd::conv_plan<T>(x.shape(), dw.shape(), dy.shape(), p);
-        const auto& a = cd::choose_backward_filter<T>(plan, x.shape(), dw.shape(), x.data(), dy.data(), dw.data());
+        cd::ConvOperands o(plan, x, dy, dw);  // (x, dy) -> dw
+        const auto& a = cd::choose_backward_filter<T>(plan, x.shape(), dw.shape(), o.a, o.b, o.out);
         cuda::DeviceBuffer ws(a.workspace);
         const cuda::CudnnScalar<T> one = 1, zero = 0;
-        MEDIMG_CUDNN_CHECK(cudnnConvolutionBackwardFilter(cuda::cudnn_handle(), &one, plan.x.get(), x.data(), plan.y.get(), dy.data(),
+        MEDIMG_CUDNN_CHECK(cudnnConvolutionBackwardFilter(cuda::cudnn_handle(), &one, plan.x.get(), o.a, plan.y.get(), o.b,
                                                           plan.conv[cd::kConvBackwardFilter].get(),
                                                           static_cast<cudnnConvolutionBwdFilterAlgo_t>(a.algo), ws.get(),
-                                                          a.workspace, &zero, plan.w.get(), dw.data()));
+                                                          a.workspace, &zero, plan.w.get(), o.out));
+        o.finish();
     }
 
     // dy: (N, C_out, Ho, Wo) -> db: (C_out), overwritten (sums in double, like the CPU)

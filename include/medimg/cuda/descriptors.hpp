@@ -52,10 +52,14 @@ public:
     }
     template <class T>
     void set(const Shape& s) {
+        set(s, cudnn_data_type<T>());
+    }
+    /// With an explicit element type (CUDNN_DATA_BFLOAT16 / CUDNN_DATA_HALF for mixed precision).
+    void set(const Shape& s, cudnnDataType_t type) {
         const char* fn = "cudnnSetTensor4dDescriptor";
         const int n = detail::to_int(fn, s[0]), c = detail::to_int(fn, s[1]);
         const int h = s.rank() == 4 ? detail::to_int(fn, s[2]) : 1, w = s.rank() == 4 ? detail::to_int(fn, s[3]) : 1;
-        MEDIMG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d_, CUDNN_TENSOR_NCHW, cudnn_data_type<T>(), n, c, h, w));
+        MEDIMG_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d_, CUDNN_TENSOR_NCHW, type, n, c, h, w));
     }
     ~TensorDescriptor() {
         if (d_) (void)cudnnDestroyTensorDescriptor(d_);
@@ -79,8 +83,11 @@ public:
     FilterDescriptor() { MEDIMG_CUDNN_CHECK(cudnnCreateFilterDescriptor(&d_)); }
     template <class T>
     void set(const Shape& w) {
+        set(w, cudnn_data_type<T>());
+    }
+    void set(const Shape& w, cudnnDataType_t type) {
         const char* fn = "cudnnSetFilter4dDescriptor";
-        MEDIMG_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d_, cudnn_data_type<T>(), CUDNN_TENSOR_NCHW, detail::to_int(fn, w[0]),
+        MEDIMG_CUDNN_CHECK(cudnnSetFilter4dDescriptor(d_, type, CUDNN_TENSOR_NCHW, detail::to_int(fn, w[0]),
                                                       detail::to_int(fn, w[1]), detail::to_int(fn, w[2]),
                                                       detail::to_int(fn, w[3])));
     }
@@ -102,10 +109,16 @@ public:
     template <class T>
     void set(std::int64_t pad_h, std::int64_t pad_w, std::int64_t stride_h, std::int64_t stride_w, std::int64_t dil_h,
              std::int64_t dil_w) {
+        set(pad_h, pad_w, stride_h, stride_w, dil_h, dil_w, cudnn_data_type<T>());
+    }
+    /// `compute`: the accumulation type (CUDNN_DATA_FLOAT for bf16/fp16 data: cuDNN's
+    /// PSEUDO_BFLOAT16 / PSEUDO_HALF configurations).
+    void set(std::int64_t pad_h, std::int64_t pad_w, std::int64_t stride_h, std::int64_t stride_w, std::int64_t dil_h,
+             std::int64_t dil_w, cudnnDataType_t compute) {
         const char* fn = "cudnnSetConvolution2dDescriptor";
         MEDIMG_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
             d_, detail::to_int(fn, pad_h), detail::to_int(fn, pad_w), detail::to_int(fn, stride_h), detail::to_int(fn, stride_w),
-            detail::to_int(fn, dil_h), detail::to_int(fn, dil_w), CUDNN_CROSS_CORRELATION, cudnn_data_type<T>()));
+            detail::to_int(fn, dil_h), detail::to_int(fn, dil_w), CUDNN_CROSS_CORRELATION, compute));
     }
     void set_math(cudnnMathType_t m) { MEDIMG_CUDNN_CHECK(cudnnSetConvolutionMathType(d_, m)); }
     ~ConvolutionDescriptor() {

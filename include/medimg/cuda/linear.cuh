@@ -7,6 +7,10 @@
 //   dx (N, in)  = dy w     <=>  dx^T (in, N)  = w^T (in, out) * dy^T (out, N)
 //   dw (out, in) = dy^T x  <=>  dw^T (in, out) = x^T (in, N) * op_T(dy^T as (out, N))
 // TF32 tensor-core math only with cuda::settings().allow_tf32. Bias sums run in double.
+// Mixed precision (settings().precision = bf16 | fp16, float tensors): A and B are cast into half
+// blocks (cuda/precision.cuh) and multiplied by cublasGemmEx on tensor cores with float32
+// accumulation and a float32 C (Atype = Btype = CUDA_R_16BF / CUDA_R_16F, Ctype = CUDA_R_32F,
+// CUBLAS_COMPUTE_32F: https://docs.nvidia.com/cuda/cublas/#cublasgemmex).
 #pragma once
 
 #include "medimg/config.hpp"
@@ -24,6 +28,7 @@
 #include "medimg/cuda/context.hpp"
 #include "medimg/cuda/kernels/common.cuh"
 #include "medimg/cuda/memory.cuh"
+#include "medimg/cuda/precision.cuh"
 #include "medimg/ops/linear.hpp"
 
 namespace medimg::cuda::detail {
@@ -59,9 +64,18 @@ void gemm(const char* fn, cublasOperation_t ta, cublasOperation_t tb, std::int64
     const T one = 1;
     const int mi = blas_int(fn, m), ni = blas_int(fn, n), ki = blas_int(fn, k);
     const int la = blas_int(fn, lda), lb = blas_int(fn, ldb), lc = blas_int(fn, ldc);
-    if constexpr (std::is_same_v<T, float>)
-        MEDIMG_CUBLAS_CHECK(cublasSgemm(h, ta, tb, mi, ni, ki, &one, a, la, b, lb, &beta, c, lc));
-    else
+    if constexpr (std::is_same_v<T, float>) {
+        const Precision pr = settings().precision;
+        if (pr == Precision::fp32) {
+            MEDIMG_CUBLAS_CHECK(cublasSgemm(h, ta, tb, mi, ni, ki, &one, a, la, b, lb, &beta, c, lc));
+        } else {  // half copies of the stored columns of A and B; C stays float
+            const DeviceBuffer ha = to_half(a, lda * (ta == CUBLAS_OP_N ? k : m), pr);
+            const DeviceBuffer hb = to_half(b, ldb * (tb == CUBLAS_OP_N ? n : k), pr);
+            MEDIMG_CUBLAS_CHECK(cublasGemmEx(h, ta, tb, mi, ni, ki, &one, ha.get(), blas_half_type(pr), la, hb.get(),
+                                             blas_half_type(pr), lb, &beta, c, CUDA_R_32F, lc, CUBLAS_COMPUTE_32F,
+                                             CUBLAS_GEMM_DEFAULT));
+        }
+    } else
         MEDIMG_CUBLAS_CHECK(cublasDgemm(h, ta, tb, mi, ni, ki, &one, a, la, b, lb, &beta, c, lc));
 }
 
