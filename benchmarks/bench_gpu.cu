@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: MIT
 // bench_gpu.cu: ResNet18 on the GPU (medimg-bench-gpu): the training step (forward, cross-entropy,
 // backward, SGD with momentum) at batch 64 and 256 on 3x224x224, and inference (eval, NoGrad) at
-// batch 1 and 256, each with FP32 math and with TF32 tensor cores (cuda::settings().allow_tf32,
-// PyTorch's default for cuDNN convolutions). cuDNN algorithms are chosen by timing
+// batch 1 and 256, with FP32 math, with TF32 tensor cores (cuda::settings().allow_tf32,
+// PyTorch's default for cuDNN convolutions), and mixed precision: bf16 / fp16 convolutions and
+// linear layers (cuda::settings().precision; fp16 training with the GradScaler). cuDNN algorithms are chosen by timing
 // (settings().cudnn_benchmark, as torch.backends.cudnn.benchmark = True) during warm-up, outside
 // the timed loop. Batches stay on the device (the input copy is not timed). Times come from CUDA
 // events around each iteration (UseManualTime); img/s = N * iterations / summed event time.
 // benchmarks/bench_gpu_pytorch.py runs the same workloads in PyTorch for the ratios in RESULTS.md.
 // Also SSIM on the GPU: the metric and the differentiable SSIM's forward + backward (Mpix/s).
-// Deliberately not here: bf16/fp16 (medimg has no mixed precision yet), multi-GPU.
+// The argument "math": 0 fp32, 1 tf32, 2 bf16, 3 fp16. Deliberately not here: multi-GPU.
 #include <benchmark/benchmark.h>
 
 #include <medimg/medimg.hpp>
@@ -46,8 +47,11 @@ bool ready(benchmark::State& state) {
     return false;
 }
 
-void configure(bool tf32) {
-    cuda::settings().allow_tf32 = tf32;
+enum Math : int { kFp32 = 0, kTf32 = 1, kBf16 = 2, kFp16 = 3 };
+
+void configure(std::int64_t math) {
+    cuda::settings().allow_tf32 = math == kTf32;
+    cuda::settings().precision = math == kBf16 ? Precision::bf16 : math == kFp16 ? Precision::fp16 : Precision::fp32;
     cuda::settings().cudnn_benchmark = true;
     cuda::settings().deterministic = false;  // as PyTorch's default: the fastest algorithm
 }
@@ -64,11 +68,13 @@ void report(benchmark::State& state, std::int64_t n, double seconds, std::int64_
     state.counters["peak_MiB"] = static_cast<double>(s.peak_bytes_in_use) / (1 << 20);
 }
 
-// Args: N, side, tf32
+// Args: N, side, math
 void BM_resnet18_train_step(benchmark::State& state) {
     if (!ready(state)) return;
     const auto n = state.range(0), side = state.range(1);
-    configure(state.range(2) != 0);
+    configure(state.range(2));
+    optim::GradScaler<float, Cuda> scaler;  // fp16 only, as torch.amp
+    const bool scaled = state.range(2) == kFp16;
     nn::ResNet18<float, Cuda> model(nn::ResNetOptions{2, 3});
     optim::SGDOptions so(0.01);
     so.momentum = 0.9;
@@ -81,8 +87,14 @@ void BM_resnet18_train_step(benchmark::State& state) {
     model.train();
     auto step = [&] {
         auto loss = loss::cross_entropy(model(x), y);
-        loss.backward();
-        opt.step();
+        if (scaled) {
+            scaler.scale(loss).backward();
+            scaler.step(opt);  // reads one flag back, as torch's GradScaler.step
+            scaler.update();
+        } else {
+            loss.backward();
+            opt.step();
+        }
         opt.zero_grad();
         return loss;
     };
@@ -105,7 +117,7 @@ void BM_resnet18_train_step(benchmark::State& state) {
 void BM_resnet18_inference(benchmark::State& state) {
     if (!ready(state)) return;
     const auto n = state.range(0), side = state.range(1);
-    configure(state.range(2) != 0);
+    configure(state.range(2));
     nn::ResNet18<float, Cuda> model(nn::ResNetOptions{2, 3});
     model.eval();
     const autograd::Var<float, Cuda> x(random_batch(n, side));
@@ -195,11 +207,12 @@ struct Context {
 } context;
 }  // namespace
 
-BENCHMARK(BM_resnet18_train_step)->ArgNames({"N", "side", "tf32"})
-    ->Args({64, 224, 0})->Args({64, 224, 1})->Args({256, 224, 0})->Args({256, 224, 1})
+BENCHMARK(BM_resnet18_train_step)->ArgNames({"N", "side", "math"})
+    ->Args({64, 224, 0})->Args({64, 224, 1})->Args({64, 224, 2})->Args({256, 224, 0})->Args({256, 224, 1})
+    ->Args({256, 224, 2})->Args({256, 224, 3})
     ->Unit(benchmark::kMillisecond)->UseManualTime()->Iterations(20);
-BENCHMARK(BM_resnet18_inference)->ArgNames({"N", "side", "tf32"})
-    ->Args({1, 224, 0})->Args({256, 224, 0})->Args({256, 224, 1})
+BENCHMARK(BM_resnet18_inference)->ArgNames({"N", "side", "math"})
+    ->Args({1, 224, 0})->Args({256, 224, 0})->Args({256, 224, 1})->Args({256, 224, 2})
     ->Unit(benchmark::kMillisecond)->UseManualTime()->Iterations(30);
 BENCHMARK(BM_ssim_metric)->ArgNames({"planes", "side", "gaussian"})
     ->Args({1, 512, 0})->Args({1, 512, 1})->Args({64, 256, 0})->Args({64, 256, 1})

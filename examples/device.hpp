@@ -8,23 +8,33 @@
 
 #include <medimg/medimg.hpp>
 
-/// True when `program` should run on Gpu (medimg::Cuda) for this config.
+/// True when `program` should run on Gpu (medimg::Cuda) for this config. Also applies
+/// runtime.precision: on the GPU it becomes the backend's precision; bf16 / fp16 on the CPU
+/// (auto without a GPU, or a build without CUDA) is one clear error.
 template <class Gpu>
 bool use_gpu(const medimg::io::Config& cfg, const char* program) {
     using namespace medimg;
+    const Precision precision = parse_precision(cfg.runtime.precision);
+    const auto cpu_only = [&](const char* why) {
+        MEDIMG_CHECK(precision == Precision::fp32, ConfigError, "config: ", cfg.source, ": 'runtime.precision' is ",
+                     cfg.runtime.precision, " but ", program, " runs on the CPU here (", why,
+                     "), which computes in fp32 only; use fp32 or a CUDA device");
+        return false;
+    };
     if constexpr (backend_available<Gpu>) {
         const int gpus = Memory<Gpu>::device_count();
         if (cfg.runtime.device == "cuda" || (cfg.runtime.device == "auto" && gpus > 0)) {
             MEDIMG_CHECK(gpus > 0, ConfigError, "config: ", cfg.source,
                          ": 'runtime.device' is cuda but no CUDA backend is usable here: this build has one, but no CUDA "
                          "device was found (use cpu or auto)");
+            PrecisionControl<Gpu>::set(precision);
             return true;
         }
-        return false;
+        return cpu_only("runtime.device auto found no CUDA device");
     } else {
         MEDIMG_CHECK(cfg.runtime.device != "cuda", ConfigError, "config: ", cfg.source,
                      ": 'runtime.device' is cuda but this build of ", program, " has no CUDA backend (use cpu or auto)");
-        return false;
+        return cpu_only("this build has no CUDA backend");
     }
 }
 

@@ -27,6 +27,7 @@ BOOST_AUTO_TEST_CASE(the_shipped_default_config_loads_with_the_documented_values
     BOOST_TEST(c.train.lr == 1e-3);
     BOOST_TEST(c.train.betas[1] == 0.999);
     BOOST_TEST(c.runtime.device == "cpu");
+    BOOST_TEST(c.runtime.precision == "fp32");
     BOOST_TEST(c.output_dir == "artifacts");
 }
 
@@ -54,6 +55,8 @@ BOOST_AUTO_TEST_CASE(to_yaml_round_trips) {
     BOOST_TEST(back.train.class_weight_values[0] == 2.0);
     BOOST_TEST(back.data.channels == 1);
     BOOST_TEST(io::to_yaml(back) == io::to_yaml(c));
+    const auto gpu = io::parse_config("runtime: {device: auto, precision: fp16}", "y.yaml");
+    BOOST_TEST(io::parse_config(io::to_yaml(gpu), "round-trip").runtime.precision == "fp16");
 }
 
 BOOST_AUTO_TEST_CASE(each_bad_input_gives_one_clear_error) {
@@ -76,6 +79,9 @@ BOOST_AUTO_TEST_CASE(each_bad_input_gives_one_clear_error) {
     expect_error("train: {class_weights: sometimes}", "'train.class_weights' must be none, auto or a list of numbers");
     expect_error("train: {lr: [0.1}", "config: x.yaml: not valid YAML (line 1");
     expect_error("- a\n- b", "the top level must be a map");
+    expect_error("runtime: {precision: fp8}", "'runtime.precision' must be one of fp32, bf16, fp16; got 'fp8'");
+    expect_error("runtime: {precision: bf16}",
+                 "config: x.yaml: 'runtime.precision' is bf16, which needs runtime.device cuda or auto (the CPU backend computes in fp32)");
     BOOST_CHECK_EXCEPTION(io::load_config("no/such/config.yaml"), ConfigError, message_contains("config: cannot open 'no/such/config.yaml'"));
 }
 

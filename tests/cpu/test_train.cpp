@@ -95,4 +95,54 @@ BOOST_AUTO_TEST_CASE(same_seed_gives_the_same_metrics_and_resume_continues_exact
     }
 }
 
+BOOST_AUTO_TEST_CASE(fit_with_a_loss_scaler_skips_overflowing_steps_backs_off_and_saves_the_scaler) {
+    // The fp16 path of fit (ctx.scaler) on the CPU: a scale of 2^127 makes the scaled gradients
+    // overflow float, so the first steps are skipped and the scale halves until they fit; the
+    // run then learns as usual, and last.safetensors carries the scaler's state for --resume.
+    const auto c = config("scaled", 2);
+    const auto pre = train::Preprocessing::from_config(c);
+    const auto train_ds = data::FolderDataset::scan(c.data.train, c.data.classes);
+    const auto val_ds = data::FolderDataset::scan(c.data.val, c.data.classes);
+    auto train_loader = train::make_loader(train_ds, train::train_transforms(c, pre), pre.read_channels, c, true);
+    auto val_loader = train::make_loader(val_ds, pre.eval(), pre.read_channels, c, false);
+    auto model = nn::make_resnet<float, Cpu>("resnet18", nn::ResNetOptions{2, 1, 5});
+    auto opt = train::make_optimizer<float, Cpu>(c, model->named_parameters());
+    optim::GradScaler<float, Cpu> scaler(optim::GradScalerOptions{std::ldexp(1.0, 127), 2.0, 0.5, 2000});
+    train::FitContext<float, Cpu> ctx;
+    ctx.model = model.get();
+    ctx.optimizer = opt.get();
+    ctx.train = train_loader.get();
+    ctx.val = val_loader.get();
+    ctx.scaler = &scaler;
+    ctx.meta.architecture = "resnet18";
+    ctx.meta.classes = c.data.classes;
+    pre.to_meta(ctx.meta);
+    train::FitOptions fo;
+    fo.epochs = 2;
+    fo.output_dir = (root / "scaled").string();
+    std::ostringstream log;
+    const auto rows = train::fit(ctx, fo, log);
+    BOOST_TEST_MESSAGE(log.str());
+    BOOST_REQUIRE(rows.size() == 2u);
+    BOOST_TEST(log.str().find("steps skipped (gradient overflow), scale now") != std::string::npos);
+    BOOST_TEST(scaler.get_scale() < std::ldexp(1.0, 127));
+    BOOST_TEST(opt->step_count() > 0);
+    BOOST_TEST(opt->step_count() < 20);  // 10 batches per epoch, some skipped
+    BOOST_TEST(std::isfinite(rows.back().train_loss));
+    const auto ck = io::Checkpoint::load((root / "scaled" / "checkpoints" / "last.safetensors").string());
+    const auto saved = train::grad_scaler_state_from_json(ck.meta().extra.at("grad_scaler_state"));
+    BOOST_TEST(saved.scale == scaler.get_scale());
+    BOOST_TEST(saved.growth_tracker == scaler.state().growth_tracker);
+}
+
+BOOST_AUTO_TEST_CASE(mixed_precision_on_the_cpu_is_refused_with_one_line) {
+    auto c = config("mixed", 1);
+    c.runtime.device = "auto";  // no GPU in a CPU run
+    c.runtime.precision = "bf16";
+    std::ostringstream log;
+    const auto run = [&] { train::run_training<float, Cpu>(c, false, log); };
+    BOOST_CHECK_EXCEPTION(run(), ConfigError,
+                          medimg::test::message_contains("'runtime.precision' is bf16 but this run is on the CPU (runtime.device auto)"));
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -77,13 +77,21 @@ scratch=$(mktemp -d)
     --set "data.test=$scratch/data/test" --set "output.dir=$scratch/artifacts"; } > "$out/train_gpu.log" 2>&1
 train_rc=$?
 cp "$scratch/artifacts/metrics.csv" "$out/train_gpu_metrics.csv" 2>/dev/null
-rm -rf "$scratch"
 tail -4 "$out/train_gpu.log"
 log "medimg-train exit code $train_rc"
+# The same in fp16 (mixed precision with dynamic loss scaling), one epoch (~15 s).
+log "medimg-train on the GPU in fp16 (1 epoch)"
+timeout 30 "$bundle/bin/medimg-train" --config configs/demo.yaml --set runtime.device=cuda --set runtime.precision=fp16 \
+  --set train.epochs=1 --set "data.train=$scratch/data/train" --set "data.val=$scratch/data/val" \
+  --set "data.test=$scratch/data/test" --set "output.dir=$scratch/artifacts-fp16" > "$out/train_gpu_fp16.log" 2>&1
+train16_rc=$?
+rm -rf "$scratch"
+tail -3 "$out/train_gpu_fp16.log"
+log "medimg-train (fp16) exit code $train16_rc"
 
 # ---- 2. medimg's GPU benchmark (~1-1.5 min) ----
 log "medimg-bench-gpu"
-timeout 110 "$bundle/bin/medimg-bench-gpu" --benchmark_out="$out/bench_gpu.json" --benchmark_out_format=json \
+timeout 130 "$bundle/bin/medimg-bench-gpu" --benchmark_out="$out/bench_gpu.json" --benchmark_out_format=json \
   > "$out/bench_gpu.txt" 2>&1
 bench_rc=$?
 cat "$out/bench_gpu.txt" | tail -12
@@ -107,7 +115,13 @@ python3 tests/gpu/summarize.py "$out" "$tests_rc" "$bench_rc" "$torch_rc" > "$ou
   echo '```'
   tail -4 "$out/train_gpu.log"
   echo '```'
+  echo
+  echo "## medimg-train on the GPU in fp16 (dynamic loss scaling, 1 epoch)"
+  echo "exit code $train16_rc"
+  echo '```'
+  tail -3 "$out/train_gpu_fp16.log"
+  echo '```'
 } >> "$out/summary.md"
 cat "$out/summary.md"
 log "done"
-[ "$tests_rc" -eq 0 ] && [ "$train_rc" -eq 0 ]
+[ "$tests_rc" -eq 0 ] && [ "$train_rc" -eq 0 ] && [ "$train16_rc" -eq 0 ]

@@ -40,9 +40,10 @@ def main():
     medimg = {}
     try:
         for b in json.load(open(os.path.join(out, "bench_gpu.json")))["benchmarks"]:
-            m = re.match(r"BM_resnet18_(train_step|inference)/N:(\d+)/side:224/tf32:(\d)", b["name"])
+            m = re.match(r"BM_resnet18_(train_step|inference)/N:(\d+)/side:224/math:(\d)", b["name"])
             if m and "img/s" in b:
-                medimg[(m.group(1), int(m.group(2)), "tf32" if m.group(3) == "1" else "fp32")] = b["img/s"]
+                math = ("fp32", "tf32", "bf16", "fp16")[int(m.group(3))]
+                medimg[(m.group(1), int(m.group(2)), math)] = b["img/s"]
     except (OSError, ValueError, KeyError):
         pass
     torch = {}

@@ -109,6 +109,10 @@ expect "unknown split" "--split must be" -- "$E" --config "$work/ok.yaml" --chec
 # Without a usable GPU (a CPU build, or a CUDA build on a machine without a device) cuda is refused.
 expect "evaluate: CUDA asked for, none usable" "no CUDA backend" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --set runtime.device=cuda
 expect "predict: CUDA asked for, none usable" "no CUDA backend" -- "$P" --config "$work/ok.yaml" --set runtime.device=cuda --checkpoint "$ckpt" --image "$data/images/gray8.png"
+# Mixed precision is a GPU feature: on the CPU (auto without a GPU, or a CPU build) it is refused.
+expect "bf16 with device cpu" "'runtime.precision' is bf16, which needs runtime.device cuda or auto" -- "$T" --config "$work/ok.yaml" --set runtime.precision=bf16
+expect "fp16 when auto finds no GPU" "'runtime.precision' is fp16 but medimg-train runs on the CPU here" -- "$T" --config "$work/ok.yaml" --set runtime.device=auto --set runtime.precision=fp16
+expect "evaluate: bf16 when auto finds no GPU" "'runtime.precision' is bf16 but medimg-evaluate runs on the CPU here" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --set runtime.device=auto --set runtime.precision=bf16
 expect "checkpoint of another architecture (--resume)" "holds a resnet18 but the model is a resnet34" -- "$T" --config "$work/ok.yaml" --resume --set model.name=resnet34
 expect "pretrained weights of another depth" "missing 'layer1.2.conv1.weight'" -- "$T" --config "$work/ok.yaml" --set model.name=resnet34 --set model.pretrained="$ckpt" --set output.dir="$work/out3"
 

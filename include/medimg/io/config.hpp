@@ -76,6 +76,7 @@ struct TrainConfig {
 
 struct RuntimeConfig {
     std::string device = "cpu";  // cpu | cuda | auto
+    std::string precision = "fp32";  // fp32 | bf16 | fp16 (the last two: CUDA only; core/precision.hpp)
     std::int64_t threads = 0;    // 0 = all cores
     std::int64_t workers = 2;    // decoding threads
 };
@@ -302,6 +303,7 @@ inline const std::vector<Field>& schema() {
         f.push_back(boolean("train.drop_last", MEDIMG_CFG_REF(train.drop_last)));
         f.push_back(number("train.grad_clip_norm", MEDIMG_CFG_REF(train.grad_clip_norm), at_least(0)));
         f.push_back(text("runtime.device", MEDIMG_CFG_REF(runtime.device), {"cpu", "cuda", "auto"}));
+        f.push_back(text("runtime.precision", MEDIMG_CFG_REF(runtime.precision), {"fp32", "bf16", "fp16"}));
         f.push_back(integer("runtime.threads", MEDIMG_CFG_REF(runtime.threads), between(0, 1024)));
         f.push_back(integer("runtime.workers", MEDIMG_CFG_REF(runtime.workers), between(0, 256)));
         f.push_back(text("output.dir", MEDIMG_CFG_REF(output_dir)));
@@ -441,6 +443,9 @@ inline Config parse_config(const std::string& yaml_text, const std::string& sour
         detail::bad(source, "train.class_weights", "has " + std::to_string(c.train.class_weight_values.size()) + " values for " +
                                                        std::to_string(c.data.classes.size()) + " classes");
     if (c.train.nesterov && c.train.momentum <= 0) detail::bad(source, "train.nesterov", "needs train.momentum > 0");
+    if (c.runtime.precision != "fp32" && c.runtime.device == "cpu")
+        detail::bad(source, "runtime.precision", "is " + c.runtime.precision +
+                                                     ", which needs runtime.device cuda or auto (the CPU backend computes in fp32)");
     // Class names go into checkpoint metadata (JSON) and must read back exactly; paths need not be UTF-8.
     for (const auto& name : c.data.classes)
         if (!valid_utf8(name))

@@ -4,7 +4,9 @@
 //   evaluate on val (loss, accuracy, AUC) -> scheduler step -> metrics.csv row ->
 //   checkpoints last (every epoch) and best (when checkpoint_metric improves) -> early stop.
 // A non-finite loss stops the run with the epoch and batch named (or, for the validation
-// loss, the epoch), keeping the last good checkpoints. The data side (decoding, transforms) comes in as DataLoaders; the model as any
+// loss, the epoch), keeping the last good checkpoints. With fp16 (ctx.scaler set) the step runs
+// under dynamic loss scaling (optim/grad_scaler.hpp): a step whose gradients overflow is skipped
+// and the scale halved; that is not an error. The data side (decoding, transforms) comes in as DataLoaders; the model as any
 // Module. Deliberately not here: the command line (examples/train.cpp), the device choice.
 #pragma once
 
@@ -131,7 +133,17 @@ struct FitContext {
     double best_score = -INFINITY;
     std::int64_t epochs_without_improvement = 0;
     std::function<std::map<std::string, std::string>()> extra_meta;  // e.g. scheduler state, for resume
+    optim::GradScaler<T, B>* scaler = nullptr;  // fp16: dynamic loss scaling (state saved in last)
 };
+
+/// The checkpoint-metadata form of a GradScaler's state ("grad_scaler_state").
+inline std::string grad_scaler_state_json(const optim::GradScalerState& s) {
+    return nlohmann::json{{"scale", s.scale}, {"growth_tracker", s.growth_tracker}}.dump();
+}
+inline optim::GradScalerState grad_scaler_state_from_json(const std::string& text) {
+    const auto j = nlohmann::json::parse(text);
+    return optim::GradScalerState{j.at("scale").get<double>(), j.at("growth_tracker").get<std::int64_t>()};
+}
 
 /// The score that decides "best": higher is better (val_loss is negated).
 inline double score_of(const std::string& metric, double acc, double auc, double loss) {
@@ -186,9 +198,17 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
             const double lv = static_cast<double>(loss.value().item());
             MEDIMG_CHECK(std::isfinite(lv), ValueError, "train: loss is ", lv, " at epoch ", epoch, ", batch ", batch_no,
                          "; stopped (last good checkpoints kept). Lower train.lr or set train.grad_clip_norm");
-            loss.backward();
-            if (o.grad_clip_norm > 0) clip(params, o.grad_clip_norm);
-            ctx.optimizer->step();
+            if (ctx.scaler) {  // torch.amp order: scale -> backward -> unscale -> clip -> step -> update
+                ctx.scaler->scale(loss).backward();
+                const bool finite = ctx.scaler->unscale(*ctx.optimizer);
+                if (finite && o.grad_clip_norm > 0) clip(params, o.grad_clip_norm);
+                ctx.scaler->step(*ctx.optimizer);
+                ctx.scaler->update();
+            } else {
+                loss.backward();
+                if (o.grad_clip_norm > 0) clip(params, o.grad_clip_norm);
+                ctx.optimizer->step();
+            }
             ctx.optimizer->zero_grad();
             loss_sum += lv * static_cast<double>(n);
             seen += n;
@@ -225,7 +245,12 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
                       "epoch %lld/%lld  train loss %.4f acc %.3f | val loss %.4f acc %.3f auc %.3f | lr %.3g | %.1fs, %.1f img/s",
                       static_cast<long long>(epoch), static_cast<long long>(o.epochs), row.train_loss, row.train_acc, row.val_loss,
                       row.val_acc, row.val_auc, lr, row.seconds, static_cast<double>(seen) / train_secs);
-        out << line << std::flush;
+        out << line;
+        if (ctx.scaler && ctx.scaler->skipped() > 0) {
+            out << " | loss scaling: " << ctx.scaler->skipped() << " steps skipped (gradient overflow), scale now " << ctx.scaler->get_scale();
+            ctx.scaler->reset_skipped();
+        }
+        out << std::flush;
 
         auto meta = ctx.meta;
         meta.epoch = epoch;
@@ -245,6 +270,7 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
         meta.extra["epochs_without_improvement"] = std::to_string(ctx.epochs_without_improvement);
         if (ctx.extra_meta)
             for (auto& [k, v] : ctx.extra_meta()) meta.extra[k] = v;
+        if (ctx.scaler) meta.extra["grad_scaler_state"] = grad_scaler_state_json(ctx.scaler->state());
         io::save_checkpoint((ckdir / "last.safetensors").string(), model, meta, ctx.optimizer->state_dict());
         out << "\n";
         if (o.stop_after > 0 && epoch >= o.stop_after) break;

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "medimg/core/parallel.hpp"
+#include "medimg/core/precision.hpp"
 #include "medimg/train/setup.hpp"
 
 namespace medimg::train {
@@ -71,6 +72,15 @@ std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostrea
                                    std::int64_t stop_after_epoch = 0) {
     namespace fs = std::filesystem;
     if (c.runtime.threads > 0) set_num_threads(static_cast<int>(c.runtime.threads));
+    // runtime.precision: bf16 / fp16 convolutions and linear layers on the GPU (core/precision.hpp);
+    // the config refuses them with device cpu, this catches auto without a GPU and CPU-only builds.
+    const Precision precision = parse_precision(c.runtime.precision);
+    constexpr bool on_cpu = std::is_same_v<B, Cpu>;
+    MEDIMG_CHECK(!on_cpu || precision == Precision::fp32, ConfigError, "config: ", c.source,
+                 ": 'runtime.precision' is ", c.runtime.precision,
+                 " but this run is on the CPU (runtime.device ", c.runtime.device,
+                 "), which computes in fp32 only; use fp32 or a CUDA device");
+    PrecisionScope<B> precision_scope(precision);
     const auto pre = Preprocessing::from_config(c);
     const auto K = static_cast<std::int64_t>(c.data.classes.size());
 
@@ -114,6 +124,11 @@ std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostrea
     ctx.meta.config = io::to_yaml(c);
     pre.to_meta(ctx.meta);
     if (scheduler) ctx.extra_meta = [&] { return std::map<std::string, std::string>{{"scheduler_state", nlohmann::json(scheduler->state()).dump()}}; };
+    std::unique_ptr<optim::GradScaler<T, B>> scaler;  // fp16 only: bf16 has float32's exponent range
+    if (precision == Precision::fp16) {
+        scaler = std::make_unique<optim::GradScaler<T, B>>();
+        ctx.scaler = scaler.get();
+    }
 
     FitOptions fo;
     fo.epochs = c.train.epochs;
@@ -133,6 +148,8 @@ std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostrea
             MEDIMG_CHECK(ck.meta().extra.count("scheduler_state"), IoError, "resume: ", last, " has no scheduler state");
             scheduler->load_state(nlohmann::json::parse(ck.meta().extra.at("scheduler_state")).get<optim::SchedulerState>());
         }
+        if (scaler && ck.meta().extra.count("grad_scaler_state"))  // absent when the run before was not fp16
+            scaler->load_state(grad_scaler_state_from_json(ck.meta().extra.at("grad_scaler_state")));
         fo.start_epoch = ck.meta().epoch + 1;
         ctx.previous_rows = read_metrics_csv((fs::path(c.output_dir) / "metrics.csv").string(), ck.meta().epoch);
         ctx.best_score = std::stod(ck.meta().extra.at("best_score"));
@@ -141,7 +158,10 @@ std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostrea
     }
     out << "model " << c.model.name << " (" << model->parameter_count() << " parameters, " << pre.model_channels
         << " input channels), " << c.train.optimizer << " lr " << c.train.lr << ", " << num_threads() << " threads, "
-        << c.runtime.workers << " workers\n";
+        << c.runtime.workers << " workers";
+    if (precision != Precision::fp32)
+        out << ", " << c.runtime.precision << " convolutions and linear layers" << (scaler ? " with dynamic loss scaling" : "");
+    out << "\n";
     auto rows = fit(ctx, fo, out);
     if (stop_after_epoch > 0 && !rows.empty() && rows.back().epoch < c.train.epochs) {
         out << "stopped after epoch " << rows.back().epoch << " as asked; continue with --resume\n";
