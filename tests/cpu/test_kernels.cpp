@@ -52,6 +52,52 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(conv2d_forward_matches_naive_reference, T, float_t
     }
 }
 
+/// Runs f with cpu::winograd always or never used, restoring the mode.
+template <class F>
+void with_winograd(bool on, F&& f) {
+    auto& flag = cpu::winograd::mode();
+    const auto before = flag;
+    flag = on ? cpu::winograd::Mode::always : cpu::winograd::Mode::never;
+    try {
+        f();
+    } catch (...) {
+        flag = before;
+        throw;
+    }
+    flag = before;
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(winograd_3x3_matches_the_naive_reference_and_im2col_in_both_directions, T, float_types) {
+    // Winograd F(2x2, 3x3) (cpu/winograd.hpp) serves 3x3 stride-1 pad-1 forward and input-gradient
+    // convolutions: odd sizes cut the last tile, 1-pixel images are all padding, large batches go
+    // in several image groups (over threads), batch 1 splits the transforms over channels.
+    const std::vector<std::pair<Shape, std::int64_t>> cases = {
+        {{2, 3, 9, 9}, 4}, {{1, 5, 7, 7}, 6}, {{3, 2, 5, 8}, 3}, {{2, 4, 1, 1}, 2}, {{1, 1, 2, 3}, 1},
+        {{17, 8, 6, 6}, 5}, {{4, 64, 14, 14}, 32}, {{1, 16, 28, 28}, 16}};
+    const ops::Conv2dParams p{1, 1, 1, 1, 1, 1};
+    std::uint64_t seed = 900;
+    for (const auto& [xs, co] : cases) {
+        BOOST_TEST_CONTEXT("x " << xs << ", " << co << " output channels") {
+            const Shape ws{co, xs[1], 3, 3}, ys{xs[0], co, xs[2], xs[3]};
+            const auto x = ref::random<T>(xs, seed++), w = ref::random<T>(ws, seed++), b = ref::random<T>({co}, seed++);
+            const auto dy = ref::random<T>(ys, seed++);
+            auto y = Tensor<T, Cpu>::empty(ys), y_im2col = Tensor<T, Cpu>::empty(ys);
+            auto dx = Tensor<T, Cpu>::full(xs, T(7)), dx_im2col = Tensor<T, Cpu>::empty(xs);
+            with_winograd(true, [&] {
+                ops::conv2d_forward(x, w, b, y, p);
+                ops::conv2d_backward_data(dy, w, dx, p);
+            });
+            with_winograd(false, [&] {
+                ops::conv2d_forward(x, w, b, y_im2col, p);
+                ops::conv2d_backward_data(dy, w, dx_im2col, p);
+            });
+            MEDIMG_CHECK_CLOSE_TENSORS(y, ref::conv2d(x, w, b, p), rtol<T>(), atol<T>());
+            MEDIMG_CHECK_CLOSE_TENSORS(y, y_im2col, rtol<T>(), atol<T>());
+            MEDIMG_CHECK_CLOSE_TENSORS(dx, dx_im2col, rtol<T>(), atol<T>());
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(conv2d_is_deterministic_for_a_fixed_thread_count) {
     auto x = ref::random<float>({6, 8, 12, 12}, 5);
     auto w = ref::random<float>({8, 8, 3, 3}, 6);
