@@ -158,7 +158,7 @@ def main():
         start = text.find("## ResNet18 on the CPU")
         if start >= 0:
             end = text.find("\n## ", start + 1)
-            text = text[:start] + table + (text[end + 1:] if end >= 0 else "")
+            text = text[:start] + table + ("\n" + text[end + 1:] if end >= 0 else "")
         else:
             text = text.rstrip("\n") + "\n\n" + table
         open(path, "w").write(text)

@@ -67,9 +67,9 @@ void with_winograd(bool on, F&& f) {
     flag = before;
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(winograd_3x3_matches_the_naive_reference_and_im2col_in_both_directions, T, float_types) {
-    // Winograd F(2x2, 3x3) (cpu/winograd.hpp) serves 3x3 stride-1 pad-1 forward and input-gradient
-    // convolutions: odd sizes cut the last tile, 1-pixel images are all padding, large batches go
+BOOST_AUTO_TEST_CASE_TEMPLATE(winograd_3x3_matches_the_naive_reference_and_im2col_in_all_three_directions, T, float_types) {
+    // Winograd F(2x2, 3x3) (cpu/winograd.hpp) serves 3x3 stride-1 pad-1 forward, input-gradient and
+    // weight-gradient convolutions: odd sizes cut the last tile, 1-pixel images are all padding, large batches go
     // in several image groups (over threads), batch 1 splits the transforms over channels.
     const std::vector<std::pair<Shape, std::int64_t>> cases = {
         {{2, 3, 9, 9}, 4}, {{1, 5, 7, 7}, 6}, {{3, 2, 5, 8}, 3}, {{2, 4, 1, 1}, 2}, {{1, 1, 2, 3}, 1},
@@ -83,17 +83,22 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(winograd_3x3_matches_the_naive_reference_and_im2co
             const auto dy = ref::random<T>(ys, seed++);
             auto y = Tensor<T, Cpu>::empty(ys), y_im2col = Tensor<T, Cpu>::empty(ys);
             auto dx = Tensor<T, Cpu>::full(xs, T(7)), dx_im2col = Tensor<T, Cpu>::empty(xs);
+            auto dw = Tensor<T, Cpu>::full(ws, T(7)), dw_im2col = Tensor<T, Cpu>::empty(ws);
             with_winograd(true, [&] {
                 ops::conv2d_forward(x, w, b, y, p);
                 ops::conv2d_backward_data(dy, w, dx, p);
+                ops::conv2d_backward_filter(x, dy, dw, p);
             });
             with_winograd(false, [&] {
                 ops::conv2d_forward(x, w, b, y_im2col, p);
                 ops::conv2d_backward_data(dy, w, dx_im2col, p);
+                ops::conv2d_backward_filter(x, dy, dw_im2col, p);
             });
             MEDIMG_CHECK_CLOSE_TENSORS(y, ref::conv2d(x, w, b, p), rtol<T>(), atol<T>());
             MEDIMG_CHECK_CLOSE_TENSORS(y, y_im2col, rtol<T>(), atol<T>());
             MEDIMG_CHECK_CLOSE_TENSORS(dx, dx_im2col, rtol<T>(), atol<T>());
+            // dw sums over every pixel of the batch: a few more float roundings per element
+            MEDIMG_CHECK_CLOSE_TENSORS(dw, dw_im2col, rtol<T>(), 10 * atol<T>());
         }
     }
 }

@@ -7,8 +7,8 @@
 //   dW  += dy_n * cols^T             // summed over groups in per-thread partials, fixed order
 // Images go in groups side by side through one GEMM (see image_groups); threads go over groups
 // when there are enough, otherwise into the GEMM. 3x3 stride-1 pad-1 convolutions (forward and
-// input gradient) go through Winograd F(2x2, 3x3) instead (cpu/winograd.hpp): 2.25x fewer
-// multiply-adds. Deliberately not here: NHWC, grouped convolution.
+// input gradient, weight gradient) go through Winograd F(2x2, 3x3) instead (cpu/winograd.hpp):
+// 2.25x fewer multiply-adds. Deliberately not here: NHWC, grouped convolution.
 #pragma once
 
 #include <algorithm>
@@ -145,14 +145,14 @@ inline Groups image_groups(std::int64_t N, std::int64_t P) {
 /// Per-thread scratch for column buffers, grown on demand and never zeroed (every element is
 /// written before it is read). A std::vector per call zero-filled up to 7 MB per image group and
 /// faulted its pages in again: ~4% of a ResNet18 training step at 224 (perf: memset, clear_page).
-/// `slot` keeps two buffers of one call apart.
+/// `slot` keeps the buffers of one call apart (0, 1: columns / outputs; 2: Winograd's filters).
 template <class T>
 T* conv_scratch(int slot, std::int64_t n) {
     struct Buf {
         std::unique_ptr<T[]> p;
         std::int64_t n = 0;
     };
-    thread_local Buf bufs[2];
+    thread_local Buf bufs[3];
     Buf& b = bufs[slot];
     if (b.n < n) {
         b.p.reset(new T[static_cast<std::size_t>(n)]);  // default-initialised: no fill
@@ -193,9 +193,9 @@ struct Conv2dImpl<Cpu> {
         const std::int64_t N = x.size(0), Co = w.size(0), K = g.K(), P = g.P(), CHW = g.C * g.H * g.W;
         if (N == 0 || Co == 0) return;
         if (g.C > 0 && cpu::winograd::use(g.kh, g.kw, p, N, g.H, g.W)) {
-            std::vector<T> U(static_cast<std::size_t>(16 * Co * g.C));
-            cpu::winograd::filter_transform(w.data(), Co, g.C, false, U.data());
-            cpu::winograd::convolve(x.data(), N, g.C, g.H, g.W, U.data(), Co, b.defined() ? b.data() : nullptr, y.data());
+            T* U = cpu::conv_scratch<T>(2, 16 * Co * g.C);
+            cpu::winograd::filter_transform(w.data(), Co, g.C, false, U);
+            cpu::winograd::convolve(x.data(), N, g.C, g.H, g.W, U, Co, b.defined() ? b.data() : nullptr, y.data());
             return;
         }
         const auto gr = cpu::image_groups(N, P);
@@ -248,9 +248,9 @@ struct Conv2dImpl<Cpu> {
                 dx.zero_();
                 return;
             }
-            std::vector<T> U(static_cast<std::size_t>(16 * g.C * Co));
-            cpu::winograd::filter_transform(w.data(), g.C, Co, true, U.data());
-            cpu::winograd::convolve(dy.data(), N, Co, g.H, g.W, U.data(), g.C, static_cast<const T*>(nullptr), dx.data());
+            T* U = cpu::conv_scratch<T>(2, 16 * g.C * Co);
+            cpu::winograd::filter_transform(w.data(), g.C, Co, true, U);
+            cpu::winograd::convolve(dy.data(), N, Co, g.H, g.W, U, g.C, static_cast<const T*>(nullptr), dx.data());
             return;
         }
         const auto gr = cpu::image_groups(N, P);
@@ -285,6 +285,10 @@ struct Conv2dImpl<Cpu> {
                                 const Conv2dParams& p) {
         const auto g = cpu::conv_geom(x, dw.shape(), dy.shape(), p);
         const std::int64_t N = x.size(0), Co = dw.size(0), K = g.K(), P = g.P(), CHW = g.C * g.H * g.W;
+        if (N > 0 && Co > 0 && g.C > 0 && cpu::winograd::use(g.kh, g.kw, p, N, g.H, g.W)) {
+            cpu::winograd::weight_gradient(x.data(), dy.data(), N, g.C, g.H, g.W, Co, dw.data());
+            return;
+        }
         const auto gr = cpu::image_groups(N, P);
         auto group_into = [&](std::int64_t n0, std::int64_t ng, T* acc) {
             const std::int64_t ld = ng * P;

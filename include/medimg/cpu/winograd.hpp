@@ -12,7 +12,8 @@
 // filter), memory-bound. ResNet's 3x3 body convolutions are ~83% of its multiply-adds.
 // The input gradient of such a convolution is the same operation on dy with the filter rotated by
 // 180 degrees and its channel axes swapped (a stride-1, pad-1 3x3 transposed convolution is a
-// 3x3 pad-1 convolution), so backward_data uses it too. The weight gradient stays im2col + GEMM.
+// 3x3 pad-1 convolution), so backward_data uses it too; the weight gradient uses the same
+// transforms by duality (weight_gradient below).
 // Accuracy: the transforms add a few float roundings per term (the B^T d B sums of four inputs,
 // the 1/2 factors are exact); measured against im2col in tests/cpu/test_kernels.cpp.
 // Deliberately not here: F(4x4, 3x3) (more savings, worse float error), strides other than 1.
@@ -253,6 +254,135 @@ void convolve(const T* x, std::int64_t N, std::int64_t C, std::int64_t H, std::i
             parallel_chunks(0, Co, [&](std::int64_t lo, std::int64_t hi, int) { output_transform(M, ng, Co, tl, bias, lo, hi, yg); });
         else
             output_transform(M, ng, Co, tl, bias, 0, Co, yg);
+    });
+}
+
+/// DY[xi][k][t] = (A e A^T)[xi] for the 2x2 tiles e of dy (images [0, ng), each (Co, H, W);
+/// zeros past an odd border), channels [k0, k1); the tile order of input_transform. With
+/// A = [1 0; 1 1; 1 -1; 0 -1] (the transpose of A^T above): rows (e0, e0 + e1, e0 - e1, -e1),
+/// then the same along the columns.
+template <class T>
+void gradient_transform(const T* dy, std::int64_t ng, std::int64_t Co, const Tiles& tl, std::int64_t k0, std::int64_t k1, T* DY) {
+    const std::int64_t T_ = ng * tl.per_image(), KT = Co * T_, HW = tl.H * tl.W, tw = tl.tw;
+    std::vector<T> buf(static_cast<std::size_t>(12 * tw));
+    T* e[2];
+    T* o[2];
+    T* re[4];
+    T* ro[4];
+    for (int r = 0; r < 2; ++r) {
+        e[r] = buf.data() + r * tw;
+        o[r] = buf.data() + (2 + r) * tw;
+    }
+    for (int r = 0; r < 4; ++r) {
+        re[r] = buf.data() + (4 + r) * tw;
+        ro[r] = buf.data() + (8 + r) * tw;
+    }
+    for (std::int64_t k = k0; k < k1; ++k)
+        for (std::int64_t j = 0; j < ng; ++j) {
+            const T* plane = dy + (j * Co + k) * HW;
+            for (std::int64_t ty = 0; ty < tl.th; ++ty) {
+                for (int r = 0; r < 2; ++r) {  // even / odd columns of the tile row's two dy rows
+                    const std::int64_t row = 2 * ty + r;
+                    if (row >= tl.H) {
+                        std::fill(e[r], e[r] + tw, T(0));
+                        std::fill(o[r], o[r] + tw, T(0));
+                        continue;
+                    }
+                    const T* in = plane + row * tl.W;
+                    for (std::int64_t i = 0; i < tw; ++i) e[r][i] = in[2 * i];  // 2i < W always
+                    for (std::int64_t i = 0; i < tw; ++i) o[r][i] = 2 * i + 1 < tl.W ? in[2 * i + 1] : T(0);
+                }
+                for (std::int64_t i = 0; i < tw; ++i) {  // A down the rows
+                    re[0][i] = e[0][i];
+                    re[1][i] = e[0][i] + e[1][i];
+                    re[2][i] = e[0][i] - e[1][i];
+                    re[3][i] = -e[1][i];
+                    ro[0][i] = o[0][i];
+                    ro[1][i] = o[0][i] + o[1][i];
+                    ro[2][i] = o[0][i] - o[1][i];
+                    ro[3][i] = -o[1][i];
+                }
+                T* out = DY + k * T_ + (j * tl.th + ty) * tw;
+                for (int r = 0; r < 4; ++r) {  // A along the columns
+                    T* v0 = out + (r * 4 + 0) * KT;
+                    T* v1 = out + (r * 4 + 1) * KT;
+                    T* v2 = out + (r * 4 + 2) * KT;
+                    T* v3 = out + (r * 4 + 3) * KT;
+                    for (std::int64_t i = 0; i < tw; ++i) {
+                        v0[i] = re[r][i];
+                        v1[i] = re[r][i] + ro[r][i];
+                        v2[i] = re[r][i] - ro[r][i];
+                        v3[i] = -ro[r][i];
+                    }
+                }
+            }
+        }
+}
+
+/// The weight gradient of the 3x3 stride-1 pad-1 convolution: dw (Co, C, 3, 3) = sum over images
+/// and tiles of the tile's 3x3 correlation of x with dy. By the duality of bilinear algorithms
+/// (the trilinear form dy . conv(x, w) differentiated by w; Lavin & Gray 2016 use it for the
+/// backward pass) F(2x2, 3x3) gives it with the same B and G:  dw = G^T [ sum_t (B^T x_t B) (.)
+/// (A dy_t A^T) ] G,  i.e. 16 GEMMs  M[xi] (Co, C) += DY[xi] (Co, T) V[xi]^T (T, C)  over the tiles,
+/// whose inner dimension is the tile count: long, well-shaped GEMMs. Per-thread partial sums
+/// are added in thread order (bit-identical for a fixed thread count).
+template <class T>
+void weight_gradient(const T* x, const T* dy, std::int64_t N, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t Co,
+                     T* dw) {
+    const Tiles tl = tiles_for(H, W);
+    const auto gr = image_groups(N, tl.per_image());
+    const std::int64_t MC = 16 * Co * C;
+    auto group_into = [&](std::int64_t n0, std::int64_t ng, T* M, bool split) {
+        const std::int64_t T_ = ng * tl.per_image();
+        T* V = conv_scratch<T>(0, 16 * C * T_);
+        T* DY = conv_scratch<T>(1, 16 * Co * T_);
+        const T* xg = x + n0 * C * H * W;
+        const T* dyg = dy + n0 * Co * H * W;
+        if (split) {
+            parallel_chunks(0, C, [&](std::int64_t lo, std::int64_t hi, int) { input_transform(xg, ng, C, tl, lo, hi, V); });
+            parallel_chunks(0, Co, [&](std::int64_t lo, std::int64_t hi, int) { gradient_transform(dyg, ng, Co, tl, lo, hi, DY); });
+        } else {
+            input_transform(xg, ng, C, tl, 0, C, V);
+            gradient_transform(dyg, ng, Co, tl, 0, Co, DY);
+        }
+        for (int xi = 0; xi < 16; ++xi)
+            gemm_ld(false, true, Co, C, T_, DY + xi * Co * T_, T_, V + xi * C * T_, T_, M + xi * Co * C, C, true);
+    };
+    std::vector<T> M(static_cast<std::size_t>(MC), T(0));
+    const int t = static_cast<int>(std::min<std::int64_t>(num_threads(), gr.count));
+    if (t <= 1 || in_parallel()) {
+        const bool split = !in_parallel() && num_threads() > 1;
+        for (std::int64_t b = 0; b < gr.count; ++b) group_into(b * gr.size, std::min(gr.size, N - b * gr.size), M.data(), split);
+    } else {
+        std::vector<std::vector<T>> part(static_cast<std::size_t>(t));
+        parallel_chunks(0, gr.count, [&](std::int64_t lo, std::int64_t hi, int id) {
+            auto& acc = part[static_cast<std::size_t>(id)];
+            acc.assign(static_cast<std::size_t>(MC), T(0));
+            for (std::int64_t b = lo; b < hi; ++b) group_into(b * gr.size, std::min(gr.size, N - b * gr.size), acc.data(), false);
+        });
+        for (const auto& acc : part)
+            for (std::int64_t i = 0; i < MC; ++i) M[static_cast<std::size_t>(i)] += acc[static_cast<std::size_t>(i)];
+    }
+    // dw[k][c] = G^T m G with G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0; 0 1/2 1/2 1]
+    const std::int64_t KC = Co * C;
+    parallel_blocks(KC, 256, [&](std::int64_t lo, std::int64_t hi) {
+        for (std::int64_t kc = lo; kc < hi; ++kc) {
+            T m[4][4];
+            for (int r = 0; r < 4; ++r)
+                for (int q = 0; q < 4; ++q) m[r][q] = M[static_cast<std::size_t>((r * 4 + q) * KC + kc)];
+            T a[3][4];
+            for (int q = 0; q < 4; ++q) {
+                a[0][q] = m[0][q] + T(0.5) * (m[1][q] + m[2][q]);
+                a[1][q] = T(0.5) * (m[1][q] - m[2][q]);
+                a[2][q] = T(0.5) * (m[1][q] + m[2][q]) + m[3][q];
+            }
+            T* out = dw + kc * 9;
+            for (int r = 0; r < 3; ++r) {
+                out[r * 3 + 0] = a[r][0] + T(0.5) * (a[r][1] + a[r][2]);
+                out[r * 3 + 1] = T(0.5) * (a[r][1] - a[r][2]);
+                out[r * 3 + 2] = T(0.5) * (a[r][1] + a[r][2]) + a[r][3];
+            }
+        }
     });
 }
 
