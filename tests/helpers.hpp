@@ -11,9 +11,33 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include "medimg/core/rng.hpp"
 #include "medimg/core/tensor.hpp"
 
 namespace medimg::test {
+
+/// The tiny learning set of the ResNet tests (CPU, GPU, mixed precision): 64 gray 32x32 images of
+/// N(0, 0.3) noise; odd-numbered ones (class 1) also have a bright 6x6 square (+1.5) at a random
+/// place. Seeded: the same set everywhere.
+struct TwoClassSet {
+    Tensor<float, Cpu> x;             // (64, 1, 32, 32)
+    Tensor<std::int64_t, Cpu> y;      // (64)
+};
+inline TwoClassSet two_class_squares(std::uint64_t seed = 11) {
+    Rng rng(seed);
+    TwoClassSet s{Tensor<float, Cpu>::empty({64, 1, 32, 32}), Tensor<std::int64_t, Cpu>::empty({64})};
+    for (std::int64_t i = 0; i < 64; ++i) {
+        s.y[i] = i % 2;
+        float* img = s.x.data() + i * 1024;
+        for (int p = 0; p < 1024; ++p) img[p] = static_cast<float>(rng.normal(0.0, 0.3));
+        if (s.y[i] == 1) {
+            const auto r0 = static_cast<int>(rng.randint(26)), c0 = static_cast<int>(rng.randint(26));
+            for (int r = r0; r < r0 + 6; ++r)
+                for (int c = c0; c < c0 + 6; ++c) img[r * 32 + c] += 1.5f;
+        }
+    }
+    return s;
+}
 
 // float32 kernels vs a float64 reference: GEMM reorders sums of up to ~5000 products, each
 // rounding at 2^-24 relative, so a few 1e-5 relative is the expected spread.

@@ -260,19 +260,9 @@ BOOST_AUTO_TEST_CASE(resnet18_training_step_in_bf16_stays_close_to_the_float32_c
 BOOST_TEST_DECORATOR(*utf::precondition(has_cuda_device))
 BOOST_AUTO_TEST_CASE(fp16_training_with_loss_scaling_learns_a_tiny_two_class_set) {
     PrecisionScope<Cuda> scope(Precision::fp16);
-    Rng rng(11);  // as resnet18_learns_a_tiny_two_class_set_on_the_gpu (test_training.cu)
-    auto x = Tensor<float, Cpu>::empty({64, 1, 32, 32});
-    auto y = Tensor<std::int64_t, Cpu>::empty({64});
-    for (std::int64_t i = 0; i < 64; ++i) {
-        y[i] = i % 2;
-        float* img = x.data() + i * 1024;
-        for (int p = 0; p < 1024; ++p) img[p] = static_cast<float>(rng.normal(0.0, 0.3));
-        if (y[i] == 1) {
-            const auto r0 = static_cast<int>(rng.randint(26)), c0 = static_cast<int>(rng.randint(26));
-            for (int r = r0; r < r0 + 6; ++r)
-                for (int c = c0; c < c0 + 6; ++c) img[r * 32 + c] += 1.5f;
-        }
-    }
+    const auto set = medimg::test::two_class_squares();  // class 1: a bright 6x6 square
+    const auto& x = set.x;
+    const auto& y = set.y;
     nn::ResNet18<float, Cuda> m(nn::ResNetOptions{2, 1, 3});
     optim::Adam<float, Cuda> opt(m.named_parameters(), optim::AdamOptions{1e-3});
     optim::GradScaler<float, Cuda> scaler;
