@@ -15,8 +15,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <map>
-#include <string>
 
 #include "medimg/autograd/functions.hpp"
 #include "medimg/error.hpp"
