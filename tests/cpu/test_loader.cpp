@@ -7,6 +7,8 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -122,6 +124,75 @@ BOOST_AUTO_TEST_CASE(a_failing_sample_fails_the_epoch_or_is_skipped_and_counted)
         BOOST_TEST(n == 5);
         BOOST_TEST(lenient.skipped() == 1);
     }
+}
+
+BOOST_AUTO_TEST_CASE(batches_are_collated_into_memory_from_the_image_allocator) {
+    // A pool of the kind the CUDA fit loop hands the loader (pinned blocks there): every batch,
+    // the short last one and the one a skipped sample shortened included, is collated into a
+    // block from it; the values are the default loader's; blocks come back when batches are dropped.
+    struct Pool {
+        std::mutex m;
+        std::vector<std::unique_ptr<float[]>> blocks;
+        std::vector<float*> free;
+        std::set<const float*> handed_out;
+        std::atomic<int> calls{0};
+        Tensor<float, Cpu> operator()(const Shape& s) {
+            ++calls;
+            std::lock_guard<std::mutex> lock(m);
+            float* p;
+            if (free.empty()) {
+                blocks.push_back(std::make_unique<float[]>(64));
+                p = blocks.back().get();
+            } else {
+                p = free.back();
+                free.pop_back();
+            }
+            if (s.numel() > 64) throw ValueError("test pool: block too small");  // no Boost.Test on workers
+            handed_out.insert(p);
+            return Tensor<float, Cpu>::from_storage(s, std::shared_ptr<float>(p, [this](float* q) {
+                                                        std::lock_guard<std::mutex> l(m);
+                                                        free.push_back(q);
+                                                    }));
+        }
+    };
+    std::vector<std::int64_t> labels(7, 0);
+    auto flaky = [](std::int64_t i, Rng& r) {
+        if (i == 2) throw IoError("image: data/x/2.png: truncated");
+        return fake(i, r);
+    };
+    for (int workers : {0, 2}) {
+        BOOST_TEST_CONTEXT("workers " << workers) {
+            data::DataLoader plain(labels, flaky, {3, true, false, 5, workers, 2, true});
+            const auto expected = run_epoch(plain, 1);
+            auto pool = std::make_shared<Pool>();
+            data::LoaderOptions o{3, true, false, 5, workers, 2, true};
+            o.allocate_images = [pool](const Shape& s) { return (*pool)(s); };
+            data::DataLoader pooled(labels, flaky, o);
+            pooled.start_epoch(1);
+            std::vector<std::vector<float>> got;
+            while (auto b = pooled.next()) {
+                std::lock_guard<std::mutex> lock(pool->m);
+                BOOST_TEST(pool->handed_out.count(b->images.data()) == 1u);
+                got.push_back(b->images.to_vector());
+            }
+            BOOST_TEST(got == expected);
+            BOOST_TEST(pool->calls.load() == 3);            // batches of 3, 2 (sample 2 skipped) and 1
+            {
+                std::lock_guard<std::mutex> lock(pool->m);
+                BOOST_TEST(pool->free.size() == pool->blocks.size());  // every batch handed its block back
+            }
+            // Switched off between epochs: back to Tensor::empty.
+            pooled.set_image_allocator({});
+            BOOST_TEST(run_epoch(pooled, 1) == expected);
+            BOOST_TEST(pool->calls.load() == 3);
+        }
+    }
+    data::LoaderOptions bad{3, false, false, 0, 0, 2, false};
+    bad.allocate_images = [](const Shape&) { return Tensor<float, Cpu>::empty({3, 1, 2}); };
+    data::DataLoader l(labels, fake, bad);
+    l.start_epoch(0);
+    BOOST_CHECK_EXCEPTION(l.next(), ShapeError,
+                          message_contains("DataLoader: the image allocator returned [3,1,2] for a batch of [3,1,2,2]"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

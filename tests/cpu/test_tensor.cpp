@@ -49,6 +49,28 @@ BOOST_AUTO_TEST_CASE(reshape_and_slice_are_views) {
     BOOST_CHECK_EXCEPTION(a.slice0(2, 2), ShapeError, message_contains("rows [2, 4) out of range for [3,2]"));
 }
 
+BOOST_AUTO_TEST_CASE(from_storage_wraps_caller_memory_until_the_last_view_lets_go) {
+    static float block[6];
+    int released = 0;
+    {
+        auto t = Tensor<float>::from_storage({2, 3}, std::shared_ptr<float>(block, [&](float* p) {
+                                                 BOOST_TEST(p == block);
+                                                 ++released;
+                                             }));
+        BOOST_TEST(t.data() == block);
+        t.fill_(2.5f);
+        BOOST_TEST(block[5] == 2.5f);
+        auto row = t.slice0(1, 1).reshape({3});  // views keep the storage alive
+        t = Tensor<float>();
+        BOOST_TEST(released == 0);
+        BOOST_TEST(row.data() == block + 3);
+    }
+    BOOST_TEST(released == 1);
+    BOOST_TEST(Tensor<float>::from_storage({0, 4}, nullptr).numel() == 0);
+    BOOST_CHECK_EXCEPTION(Tensor<float>::from_storage({2}, nullptr), ValueError,
+                          message_contains("Tensor::from_storage: no storage for shape [2]"));
+}
+
 BOOST_AUTO_TEST_CASE(factories_fill_and_check_sizes) {
     auto z = Tensor<float>::zeros({3});
     auto o = Tensor<float>::full({3}, 2.5f);

@@ -4,7 +4,8 @@
 // and when a batch is larger than any before; once every block has seen the largest batch no
 // cudaHostAlloc happens; the on-device count of right predictions equals the CPU's count
 // (std::max_element's first-maximum rule, ties and NaN included); the device gradient clipper
-// equals train::clip_grad_norm. The fit loop that uses both is
+// equals train::clip_grad_norm. Batches a DataLoader collates into the uploader's pinned pool go
+// by DMA straight from their blocks, which are reused and not handed out again while a copy holds them. The fit loop that uses both is
 // tests/cpu/test_train.cpp's (CPU) and medimg-train's (tests/gpu/run-on-device.sh).
 #include <boost/test/unit_test.hpp>
 
@@ -73,6 +74,63 @@ BOOST_AUTO_TEST_CASE(the_host_batch_may_be_overwritten_as_soon_as_upload_returns
     const auto d = upload(h);
     h.fill_(-1.0f);  // the staging memcpy already happened: the device copy must not see this
     MEDIMG_CHECK_GPU_CPU_EXACT("device copy", d, expected);
+}
+
+BOOST_TEST_DECORATOR(*utf::precondition(has_cuda_device))
+BOOST_AUTO_TEST_CASE(batches_the_loader_collates_into_the_pinned_pool_go_by_dma_and_reuse_their_blocks) {
+    train::BatchUploader<Cuda> upload;
+    // 11 samples in batches of 4 (the last one short), two workers collating into the pool.
+    std::vector<std::int64_t> labels(11, 0);
+    auto load = [](std::int64_t i, Rng& rng) {
+        auto t = ref::random<float>({3, 16, 16}, 720 + static_cast<std::uint64_t>(i));
+        t[0] = static_cast<float>(rng.uniform());
+        return t;
+    };
+    data::DataLoader loader(labels, load, {4, true, false, 3, 2, 2, false});
+    loader.set_image_allocator(upload.host_allocator());
+    std::size_t after_first = 0;
+    for (std::int64_t epoch = 0; epoch < 4; ++epoch) {
+        loader.start_epoch(epoch);
+        int k = 0;
+        while (auto b = loader.next()) {
+            BOOST_TEST_CONTEXT("epoch " << epoch << ", batch " << k++) {
+                BOOST_TEST(upload.pool().owns(b->images.data(), b->images.bytes()));
+                const auto expected = b->images.clone();  // ordinary memory: staged, not by DMA
+                const auto d = upload(b->images);
+                BOOST_TEST(upload.direct().pending() >= 1u);
+                MEDIMG_CHECK_GPU_CPU_EXACT("images", d, expected);
+            }
+        }
+        if (epoch == 0) after_first = upload.pool().host_allocations();
+    }
+    // A fixed set of blocks from the first epoch on: prefetched batches, the one in hand and the
+    // ones whose copies were still held.
+    BOOST_TEST(upload.pool().host_allocations() == after_first);
+    BOOST_TEST_MESSAGE("pinned pool: " << after_first << " blocks, " << upload.pool().pinned_bytes() << " bytes");
+}
+
+BOOST_TEST_DECORATOR(*utf::precondition(has_cuda_device))
+BOOST_AUTO_TEST_CASE(a_pool_block_is_not_handed_out_again_while_its_copy_is_held) {
+    train::BatchUploader<Cuda> upload;
+    auto alloc = upload.host_allocator();
+    auto h = alloc({2, 1, 128, 128});
+    h.fill_(3.0f);
+    const float* block = h.data();
+    const auto d = upload(h);
+    h = Tensor<float, Cpu>();  // the caller lets go; the uploader still holds the block
+    BOOST_TEST(upload.pool().in_use() == 1u);
+    auto h2 = alloc({2, 1, 128, 128});
+    BOOST_TEST(h2.data() != block);  // a second block, not the one the DMA may still be reading
+    h2.fill_(-1.0f);
+    const auto threes = Tensor<float, Cpu>::full({2, 1, 128, 128}, 3.0f);
+    MEDIMG_CHECK_GPU_CPU_EXACT("device copy", d, threes);
+    // Once its copy has run and a later upload has noticed, the first block is free again.
+    (void)upload(h2);
+    cuda::synchronize();
+    (void)upload(h2);
+    BOOST_TEST(upload.pool().in_use() == 1u);  // h2 only: the first block went back
+    auto h3 = alloc({2, 1, 128, 128});
+    BOOST_TEST(h3.data() == block);
 }
 
 BOOST_TEST_DECORATOR(*utf::precondition(has_cuda_device))

@@ -38,6 +38,17 @@ public:
         t.defined_ = true;
         return t;
     }
+    /// A tensor over storage the caller allocated on B (pinned host memory from a pool, say):
+    /// `storage` must hold shape.numel() elements; its deleter runs when the last handle (views
+    /// included) lets go, as torch.from_blob's deleter does.
+    static Tensor from_storage(const Shape& shape, std::shared_ptr<T> storage) {
+        MEDIMG_CHECK(storage != nullptr || shape.numel() == 0, ValueError, "Tensor::from_storage: no storage for shape ", shape);
+        Tensor t;
+        t.shape_ = shape;
+        t.data_ = std::move(storage);
+        t.defined_ = true;
+        return t;
+    }
     static Tensor full(const Shape& shape, T value) {
         Tensor t = empty(shape);
         t.fill_(value);

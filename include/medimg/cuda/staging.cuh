@@ -1,11 +1,18 @@
 // SPDX-License-Identifier: MIT
 // cuda/staging.cuh: how host batches reach the GPU during training, and the on-device count of
 // right predictions (train/upload.hpp's BatchUploader<Cuda> and CorrectCounter<Cuda>).
-//   PinnedStaging  a ring of pinned (cudaHostAlloc) host blocks, each with an event: a copy
-//                  memcpys the host tensor into the next block (1 MiB pieces over the CPU threads), queues cudaMemcpyAsync from it on
-//                  the backend's stream and records the block's event; a block is only rewritten
-//                  after its event has fired. Blocks grow to the largest batch and are then reused:
-//                  no cudaHostAlloc in steady state. With four blocks (images + labels of two
+//   PinnedPool     pinned (cudaHostAllocPortable) host blocks handed out as Tensor<T, Cpu> whose
+//                  deleter gives the block back (thread-safe: the loader's workers collate batches
+//                  into them). Best fit among free blocks, else a new block with 12.5% headroom, so
+//                  a run settles on a fixed set: no cudaHostAlloc in steady state.
+//   PinnedCopies   cudaMemcpyAsync straight from a pool tensor; the tensor handle is kept, with an
+//                  event recorded after the copy, until the event has fired, so its block cannot
+//                  go back to the pool (and to a worker) while the DMA still reads it.
+//   PinnedStaging  for any other host tensor: a ring of pinned blocks, each with an event: a copy
+//                  memcpys the host tensor into the next block (1 MiB pieces over the CPU threads),
+//                  queues cudaMemcpyAsync from it on the backend's stream and records the block's
+//                  event; a block is only rewritten after its event has fired. Blocks grow to the
+//                  largest batch and are then reused. With four blocks (images + labels of two
 //                  steps) a step never waits: the previous step's loss read has drained the stream.
 //   count_correct  one thread per row: the first maximum (std::max_element's rule; NaN never
 //                  wins a comparison) compared with the label, atomicAdd into a device counter
@@ -13,8 +20,9 @@
 //   GradClipper    clip_grad_norm with the squared norms (the deterministic double reduction of
 //                  kernels/elementwise.cuh), the norm and the scale kept on the device; one kernel
 //                  per gradient reads the scale there (train::clip_grad_norm's rule and rounding).
-// Deliberately not here: decoding straight into pinned memory (the loader stays host-only, so
-// each batch costs one host memcpy), multiple devices (the blocks serve the current device).
+// Deliberately not here: decoding straight into pinned memory (each sample is decoded into its
+// own tensor and copied once into its row of the pinned batch, on a worker thread), multiple
+// devices (the copies serve the current device).
 #pragma once
 
 #include "medimg/config.hpp"
@@ -22,9 +30,13 @@
 #error "medimg/cuda/staging.cuh: include only from a TU compiled by nvcc"
 #endif
 
+#include <any>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -39,6 +51,155 @@
 #include "medimg/train/upload.hpp"
 
 namespace medimg::cuda {
+
+/// Pinned host memory handed out as host tensors; see the file header. Hold it by shared_ptr:
+/// every tensor it hands out keeps it alive.
+class PinnedPool : public std::enable_shared_from_this<PinnedPool> {
+public:
+    PinnedPool() = default;
+    ~PinnedPool() {  // every tensor is gone (they hold the pool); errors ignored in a destructor
+        for (auto& b : blocks_) (void)cudaFreeHost(b.host);
+    }
+    PinnedPool(const PinnedPool&) = delete;
+    PinnedPool& operator=(const PinnedPool&) = delete;
+
+    /// An uninitialised host tensor in a pinned block (Tensor::empty for zero elements).
+    template <class T>
+    Tensor<T, Cpu> empty(const Shape& shape) {
+        const std::size_t bytes = static_cast<std::size_t>(shape.numel()) * sizeof(T);
+        if (bytes == 0) return Tensor<T, Cpu>::empty(shape);
+        void* p = acquire(bytes);
+        auto self = shared_from_this();
+        return Tensor<T, Cpu>::from_storage(shape, std::shared_ptr<T>(static_cast<T*>(p), [self](T* q) { self->release(q); }));
+    }
+    /// True when [p, p + bytes) lies inside one of the pool's blocks.
+    bool owns(const void* p, std::size_t bytes) const {
+        const auto* c = static_cast<const unsigned char*>(p);
+        std::lock_guard<std::mutex> lock(m_);
+        for (const auto& b : blocks_) {
+            const auto* lo = static_cast<const unsigned char*>(b.host);
+            if (c >= lo && c + bytes <= lo + b.capacity) return true;
+        }
+        return false;
+    }
+    /// cudaHostAlloc calls so far.
+    std::size_t host_allocations() const {
+        std::lock_guard<std::mutex> lock(m_);
+        return blocks_.size();
+    }
+    /// Blocks handed out and not yet given back.
+    std::size_t in_use() const {
+        std::lock_guard<std::mutex> lock(m_);
+        std::size_t n = 0;
+        for (const auto& b : blocks_) n += b.in_use;
+        return n;
+    }
+    std::size_t pinned_bytes() const {
+        std::lock_guard<std::mutex> lock(m_);
+        std::size_t s = 0;
+        for (const auto& b : blocks_) s += b.capacity;
+        return s;
+    }
+
+private:
+    struct Block {
+        void* host = nullptr;
+        std::size_t capacity = 0;
+        bool in_use = false;
+    };
+    void* acquire(std::size_t bytes) {
+        std::lock_guard<std::mutex> lock(m_);
+        Block* best = nullptr;
+        for (auto& b : blocks_)
+            if (!b.in_use && b.capacity >= bytes && (!best || b.capacity < best->capacity)) best = &b;
+        if (!best) {
+            Block b;
+            b.capacity = (bytes + bytes / 8 + 4095) / 4096 * 4096;  // 12.5% headroom for a larger batch
+            // Portable: pinned for every device context, whichever thread (a loader worker) asks.
+            MEDIMG_CUDA_CHECK(cudaHostAlloc(&b.host, b.capacity, cudaHostAllocPortable));
+            blocks_.push_back(b);
+            best = &blocks_.back();
+        }
+        best->in_use = true;
+        return best->host;
+    }
+    void release(void* p) noexcept {
+        std::lock_guard<std::mutex> lock(m_);
+        for (auto& b : blocks_)
+            if (b.host == p) b.in_use = false;
+    }
+
+    mutable std::mutex m_;
+    std::vector<Block> blocks_;
+};
+
+/// Host -> device copies straight from pinned host tensors (a PinnedPool's); see the file header.
+class PinnedCopies {
+public:
+    PinnedCopies() = default;
+    ~PinnedCopies() {  // the sources must outlive their copies; errors ignored in a destructor
+        for (auto& s : slots_) {
+            if (s.pending) (void)cudaEventSynchronize(s.done);
+            s.keep.reset();
+            if (s.done) (void)cudaEventDestroy(s.done);
+        }
+    }
+    PinnedCopies(const PinnedCopies&) = delete;
+    PinnedCopies& operator=(const PinnedCopies&) = delete;
+
+    /// dst (device) <- t (pinned host), queued on stream(); t's storage is held until the copy ran.
+    template <class T>
+    void copy_to_device(T* dst, const Tensor<T, Cpu>& t) {
+        if (t.numel() == 0) return;
+        Slot& s = free_slot();
+        if (!s.done) MEDIMG_CUDA_CHECK(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming));
+        MEDIMG_CUDA_CHECK(cudaMemcpyAsync(dst, t.data(), t.bytes(), cudaMemcpyHostToDevice, stream()));
+        MEDIMG_CUDA_CHECK(cudaEventRecord(s.done, stream()));
+        s.keep = t;
+        s.pending = true;
+        s.order = ++issued_;
+    }
+    /// Copies whose source is still held (in flight, or finished but not yet noticed).
+    std::size_t pending() const {
+        std::size_t n = 0;
+        for (const auto& s : slots_) n += s.pending;
+        return n;
+    }
+
+private:
+    struct Slot {
+        cudaEvent_t done = nullptr;
+        std::any keep;  // the source tensor (a handle on its pinned block)
+        bool pending = false;
+        std::uint64_t order = 0;
+    };
+    static constexpr std::size_t kSlots = 8;
+    /// Lets go of every source whose copy has run; a free slot, waiting for the oldest copy when
+    /// all kSlots are in flight.
+    Slot& free_slot() {
+        Slot* oldest = nullptr;
+        for (auto& s : slots_) {
+            if (!s.pending) continue;
+            const cudaError_t e = cudaEventQuery(s.done);
+            if (e == cudaSuccess) {
+                s.pending = false;
+                s.keep.reset();  // the block goes back to its pool
+            } else if (e != cudaErrorNotReady) {
+                MEDIMG_CUDA_CHECK(e);
+            } else if (!oldest || s.order < oldest->order) {
+                oldest = &s;
+            }
+        }
+        for (auto& s : slots_)
+            if (!s.pending) return s;
+        MEDIMG_CUDA_CHECK(cudaEventSynchronize(oldest->done));
+        oldest->pending = false;
+        oldest->keep.reset();
+        return *oldest;
+    }
+    std::array<Slot, kSlots> slots_;
+    std::uint64_t issued_ = 0;
+};
 
 /// Pinned host staging blocks for host -> device copies on stream(); see the file header.
 class PinnedStaging {
@@ -172,17 +333,32 @@ namespace medimg::train {
 template <>
 class BatchUploader<Cuda> {
 public:
-    /// A device copy of t, queued on the backend's stream through pinned staging; returns at once.
+    /// A device copy of t, queued on the backend's stream; returns at once. A tensor from
+    /// host_allocator()'s pool is copied by DMA straight from its block (held until the copy has
+    /// run; do not write into it after this call), any other through pinned staging (t may be
+    /// reused at once).
     template <class T>
     Tensor<T, Cuda> operator()(const Tensor<T, Cpu>& t) {
         auto d = Tensor<T, Cuda>::empty(t.shape());
-        staging_.copy_to_device(d.data(), t.data(), t.bytes());
+        if (t.numel() > 0 && pool_->owns(t.data(), t.bytes()))
+            direct_.copy_to_device(d.data(), t);
+        else
+            staging_.copy_to_device(d.data(), t.data(), t.bytes());
         return d;
     }
+    /// For DataLoader::set_image_allocator: batches collated into this uploader's pinned pool.
+    data::ImageAllocator host_allocator() const {
+        return [pool = pool_](const Shape& s) { return pool->empty<float>(s); };
+    }
     const cuda::PinnedStaging& staging() const { return staging_; }
+    const cuda::PinnedPool& pool() const { return *pool_; }
+    const cuda::PinnedCopies& direct() const { return direct_; }
 
 private:
+    std::shared_ptr<cuda::PinnedPool> pool_ = std::make_shared<cuda::PinnedPool>();
     cuda::PinnedStaging staging_{4};
+    cuda::PinnedCopies direct_;  // declared last: destroyed first, waiting for its copies before
+                                 // their blocks go back to the pool
 };
 
 template <>

@@ -5,7 +5,11 @@
 // sample's augmentation draws from an Rng seeded by (seed, epoch, index), so the batches are
 // identical whatever the number of workers (tested). A sample whose loader throws either fails
 // the epoch (the error is re-thrown in the consumer, naming the file) or, with skip_errors, is
-// left out of its batch and counted. Deliberately not here: pinned memory (CUDA issue).
+// left out of its batch and counted. Batches are collated into memory from
+// LoaderOptions::allocate_images when set (thread-safe; the CUDA fit loop sets a pool of pinned
+// blocks, cuda/staging.cuh, so a batch goes to the GPU by DMA with no host copy), else
+// Tensor::empty. Deliberately not here: decoding straight into the batch (each sample is one
+// tensor, copied once into its row).
 #pragma once
 
 #include <algorithm>
@@ -34,6 +38,9 @@ struct Batch {
     std::vector<std::int64_t> indices;  // dataset indices, in batch order
 };
 
+/// Memory for one collated (N, C, H, W) batch of images; called from the worker threads.
+using ImageAllocator = std::function<Tensor<float, Cpu>(const Shape&)>;
+
 struct LoaderOptions {
     std::int64_t batch_size = 32;
     bool shuffle = true;
@@ -42,6 +49,7 @@ struct LoaderOptions {
     int workers = 2;          // 0 = decode on the calling thread
     int prefetch_batches = 4; // bound on batches decoded ahead (per loader)
     bool skip_errors = false;
+    ImageAllocator allocate_images{};  // empty: Tensor<float, Cpu>::empty
 };
 
 /// load(index, rng) -> one (C, H, W) image with the same shape for every index.
@@ -64,6 +72,12 @@ public:
     std::int64_t num_batches() const {
         const auto n = size(), b = o_.batch_size;
         return o_.drop_last ? n / b : (n + b - 1) / b;
+    }
+    /// Where batches are collated from now on (empty: Tensor::empty). Call between epochs: an
+    /// epoch in progress is stopped.
+    void set_image_allocator(ImageAllocator a) {
+        stop();
+        o_.allocate_images = std::move(a);
     }
     /// Samples left out since construction because their loader threw (skip_errors only).
     std::int64_t skipped() const { return skipped_.load(); }
@@ -137,7 +151,10 @@ private:
         }
         const auto n = static_cast<std::int64_t>(imgs.size());
         const Shape s = n ? imgs.front().shape() : Shape{0, 0, 0};
-        out.images = Tensor<float, Cpu>::empty({n, s[0], s[1], s[2]});
+        const Shape bs{n, s[0], s[1], s[2]};
+        out.images = o_.allocate_images ? o_.allocate_images(bs) : Tensor<float, Cpu>::empty(bs);
+        MEDIMG_CHECK(out.images.defined() && out.images.shape() == bs, ShapeError, "DataLoader: the image allocator returned ",
+                     out.images.defined() ? out.images.shape() : Shape{}, " for a batch of ", bs);
         out.labels = Tensor<std::int64_t, Cpu>::empty({n});
         for (std::int64_t k = 0; k < n; ++k) {
             std::copy(imgs[static_cast<std::size_t>(k)].data(), imgs[static_cast<std::size_t>(k)].data() + s.numel(),

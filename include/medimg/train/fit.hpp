@@ -61,6 +61,7 @@ Evaluation evaluate(nn::Module<T, B>& model, data::DataLoader& loader, std::int6
     double loss_sum = 0.0;
     BatchUploader<B> local;
     auto& upload = uploader ? *uploader : local;
+    if (auto a = upload.host_allocator()) loader.set_image_allocator(std::move(a));  // Cuda: pinned batches
     loader.start_epoch(0);
     while (auto batch = loader.next()) {
         const auto n = batch->labels.numel();
@@ -178,6 +179,7 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
     BatchUploader<B> upload;
     CorrectCounter<B> correct;
     GradClipper<B> clip;
+    if (auto a = upload.host_allocator()) ctx.train->set_image_allocator(std::move(a));  // Cuda: collate into pinned blocks
 
     for (std::int64_t epoch = o.start_epoch; epoch <= o.epochs; ++epoch) {
         model.train();

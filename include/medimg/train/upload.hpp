@@ -2,13 +2,14 @@
 // train/upload.hpp: the two places where the fit loop's host batches meet the backend, so that a
 // training step copies nothing back to the host except the loss value it logs:
 //   BatchUploader<B>   a host batch (images, labels) -> backend tensors. Cpu: the batch itself, no
-//                      copy. Cuda (cuda/staging.cuh): through pinned staging buffers reused across
-//                      steps and cudaMemcpyAsync on the backend's stream.
+//                      copy. Cuda (cuda/staging.cuh): host_allocator() hands the loader pinned
+//                      blocks to collate into, which go to the device by cudaMemcpyAsync with no
+//                      host copy; any other host tensor through pinned staging buffers.
 //   CorrectCounter<B>  the running count of right predictions (first maximum == label, as
 //                      std::max_element), kept on the backend and read once per epoch.
 //   GradClipper<B>     clip_grad_norm for the fit loop. Cpu: train::clip_grad_norm itself
 //                      (train/fit.hpp). Cuda: the norm and the scale never leave the device.
-// Deliberately not here: decoding or collating into pinned memory (data/loader.hpp stays host-only).
+// data/loader.hpp stays backend-free: it only calls the allocator it is handed.
 #pragma once
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 
 #include "medimg/config.hpp"
 #include "medimg/core/tensor.hpp"
+#include "medimg/data/loader.hpp"
 #include "medimg/error.hpp"
 
 namespace medimg::train {
@@ -32,6 +34,8 @@ public:
     Tensor<T, Cpu> operator()(const Tensor<T, Cpu>& t) {
         return t;
     }
+    /// Where a loader should collate its batches for this uploader: empty = its default.
+    data::ImageAllocator host_allocator() const { return {}; }
 };
 
 /// Counts right predictions over an epoch on backend B:
