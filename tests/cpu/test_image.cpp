@@ -279,7 +279,7 @@ BOOST_AUTO_TEST_CASE(write_png_errors_name_the_path) {
     TempDir dir;
     const auto t = Tensor<float, Cpu>::zeros(Shape{1, 2, 2});
     const std::string missing_dir = dir.file("no/such/dir/x.png");
-    BOOST_CHECK_EXCEPTION(write_png(missing_dir, t), IoError, message_contains("write_png: " + missing_dir + ": "));
+    BOOST_CHECK_EXCEPTION(write_png(missing_dir, t), IoError, message_contains("write_png: cannot write " + missing_dir + ": creating temporary file"));
     BOOST_CHECK_EXCEPTION(write_png(dir.file("a.png"), t, 12), ValueError, message_contains("bit_depth must be 8 or 16"));
     BOOST_CHECK_EXCEPTION(write_png(dir.file("a.png"), Tensor<float, Cpu>::zeros(Shape{5, 2, 2})), ShapeError,
                           message_contains("write_png: " + dir.file("a.png")));

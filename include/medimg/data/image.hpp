@@ -29,6 +29,7 @@
 
 #include "medimg/core/tensor.hpp"
 #include "medimg/error.hpp"
+#include "medimg/io/atomic_file.hpp"
 
 // ---- stb_image / stb_image_write: a private copy in every translation unit ----------------------
 // This header is the only place medimg touches stb. STB_IMAGE_STATIC / STB_IMAGE_WRITE_STATIC give
@@ -793,39 +794,6 @@ inline void png_chunk(std::vector<std::uint8_t>& out, const char* type, const st
     out.insert(out.end(), tail, tail + 4);
 }
 
-/// Writes all of `bytes` to `path` atomically: a temporary file in the same directory, fsync, then
-/// rename over `path`, so readers see either the old file or the complete new one.
-inline void write_bytes_atomically(const std::string& path, const std::vector<std::uint8_t>& bytes, const char* fn) {
-    static std::atomic<std::uint64_t> counter{0};
-    auto fail = [&](const std::string& step, int e) {
-        return IoError(medimg::detail::concat(fn, ": ", path, ": ", step, " (", std::strerror(e), ")"));
-    };
-    std::string tmp;
-    int fd = -1;
-    for (int attempt = 0; fd < 0; ++attempt) {
-        const auto ticks = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-        tmp = medimg::detail::concat(path, ".tmp-", ::getpid(), "-", counter.fetch_add(1), "-", ticks % 1000003u);
-        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (fd < 0 && (errno != EEXIST || attempt > 16)) throw fail("cannot create temporary file " + tmp, errno);
-    }
-    int err = 0;
-    std::string step;
-    std::size_t done = 0;
-    while (!err && done < bytes.size()) {
-        const ssize_t r = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) err = errno, step = "writing " + tmp + " failed";
-        else done += static_cast<std::size_t>(r);
-    }
-    if (!err && ::fsync(fd) != 0) err = errno, step = "fsync of " + tmp + " failed";
-    if (::close(fd) != 0 && !err) err = errno, step = "closing " + tmp + " failed";
-    if (!err && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno, step = "renaming " + tmp + " over it failed";
-    if (err) {
-        ::unlink(tmp.c_str());
-        throw fail(step, err);
-    }
-}
-
 }  // namespace detail
 
 /// Encodes a (C, H, W) or (H, W) float image with values in [0, 1] as PNG bytes.
@@ -900,7 +868,7 @@ inline std::vector<std::uint8_t> encode_png(const Tensor<float, Cpu>& image, int
 
 /// Writes a (C, H, W) or (H, W) float image in [0, 1] as an 8- or 16-bit PNG (see encode_png),
 /// atomically (temporary file in the same directory, fsync, rename). Errors: ValueError/ShapeError
-/// for the image, IoError "write_png: <path>: ..." when the file cannot be written.
+/// for the image, IoError "write_png: cannot write <path>: ..." when the file cannot be written.
 inline void write_png(const std::string& path, const Tensor<float, Cpu>& image, int bit_depth = 8) {
     std::vector<std::uint8_t> bytes;
     try {
@@ -910,7 +878,7 @@ inline void write_png(const std::string& path, const Tensor<float, Cpu>& image, 
     } catch (const ShapeError& e) {
         throw ShapeError(medimg::detail::concat("write_png: ", path, ": ", e.what()));
     }
-    detail::write_bytes_atomically(path, bytes, "write_png");
+    io::write_file_atomically(path, {{bytes.data(), bytes.size()}}, "write_png");
 }
 
 }  // namespace medimg::data

@@ -4,7 +4,7 @@
 // the little-endian data buffer. SafetensorsFile::load reads the file once and validates it up front as the
 // reference does (entries sorted by offset tile the buffer exactly); keys() are in data-offset order;
 // tensor<T>() converts any stored dtype to T (F16/BF16 exactly). SafetensorsWriter sorts keys, lays data out
-// in that order, space-pads the header to 8 bytes and writes atomically (temp file, fsync, rename).
+// in that order, space-pads the header to 8 bytes and writes atomically (io/atomic_file.hpp).
 // Errors: IoError "safetensors: <file>: ..." (load, write), ValueError "SafetensorsWriter::..." (arguments).
 // Deliberately not here: mmap/lazy loading, F8/U16/U32/U64 dtypes, big-endian hosts, non-POSIX systems.
 #pragma once
@@ -37,6 +37,7 @@
 
 #include "medimg/core/tensor.hpp"
 #include "medimg/error.hpp"
+#include "medimg/io/atomic_file.hpp"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "medimg/io/safetensors.hpp: safetensors data is little-endian; big-endian hosts are not supported"
@@ -422,92 +423,11 @@ inline std::string shown(const nlohmann::json& j, std::size_t cap = 60) {
     return s;
 }
 
-inline std::string errno_message(int err) { return std::error_code(err, std::generic_category()).message(); }
-
 /// "[2,3]" for raw (not yet validated) dimensions.
 inline std::string dims_string(const std::vector<std::uint64_t>& dims) {
     std::string s = "[";
     for (std::size_t i = 0; i < dims.size(); ++i) s += (i ? "," : "") + std::to_string(dims[i]);
     return s + "]";
-}
-
-/// 16 hex digits that differ between processes, threads and calls (for temporary file names).
-inline std::string random_hex() {
-    static std::atomic<std::uint64_t> counter{0};
-    std::uint64_t x = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-    x ^= static_cast<std::uint64_t>(::getpid()) << 40;
-    x ^= (counter.fetch_add(1) + 1) * 0x9E3779B97F4A7C15ull;
-    try {
-        std::random_device rd;
-        x ^= (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
-    } catch (...) {  // no entropy source: time, pid and counter still make the name unique enough
-    }
-    x ^= x >> 30, x *= 0xBF58476D1CE4E5B9ull, x ^= x >> 27, x *= 0x94D049BB133111EBull, x ^= x >> 31;  // splitmix64
-    static const char* hex = "0123456789abcdef";
-    std::string s(16, '0');
-    for (int i = 0; i < 16; ++i) s[static_cast<std::size_t>(i)] = hex[(x >> (4 * i)) & 0xfu];
-    return s;
-}
-
-/// Writes n bytes, retrying short writes and EINTR; returns 0 or an errno value.
-inline int write_all(int fd, const std::uint8_t* p, std::size_t n) {
-    while (n > 0) {
-        const ::ssize_t w = ::write(fd, p, std::min<std::size_t>(n, std::size_t{1} << 30));
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return errno;
-        }
-        if (w == 0) return EIO;
-        p += w;
-        n -= static_cast<std::size_t>(w);
-    }
-    return 0;
-}
-
-struct ByteSpan {
-    const std::uint8_t* data;
-    std::size_t size;
-};
-
-/// Writes `pieces` to path atomically: path.tmp-<random> in the same directory, fsync, rename over
-/// path, then a best-effort fsync of the directory. On failure the temp file is removed, an existing
-/// file at path is left untouched, and IoError names path, the step and the system's reason.
-inline void atomic_write(const std::string& path, const std::vector<ByteSpan>& pieces) {
-    const auto fail = [&](const std::string& what, int err) {
-        return IoError(
-            ::medimg::detail::concat("safetensors: cannot write ", path, ": ", what, ": ", errno_message(err)));
-    };
-    MEDIMG_CHECK(!path.empty(), IoError, "safetensors: cannot write a file with an empty path");
-    std::string tmp;
-    int fd = -1;
-    for (int attempt = 0; attempt < 16 && fd < 0; ++attempt) {
-        tmp = path + ".tmp-" + random_hex();
-        fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (fd < 0 && errno != EEXIST) throw fail("creating temporary file " + tmp + " failed", errno);
-    }
-    if (fd < 0) throw fail("creating a unique temporary file failed", EEXIST);
-    int err = 0;
-    std::string step;
-    for (const ByteSpan& piece : pieces)
-        if ((err = write_all(fd, piece.data, piece.size)) != 0) {
-            step = "writing " + tmp + " failed";
-            break;
-        }
-    if (!err && ::fsync(fd) != 0) err = errno, step = "fsync of " + tmp + " failed";
-    if (::close(fd) != 0 && !err) err = errno, step = "closing " + tmp + " failed";
-    if (!err && ::rename(tmp.c_str(), path.c_str()) != 0) err = errno, step = "renaming " + tmp + " over it failed";
-    if (err) {
-        ::unlink(tmp.c_str());
-        throw fail(step, err);
-    }
-    // Make the rename itself durable. Best effort: the data is already in place under its final name.
-    std::string dir = std::filesystem::path(path).parent_path().string();
-    if (dir.empty()) dir = ".";
-    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)::fsync(dfd);
-        ::close(dfd);
-    }
 }
 
 /// Reads a whole regular file.
@@ -881,13 +801,13 @@ public:
         return out;
     }
 
-    /// Writes the file atomically (see detail::atomic_write): either path holds the complete new file
+    /// Writes the file atomically (io/atomic_file.hpp): either path holds the complete new file
     /// or it is untouched and IoError ("safetensors: cannot write <path>: ...") says why.
     void write(const std::string& path) const {
         const std::vector<std::uint8_t> head = header_();
-        std::vector<detail::ByteSpan> pieces{{head.data(), head.size()}};
+        std::vector<ByteSpan> pieces{{head.data(), head.size()}};
         for (const auto& kv : tensors_) pieces.push_back({kv.second.bytes.data(), kv.second.bytes.size()});
-        detail::atomic_write(path, pieces);
+        write_file_atomically(path, pieces, "safetensors");
     }
 
 private:

@@ -160,14 +160,16 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
     std::error_code ec;
     fs::create_directories(ckdir, ec);
     MEDIMG_CHECK(!ec, IoError, "train: cannot create output folder '", ckdir.string(), "': ", ec.message());
-    // A run killed while writing a checkpoint leaves its temporary file behind (the checkpoint
-    // itself is intact: the rename never happened). Remove such leftovers (best effort), so that
-    // repeated interruptions cannot fill the disk with 100 MB fragments.
+    // A run killed while writing a checkpoint (or metrics.csv) leaves its temporary file behind
+    // (the file itself is intact: the rename never happened). Remove such leftovers (best
+    // effort), so that repeated interruptions cannot fill the disk with 100 MB fragments.
     std::vector<fs::path> stale;
     for (auto it = fs::directory_iterator(ckdir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
         const auto name = it->path().filename().string();
         if (name.rfind("best.safetensors.tmp-", 0) == 0 || name.rfind("last.safetensors.tmp-", 0) == 0) stale.push_back(it->path());
     }
+    for (auto it = fs::directory_iterator(o.output_dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+        if (it->path().filename().string().rfind("metrics.csv.tmp-", 0) == 0) stale.push_back(it->path());
     for (const auto& p : stale) fs::remove(p, ec);
     MetricsCsv csv((fs::path(o.output_dir) / "metrics.csv").string(), ctx.previous_rows);
     auto& model = *ctx.model;
