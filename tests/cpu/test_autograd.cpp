@@ -63,6 +63,29 @@ BOOST_AUTO_TEST_CASE(no_grad_records_nothing_and_detach_cuts_the_graph) {
     BOOST_TEST(x.grad()[1] == 2.0);  // only the non-detached factor contributes
 }
 
+BOOST_AUTO_TEST_CASE(a_value_no_backward_needs_is_freed_with_its_last_var_before_backward) {
+    // Blocks >= 1 MiB go through the host cache, so a freed one shows up in host_cache_bytes().
+    release_host_cache();
+    constexpr std::int64_t n = std::int64_t{1} << 18;  // 2 MiB of doubles
+    auto x = V::parameter(Tensor<double>::full({n}, -1.0));
+    V y;
+    {
+        auto a = affine(x, 2.0, 3.0);  // affine's backward needs no value; relu's needs its output
+        y = relu(a);
+        BOOST_TEST(host_cache_bytes() == 0u);
+    }
+    BOOST_TEST(host_cache_bytes() == static_cast<std::size_t>(n) * sizeof(double));  // a's storage, back before backward()
+    // A value a backward saved stays alive without any Var: mul keeps both factors.
+    V z;
+    {
+        auto b = affine(x, 1.0, 2.0);  // 1
+        z = mul(b, y);                 // 1 * 1
+    }
+    sum(z).backward();
+    BOOST_TEST(x.grad()[0] == 1.0 * 1.0 + 1.0 * 2.0);  // d/dx [(x+2) * relu(2x+3)] at x = -1
+    release_host_cache();
+}
+
 BOOST_AUTO_TEST_CASE(backward_frees_the_graph_and_refuses_a_second_pass) {
     auto x = V::parameter(Tensor<double>::from_vector({2}, {1, 2}));
     auto y = sum(relu(x));

@@ -21,8 +21,8 @@ namespace medimg::autograd {
 template <class T, class B>
 void Node<T, B>::accumulate(const Tensor<T, B>& g, bool owned) {
     if (!requires_grad) return;
-    MEDIMG_CHECK(g.shape() == value.shape(), ShapeError, "autograd::accumulate: gradient ", g.shape(),
-                 " does not match value ", value.shape(), " of op '", op, "'");
+    MEDIMG_CHECK(g.shape() == shape, ShapeError, "autograd::accumulate: gradient ", g.shape(), " does not match value ",
+                 shape, " of op '", op, "'");
     if (!grad.defined())
         grad = owned ? g : g.clone();
     else
@@ -37,9 +37,9 @@ void Var<T, B>::backward(const Tensor<T, B>& seed) const {
                  node_->op, "' was already freed by an earlier backward(); run the forward pass again");
     Tensor<T, B> g = seed;
     if (!g.defined()) {
-        MEDIMG_CHECK(node_->value.numel() == 1, ShapeError, "Var::backward: implicit seed needs a one-element value, got ",
-                     node_->value.shape(), "; pass a seed of that shape");
-        g = Tensor<T, B>::ones(node_->value.shape());
+        MEDIMG_CHECK(node_->shape.numel() == 1, ShapeError, "Var::backward: implicit seed needs a one-element value, got ",
+                     node_->shape, "; pass a seed of that shape");
+        g = Tensor<T, B>::ones(node_->shape);
     }
     // Topological order by iterative DFS (no recursion: ResNet50 graphs are deep).
     // `order` owns its nodes: freeing a node's parent list below must not destroy nodes still to run.

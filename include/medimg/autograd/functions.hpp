@@ -33,20 +33,23 @@ Var<T, B> conv2d(const Var<T, B>& x, const Var<T, B>& w, const Var<T, B>& b, con
     auto y = Tensor<T, B>::empty(ops::conv2d_output_shape("conv2d", x.shape(), w.shape(), p));
     ops::conv2d_forward(x.value(), w.value(), b.defined() ? b.value() : Tensor<T, B>(), y, p);
     auto xn = x.node(), wn = w.node(), bn = b.node();
+    // Saved for backward: w for dx, x for dw (only what a wanted gradient needs).
+    const Tensor<T, B> xs = detail::wants(wn) ? x.value() : Tensor<T, B>();
+    const Tensor<T, B> ws = detail::wants(xn) ? w.value() : Tensor<T, B>();
     // backward: dx = conv_transpose(dy, w); dw = sum_n dy_n * im2col(x_n)^T; db = sum dy over (n, h, w)
-    return Var<T, B>::from_op("conv2d", std::move(y), {xn, wn, bn}, [xn, wn, bn, p](const Tensor<T, B>& dy) {
+    return Var<T, B>::from_op("conv2d", std::move(y), {xn, wn, bn}, [xn, wn, bn, xs, ws, p](const Tensor<T, B>& dy) {
         if (detail::wants(xn)) {
-            auto dx = Tensor<T, B>::empty(xn->value.shape());
-            ops::conv2d_backward_data(dy, wn->value, dx, p);
+            auto dx = Tensor<T, B>::empty(xn->shape);
+            ops::conv2d_backward_data(dy, ws, dx, p);
             xn->accumulate(dx, true);
         }
         if (detail::wants(wn)) {
-            auto dw = Tensor<T, B>::empty(wn->value.shape());
-            ops::conv2d_backward_filter(xn->value, dy, dw, p);
+            auto dw = Tensor<T, B>::empty(wn->shape);
+            ops::conv2d_backward_filter(xs, dy, dw, p);
             wn->accumulate(dw, true);
         }
         if (detail::wants(bn)) {
-            auto db = Tensor<T, B>::empty(bn->value.shape());
+            auto db = Tensor<T, B>::empty(bn->shape);
             ops::conv2d_backward_bias(dy, db);
             bn->accumulate(db, true);
         }
@@ -77,14 +80,15 @@ Var<T, B> batch_norm(const Var<T, B>& x, const Var<T, B>& gamma, const Var<T, B>
         }
     }
     auto xn = x.node(), gn = gamma.node(), bn = beta.node();
+    const Tensor<T, B> xs = x.value();  // saved: the backward needs x and gamma
     // backward: see ops::batch_norm_backward (batch statistics depend on x; running ones do not)
     return Var<T, B>::from_op("batch_norm", std::move(y), {xn, gn, bn},
-                              [xn, gn, bn, mean, invstd, batch_stats](const Tensor<T, B>& dy) {
+                              [xn, gn, bn, xs, g, mean, invstd, batch_stats](const Tensor<T, B>& dy) {
         Tensor<T, B> dx, dg, db;
-        if (detail::wants(xn)) dx = Tensor<T, B>::empty(xn->value.shape());
-        if (detail::wants(gn)) dg = Tensor<T, B>::empty(gn->value.shape());
-        if (detail::wants(bn)) db = Tensor<T, B>::empty(bn->value.shape());
-        ops::batch_norm_backward(xn->value, dy, gn ? gn->value : Tensor<T, B>(), mean, invstd, batch_stats, dx, dg, db);
+        if (detail::wants(xn)) dx = Tensor<T, B>::empty(xn->shape);
+        if (detail::wants(gn)) dg = Tensor<T, B>::empty(gn->shape);
+        if (detail::wants(bn)) db = Tensor<T, B>::empty(bn->shape);
+        ops::batch_norm_backward(xs, dy, g, mean, invstd, batch_stats, dx, dg, db);
         if (dx.defined()) xn->accumulate(dx, true);
         if (dg.defined()) gn->accumulate(dg, true);
         if (db.defined()) bn->accumulate(db, true);
@@ -116,7 +120,7 @@ Var<T, B> max_pool2d(const Var<T, B>& x, const ops::MaxPool2dParams& p) {
     auto xn = x.node();
     // backward: each window's gradient goes to its argmax
     return Var<T, B>::from_op("max_pool2d", std::move(y), {xn}, [xn, argmax](const Tensor<T, B>& dy) {
-        auto dx = Tensor<T, B>::empty(xn->value.shape());
+        auto dx = Tensor<T, B>::empty(xn->shape);
         ops::max_pool2d_backward(dy, argmax, dx);
         xn->accumulate(dx, true);
     });
@@ -132,7 +136,7 @@ Var<T, B> adaptive_avg_pool2d(const Var<T, B>& x, std::int64_t out_h = 1, std::i
     auto xn = x.node();
     // backward: each output's gradient spread evenly over its window
     return Var<T, B>::from_op("adaptive_avg_pool2d", std::move(y), {xn}, [xn](const Tensor<T, B>& dy) {
-        auto dx = Tensor<T, B>::empty(xn->value.shape());
+        auto dx = Tensor<T, B>::empty(xn->shape);
         ops::adaptive_avg_pool2d_backward(dy, dx);
         xn->accumulate(dx, true);
     });
@@ -146,17 +150,20 @@ Var<T, B> linear(const Var<T, B>& x, const Var<T, B>& w, const Var<T, B>& b) {
     auto y = Tensor<T, B>::empty({x.size(0), w.size(0)});
     ops::linear_forward(x.value(), w.value(), b.defined() ? b.value() : Tensor<T, B>(), y);
     auto xn = x.node(), wn = w.node(), bn = b.node();
+    // Saved for backward: w for dx, x for dw and db (the shared kernel computes both).
+    const Tensor<T, B> xs = detail::wants(wn) || detail::wants(bn) ? x.value() : Tensor<T, B>();
+    const Tensor<T, B> ws = detail::wants(xn) ? w.value() : Tensor<T, B>();
     // backward: dx = dy w;  dw = dy^T x;  db = sum_n dy
-    return Var<T, B>::from_op("linear", std::move(y), {xn, wn, bn}, [xn, wn, bn](const Tensor<T, B>& dy) {
+    return Var<T, B>::from_op("linear", std::move(y), {xn, wn, bn}, [xn, wn, bn, xs, ws](const Tensor<T, B>& dy) {
         if (detail::wants(xn)) {
-            auto dx = Tensor<T, B>::empty(xn->value.shape());
-            ops::linear_backward_data(dy, wn->value, dx);
+            auto dx = Tensor<T, B>::empty(xn->shape);
+            ops::linear_backward_data(dy, ws, dx);
             xn->accumulate(dx, true);
         }
         if (detail::wants(wn) || detail::wants(bn)) {
-            auto dw = Tensor<T, B>::empty(wn->value.shape());
-            Tensor<T, B> db = detail::wants(bn) ? Tensor<T, B>::empty(bn->value.shape()) : Tensor<T, B>();
-            ops::linear_backward_weight(xn->value, dy, dw, db);
+            auto dw = Tensor<T, B>::empty(wn->shape);
+            Tensor<T, B> db = detail::wants(bn) ? Tensor<T, B>::empty(bn->shape) : Tensor<T, B>();
+            ops::linear_backward_weight(xs, dy, dw, db);
             if (detail::wants(wn)) wn->accumulate(dw, true);
             if (db.defined()) bn->accumulate(db, true);
         }
@@ -182,15 +189,17 @@ Var<T, B> mul(const Var<T, B>& a, const Var<T, B>& b) {
     auto y = Tensor<T, B>::empty(a.shape());
     ops::mul(a.value(), b.value(), y);
     auto an = a.node(), bn = b.node();
-    return Var<T, B>::from_op("mul", std::move(y), {an, bn}, [an, bn](const Tensor<T, B>& dy) {
+    const Tensor<T, B> as = detail::wants(bn) ? a.value() : Tensor<T, B>();  // saved: the other factor
+    const Tensor<T, B> bs = detail::wants(an) ? b.value() : Tensor<T, B>();
+    return Var<T, B>::from_op("mul", std::move(y), {an, bn}, [an, bn, as, bs](const Tensor<T, B>& dy) {
         if (detail::wants(an)) {
             auto da = Tensor<T, B>::empty(dy.shape());
-            ops::mul(dy, bn->value, da);
+            ops::mul(dy, bs, da);
             an->accumulate(da, true);
         }
         if (detail::wants(bn)) {
             auto db = Tensor<T, B>::empty(dy.shape());
-            ops::mul(dy, an->value, db);
+            ops::mul(dy, as, db);
             bn->accumulate(db, true);
         }
     });
@@ -224,7 +233,7 @@ Var<T, B> sum(const Var<T, B>& x) {
     auto y = Tensor<T, B>::scalar(static_cast<T>(ops::sum(x.value())));
     auto xn = x.node();
     return Var<T, B>::from_op("sum", std::move(y), {xn}, [xn](const Tensor<T, B>& dy) {
-        xn->accumulate(Tensor<T, B>::full(xn->value.shape(), dy.item()), true);
+        xn->accumulate(Tensor<T, B>::full(xn->shape, dy.item()), true);
     });
 }
 /// The mean of all elements, a scalar.  backward: dx = dy / numel
@@ -239,7 +248,7 @@ Var<T, B> reshape(const Var<T, B>& x, const Shape& shape) {
     auto y = x.value().reshape(shape);
     auto xn = x.node();
     return Var<T, B>::from_op("reshape", std::move(y), {xn}, [xn](const Tensor<T, B>& dy) {
-        xn->accumulate(dy.reshape(xn->value.shape()), false);
+        xn->accumulate(dy.reshape(xn->shape), false);
     });
 }
 /// (N, ...) -> (N, prod(...)), as torch.flatten(x, 1).

@@ -186,17 +186,18 @@ Var<T, Cpu> ssim(const Var<T, Cpu>& x, const Var<T, Cpu>& y, const metrics::Ssim
     const double value = metrics::ssim(x.value().reshape(planar), y.value().reshape(planar), o).mean;
 
     auto xn = x.node(), yn = y.node();
+    const Tensor<T, Cpu> xs = x.value(), ys = y.value();  // saved: both images enter both gradients
     // backward: see the derivation at the top of this file.
     return Var<T, Cpu>::from_op(
-        "ssim", Tensor<T, Cpu>::scalar(static_cast<T>(value)), {xn, yn}, [xn, yn, o, H, W, planes](const Tensor<T, Cpu>& dl) {
+        "ssim", Tensor<T, Cpu>::scalar(static_cast<T>(value)), {xn, yn}, [xn, yn, xs, ys, o, H, W, planes](const Tensor<T, Cpu>& dl) {
             const bool want_x = xn && xn->requires_grad, want_y = yn && yn->requires_grad;
             const auto k = detail::ssim_grad_kernel(o);
             const double crop = static_cast<double>(H - 2 * k.r) * static_cast<double>(W - 2 * k.r);
             const double g = static_cast<double>(dl.item()) / (crop * static_cast<double>(planes));
-            Tensor<T, Cpu> dx = want_x ? Tensor<T, Cpu>::zeros(xn->value.shape()) : Tensor<T, Cpu>();
-            Tensor<T, Cpu> dy = want_y ? Tensor<T, Cpu>::zeros(yn->value.shape()) : Tensor<T, Cpu>();
+            Tensor<T, Cpu> dx = want_x ? Tensor<T, Cpu>::zeros(xs.shape()) : Tensor<T, Cpu>();
+            Tensor<T, Cpu> dy = want_y ? Tensor<T, Cpu>::zeros(ys.shape()) : Tensor<T, Cpu>();
             for (std::int64_t pl = 0; pl < planes; ++pl)
-                detail::ssim_plane_backward(xn->value.data() + pl * H * W, yn->value.data() + pl * H * W, H, W, k, g,
+                detail::ssim_plane_backward(xs.data() + pl * H * W, ys.data() + pl * H * W, H, W, k, g,
                                             want_x ? dx.data() + pl * H * W : nullptr,
                                             want_y ? dy.data() + pl * H * W : nullptr);
             if (want_x) xn->accumulate(dx, true);
@@ -229,13 +230,14 @@ Var<T, B> ssim(const Var<T, B>& x, const Var<T, B>& y, const metrics::SsimOption
     metrics::SsimImpl<B>::mean(sums.data(), planes, crop, value.data());
 
     auto xn = x.node(), yn = y.node();
+    const Tensor<T, B> xs = x.value(), ys = y.value();  // saved: both images enter both gradients
     // backward: the derivation at the top of this file; g = dl / (crop * planes) on the device.
     return Var<T, B>::from_op(
-        "ssim", std::move(value), {xn, yn}, [xn, yn, kern, H, W, planes, crop](const Tensor<T, B>& dl) {
+        "ssim", std::move(value), {xn, yn}, [xn, yn, xs, ys, kern, H, W, planes, crop](const Tensor<T, B>& dl) {
             const bool want_x = xn && xn->requires_grad, want_y = yn && yn->requires_grad;
-            Tensor<T, B> dx = want_x ? Tensor<T, B>::zeros(xn->value.shape()) : Tensor<T, B>();
-            Tensor<T, B> dy = want_y ? Tensor<T, B>::zeros(yn->value.shape()) : Tensor<T, B>();
-            metrics::SsimImpl<B>::backward(xn->value.data(), yn->value.data(), planes, H, W, kern, dl.data(),
+            Tensor<T, B> dx = want_x ? Tensor<T, B>::zeros(xs.shape()) : Tensor<T, B>();
+            Tensor<T, B> dy = want_y ? Tensor<T, B>::zeros(ys.shape()) : Tensor<T, B>();
+            metrics::SsimImpl<B>::backward(xs.data(), ys.data(), planes, H, W, kern, dl.data(),
                                            crop * static_cast<double>(planes), want_x ? dx.data() : nullptr,
                                            want_y ? dy.data() : nullptr);
             if (want_x) xn->accumulate(dx, true);

@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: MIT
-// variable.hpp: the autograd core. A Var<T, B> is a handle to a Node: a value, a gradient, the
-// parent nodes it was computed from, and a backward closure that pushes this node's gradient
-// into its parents (micrograd's design, on tensors). Graphs are built define-by-run and freed
-// by backward() (engine.hpp). Also: the no-grad switch and its RAII guard.
+// variable.hpp: the autograd core. A Var<T, B> is a handle to a value and a Node: the value's
+// shape, a gradient, the parent nodes it was computed from, and a backward closure that pushes
+// this node's gradient into its parents (micrograd's design, on tensors). Graphs are built
+// define-by-run and freed by backward() (engine.hpp). Also: the no-grad switch and its RAII guard.
+// The graph does not own values: a value lives while a Var handle holds it or a backward
+// closure saved it (as PyTorch's SavedVariable), so an intermediate result no backward needs -
+// a batch norm's output before its ReLU, the sum before a residual block's ReLU - is freed as
+// soon as the forward pass drops its Var, not kept until backward().
 // Deliberately not here: higher-order gradients, in-place ops on values that are saved for
 // backward, hooks.
 #pragma once
@@ -41,7 +45,7 @@ private:
 template <class T, class B>
 struct Node {
     using BackwardFn = std::function<void(const Tensor<T, B>& grad)>;
-    Tensor<T, B> value;
+    Shape shape;        // the value's (gradients must match it); the value itself is the Var's
     Tensor<T, B> grad;  // undefined until a gradient flows in
     bool requires_grad = false;
     std::vector<std::shared_ptr<Node>> parents;  // for the topological sort; cleared after backward
@@ -60,8 +64,9 @@ public:
 
     Var() = default;
     /// A leaf holding `value`; it collects a gradient when requires_grad is true.
-    explicit Var(Tensor<T, B> value, bool requires_grad = false) : node_(std::make_shared<NodeT>()) {
-        node_->value = std::move(value);
+    explicit Var(Tensor<T, B> value, bool requires_grad = false)
+        : node_(std::make_shared<NodeT>()), value_(std::make_shared<Tensor<T, B>>(std::move(value))) {
+        node_->shape = value_->shape();
         node_->requires_grad = requires_grad;
     }
     /// A trainable leaf (requires_grad = true).
@@ -85,20 +90,21 @@ public:
     }
 
     bool defined() const { return node_ != nullptr; }
-    const Tensor<T, B>& value() const { return node_->value; }
-    /// Mutable access to the value (optimizers update parameters in place under NoGrad).
-    Tensor<T, B>& value() { return node_->value; }
+    const Tensor<T, B>& value() const { return *value_; }
+    /// Mutable access to the value (optimizers update parameters in place under NoGrad; every
+    /// copy of this Var sees the same tensor).
+    Tensor<T, B>& value() { return *value_; }
     const Tensor<T, B>& grad() const { return node_->grad; }
     Tensor<T, B>& grad() { return node_->grad; }
-    const Shape& shape() const { return node_->value.shape(); }
-    std::int64_t size(int i) const { return node_->value.size(i); }
+    const Shape& shape() const { return value_->shape(); }
+    std::int64_t size(int i) const { return value_->size(i); }
     bool requires_grad() const { return node_ && node_->requires_grad; }
     void set_requires_grad(bool r) { node_->requires_grad = r; }
     bool is_leaf() const { return !node_->backward; }
     /// Forgets the gradient (PyTorch's zero_grad(set_to_none=True)).
     void zero_grad() { node_->grad = Tensor<T, B>(); }
     /// A new leaf sharing this value, cut from the graph.
-    Var detach() const { return Var(node_->value, false); }
+    Var detach() const { return Var(*value_, false); }
     /// Backpropagates from this scalar (seed 1), or with an explicit seed of the value's shape.
     void backward(const Tensor<T, B>& seed = Tensor<T, B>()) const;
 
@@ -106,6 +112,7 @@ public:
 
 private:
     std::shared_ptr<NodeT> node_;
+    std::shared_ptr<Tensor<T, B>> value_;  // shared by the copies of this Var, not by the graph
 };
 
 }  // namespace medimg::autograd
