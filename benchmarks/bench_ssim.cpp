@@ -2,8 +2,9 @@
 // bench_ssim.cpp: metrics::ssim on one-channel float images of 512x512 and 2048x2048, for both
 // conventions (uniform: scikit-image's default 7x7, sample covariance; gaussian: Wang et al. 2004,
 // 11x11, sigma 1.5) and both outputs (mean: the mean only; map: the mean plus the full map).
-// Names BM_ssim_<window>_<mean|map>/<side>; benchmarks/compare_ssim_skimage.py runs these against
-// scikit-image's structural_similarity on the same sizes. Reports megapixels per second.
+// Names BM_ssim_<window>_<mean|map>/<side> (the exact float64 arithmetic) and ..._f32 (SsimOptions::
+// arithmetic = float32); benchmarks/compare_ssim_skimage.py runs these against scikit-image's
+// structural_similarity on the same sizes. Reports megapixels per second.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -33,12 +34,14 @@ SsimPair make_pair(std::int64_t side) {
     return p;
 }
 
-void run(benchmark::State& state, metrics::Window window, bool full) {
+void run(benchmark::State& state, metrics::Window window, bool full,
+         metrics::Arithmetic arithmetic = metrics::Arithmetic::float64) {
     const std::int64_t side = state.range(0);
     const auto p = make_pair(side);
     metrics::SsimOptions o;
     o.window = window;
     o.full = full;
+    o.arithmetic = arithmetic;
     for (auto _ : state) {
         auto r = metrics::ssim(p.a, p.b, o);
         benchmark::DoNotOptimize(r.mean);
@@ -54,6 +57,11 @@ void BM_ssim_uniform_mean(benchmark::State& s) { run(s, metrics::Window::uniform
 void BM_ssim_uniform_map(benchmark::State& s) { run(s, metrics::Window::uniform, true); }
 void BM_ssim_gaussian_mean(benchmark::State& s) { run(s, metrics::Window::gaussian, false); }
 void BM_ssim_gaussian_map(benchmark::State& s) { run(s, metrics::Window::gaussian, true); }
+constexpr auto f32 = metrics::Arithmetic::float32;
+void BM_ssim_uniform_mean_f32(benchmark::State& s) { run(s, metrics::Window::uniform, false, f32); }
+void BM_ssim_uniform_map_f32(benchmark::State& s) { run(s, metrics::Window::uniform, true, f32); }
+void BM_ssim_gaussian_mean_f32(benchmark::State& s) { run(s, metrics::Window::gaussian, false, f32); }
+void BM_ssim_gaussian_map_f32(benchmark::State& s) { run(s, metrics::Window::gaussian, true, f32); }
 
 void sizes(benchmark::internal::Benchmark* b) {
     b->ArgName("side")->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -64,3 +72,7 @@ BENCHMARK(BM_ssim_uniform_mean)->Apply(sizes);
 BENCHMARK(BM_ssim_uniform_map)->Apply(sizes);
 BENCHMARK(BM_ssim_gaussian_mean)->Apply(sizes);
 BENCHMARK(BM_ssim_gaussian_map)->Apply(sizes);
+BENCHMARK(BM_ssim_uniform_mean_f32)->Apply(sizes);
+BENCHMARK(BM_ssim_uniform_map_f32)->Apply(sizes);
+BENCHMARK(BM_ssim_gaussian_mean_f32)->Apply(sizes);
+BENCHMARK(BM_ssim_gaussian_map_f32)->Apply(sizes);

@@ -4,7 +4,7 @@
 same image sizes and writes the table into the "## SSIM" section of benchmarks/RESULTS.md.
 
     /usr/bin/python3 benchmarks/compare_ssim_skimage.py build/benchmarks/medimg-bench \\
-        [--python /tmp/skvenv/bin/python] [--repeats 7] [--threads 1 0] [--no-write]
+        [--python /tmp/skvenv/bin/python] [--repeats 7] [--threads 1 0] [--float32] [--no-write]
 
 What is timed, per case (window uniform | gaussian, output mean | map, side 512 | 2048):
   * scikit-image: structural_similarity(a, b, data_range=1.0, full=<map>) on float32 (side, side)
@@ -16,6 +16,8 @@ What is timed, per case (window uniform | gaussian, output mean | map, side 512 
   * medimg: the medimg-bench binary, --benchmark_filter=BM_ssim_<window>_<mean|map>/side:<side>/
     --benchmark_format=json, one process per sample (Google Benchmark picks the iteration count,
     at least --min-time seconds), with OMP_NUM_THREADS set for each --threads value (0 = all cores).
+    With --float32, also BM_ssim_<window>_<mean|map>_f32 (SsimOptions::arithmetic = float32: not
+    scikit-image's numbers to 1e-13 but to ~1e-5) in columns of their own.
 Samples are interleaved (repeat -> case -> every implementation in turn), so a burst of load from
 other processes on a shared machine hits all of them alike; the table shows medians over the repeats.
 The peer is the faster scikit-image for each case; the ratio is peer time / medimg time.
@@ -91,8 +93,8 @@ class Peer:
         self.proc.wait()
 
 
-def medimg_time(bench, window, mode, side, threads, min_time):
-    name = f"BM_ssim_{window}_{mode}/side:{side}/"
+def medimg_time(bench, window, mode, side, threads, min_time, arith="f64"):
+    name = f"BM_ssim_{window}_{mode}{'_f32' if arith == 'f32' else ''}/side:{side}/"
     env = dict(os.environ)
     if threads > 0:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -153,6 +155,7 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 0],
                     help="medimg thread counts to time (0 = all cores, OpenMP's default)")
     ap.add_argument("--min-time", type=float, default=0.3, help="Google Benchmark's minimum time per sample, seconds")
+    ap.add_argument("--float32", action="store_true", help="also time medimg's float32 arithmetic (columns of their own)")
     ap.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
     ap.add_argument("--no-write", action="store_true", help="print the section, leave RESULTS.md alone")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -166,19 +169,26 @@ def main():
     peers = [Peer(p) for p in pythons]
     ncores = int(sh("nproc") or os.cpu_count() or 1)
     thread_labels = {t: (t if t > 0 else ncores) for t in args.threads}
+    ariths = ["f64", "f32"] if args.float32 else ["f64"]
+    runs = [(a, t) for a in ariths for t in args.threads]
+
+    def label(run):
+        a, t = run
+        n = thread_labels[t]
+        return f"{'float32, ' if a == 'f32' else ''}{n} thread{'s' if n > 1 else ''}"
     load_before = os.getloadavg()
     started = datetime.datetime.now().astimezone()
 
     sk = {(p.python, c): [] for p in peers for c in CASES}
-    md = {(t, c): [] for t in args.threads for c in CASES}
+    md = {(r, c): [] for r in runs for c in CASES}
     context, labels = None, {}
     for rep in range(args.repeats):
         for case in CASES:
             for p in peers:
                 sk[(p.python, case)].append(p.time(*case))
-            for t in args.threads:
-                ms, context, run = medimg_time(args.bench, *case, t, args.min_time)
-                md[(t, case)].append(ms)
+            for r in runs:
+                ms, context, run = medimg_time(args.bench, *case, r[1], args.min_time, r[0])
+                md[(r, case)].append(ms)
                 labels[case] = run.get("label", "")
         print(f"repeat {rep + 1}/{args.repeats} done", file=sys.stderr, flush=True)
     for p in peers:
@@ -209,27 +219,26 @@ def main():
         lines.append(f"- {p.name}: Python {v['python']}, numpy {v['numpy']}, scipy {v['scipy']} ({p.python})")
     lines.append("")
     head = "| case | size | " + " | ".join(f"{p.name} (ms)" for p in peers) + " | " + \
-        " | ".join(f"medimg {thread_labels[t]} thread{'s' if thread_labels[t] > 1 else ''} (ms)" for t in args.threads) + \
-        " | " + " | ".join(f"speed-up, {thread_labels[t]} thread{'s' if thread_labels[t] > 1 else ''}" for t in args.threads) + " |"
+        " | ".join(f"medimg {label(r)} (ms)" for r in runs) + \
+        " | " + " | ".join(f"speed-up, {label(r)}" for r in runs) + " |"
     lines.append(head)
-    lines.append("|" + " --- |" * (2 + len(peers) + 2 * len(args.threads)))
-    ratios = {t: [] for t in args.threads}
+    lines.append("|" + " --- |" * (2 + len(peers) + 2 * len(runs)))
+    ratios = {r: [] for r in runs}
     for case in CASES:
         window, mode, side = case
         peer_ms = [med(sk[(p.python, case)]) for p in peers]
         best = min(peer_ms)
         cells = [f"{window} {mode}", f"{side}x{side}"] + [f"{x:.2f}" for x in peer_ms]
-        cells += [f"{med(md[(t, case)]):.3f}" for t in args.threads]
-        for t in args.threads:
-            r = best / med(md[(t, case)])
-            ratios[t].append(r)
-            cells.append(f"**{r:.1f}x**")
+        cells += [f"{med(md[(r, case)]):.3f}" for r in runs]
+        for r in runs:
+            x = best / med(md[(r, case)])
+            ratios[r].append(x)
+            cells.append(f"**{x:.1f}x**")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    for t in args.threads:
-        rs = ratios[t]
-        lines.append(f"Speed-up on {thread_labels[t]} thread{'s' if thread_labels[t] > 1 else ''}: "
-                     f"{min(rs):.1f}x to {max(rs):.1f}x (geometric mean "
+    for r in runs:
+        rs = ratios[r]
+        lines.append(f"Speed-up, {label(r)}: {min(rs):.1f}x to {max(rs):.1f}x (geometric mean "
                      f"{statistics.geometric_mean(rs):.1f}x).")
     section = "\n".join(lines) + "\n"
     print(section)

@@ -383,6 +383,52 @@ BOOST_AUTO_TEST_CASE(baseline_and_runtime_dispatched_kernels_agree) {
     BOOST_TEST(std::abs(ms_fast - ms_base) <= kReferenceAtol);
 }
 
+BOOST_AUTO_TEST_CASE(float32_arithmetic_stays_close_to_float64_and_keeps_identical_images_at_one) {
+    // SsimOptions::arithmetic = float32 trades the ~1e-13 agreement for speed; measured here: the
+    // means within kFloat32MeanAtol of the exact mode (and so of skimage) on every fixture and on
+    // random images (several row bands and strips, odd sides, windows other than 7 and 11), map
+    // pixels within kFloat32MapAtol, both instruction-set paths.
+    constexpr double kFloat32MeanAtol = 2e-5, kFloat32MapAtol = 5e-4;
+    double worst_mean = 0.0, worst_map = 0.0;
+    auto compare = [&](const Tensor<double>& a, const Tensor<double>& b, SsimOptions o, const std::string& what) {
+        o.full = true;
+        const auto exact = metrics::ssim(a, b, o);
+        o.arithmetic = metrics::Arithmetic::float32;
+        const auto fast = metrics::ssim(a, b, o);
+        const double dm = std::abs(fast.mean - exact.mean);
+        double dmap = 0.0;
+        for (std::int64_t i = 0; i < exact.map.numel(); ++i) dmap = std::max(dmap, std::abs(fast.map[i] - exact.map[i]));
+        BOOST_CHECK_MESSAGE(dm <= kFloat32MeanAtol, what << ": float32 mean " << fast.mean << " vs " << exact.mean);
+        BOOST_CHECK_MESSAGE(dmap <= kFloat32MapAtol, what << ": float32 map differs by " << dmap);
+        o.full = false;  // the crop-only path
+        BOOST_TEST(std::abs(metrics::ssim(a, b, o).mean - fast.mean) <= kFloat32MeanAtol);
+        worst_mean = std::max(worst_mean, dm), worst_map = std::max(worst_map, dmap);
+    };
+    SsimOptions w5;
+    w5.win_size = 5;
+    for (const bool baseline : {false, true}) {
+        metrics::detail::force_baseline_isa() = baseline;
+        for (const auto& f : load_all())
+            for (const auto& o : {SsimOptions::skimage_default(), SsimOptions::wang2004()})
+                if (f.shape.dim(-1) >= o.window_side() && f.shape.dim(-2) >= o.window_side()) compare(f.ta(), f.tb(), o, f.name);
+        std::uint64_t seed = 90;
+        for (const Shape& s : {Shape{300, 257}, Shape{3, 61, 290}, Shape{1100, 9}, Shape{11, 11}}) {
+            const auto a = random_image(s, seed++);
+            for (double noise : {0.02, 0.2}) {
+                const auto b = perturbed(a, noise, seed++);
+                for (const auto& o : {SsimOptions::skimage_default(), SsimOptions::wang2004(), w5})
+                    if (s.dim(-1) >= o.window_side()) compare(a, b, o, s.to_string());
+            }
+            SsimOptions o = SsimOptions::wang2004();
+            o.arithmetic = metrics::Arithmetic::float32;
+            if (s.dim(-1) >= 11) BOOST_TEST(metrics::ssim(a, a.clone(), o).mean == 1.0);
+        }
+    }
+    metrics::detail::force_baseline_isa() = false;
+    BOOST_TEST_MESSAGE("float32 arithmetic vs float64: largest |diff| of the mean " << worst_mean << ", of a map pixel "
+                                                                                    << worst_map);
+}
+
 BOOST_AUTO_TEST_CASE(thread_count_does_not_change_the_result_beyond_rounding) {
     const auto a = random_image({300, 257}, 11);
     const auto b = perturbed(a, 0.05, 12);

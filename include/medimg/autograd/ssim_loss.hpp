@@ -183,6 +183,7 @@ Var<T, Cpu> ssim(const Var<T, Cpu>& x, const Var<T, Cpu>& y, const metrics::Ssim
     const Shape planar = rank == 2 ? Shape{H, W} : Shape{planes, H, W};
     metrics::SsimOptions o = options;
     o.full = false;
+    o.arithmetic = metrics::Arithmetic::float64;  // the value of the function the backward differentiates
     const double value = metrics::ssim(x.value().reshape(planar), y.value().reshape(planar), o).mean;
 
     auto xn = x.node(), yn = y.node();
