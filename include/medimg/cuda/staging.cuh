@@ -52,6 +52,18 @@
 
 namespace medimg::cuda {
 
+namespace detail {
+/// The size of a new pinned block for `bytes`: whole pages, 12.5% headroom for a larger batch.
+inline std::size_t pinned_capacity(std::size_t bytes) { return (bytes + bytes / 8 + 4095) / 4096 * 4096; }
+/// Bytes held by a list of blocks (anything with a `capacity`).
+template <class Blocks>
+std::size_t total_capacity(const Blocks& blocks) {
+    std::size_t s = 0;
+    for (const auto& b : blocks) s += b.capacity;
+    return s;
+}
+}  // namespace detail
+
 /// Pinned host memory handed out as host tensors; see the file header. Hold it by shared_ptr:
 /// every tensor it hands out keeps it alive.
 class PinnedPool : public std::enable_shared_from_this<PinnedPool> {
@@ -96,9 +108,7 @@ public:
     }
     std::size_t pinned_bytes() const {
         std::lock_guard<std::mutex> lock(m_);
-        std::size_t s = 0;
-        for (const auto& b : blocks_) s += b.capacity;
-        return s;
+        return detail::total_capacity(blocks_);
     }
 
 private:
@@ -114,7 +124,7 @@ private:
             if (!b.in_use && b.capacity >= bytes && (!best || b.capacity < best->capacity)) best = &b;
         if (!best) {
             Block b;
-            b.capacity = (bytes + bytes / 8 + 4095) / 4096 * 4096;  // 12.5% headroom for a larger batch
+            b.capacity = detail::pinned_capacity(bytes);
             // Portable: pinned for every device context, whichever thread (a loader worker) asks.
             MEDIMG_CUDA_CHECK(cudaHostAlloc(&b.host, b.capacity, cudaHostAllocPortable));
             blocks_.push_back(b);
@@ -231,7 +241,7 @@ public:
             if (b.host) MEDIMG_CUDA_CHECK(cudaFreeHost(b.host));
             b.host = nullptr;
             b.capacity = 0;
-            const std::size_t cap = (bytes + bytes / 8 + 4095) / 4096 * 4096;  // 12.5% headroom for a larger batch
+            const std::size_t cap = detail::pinned_capacity(bytes);
             MEDIMG_CUDA_CHECK(cudaHostAlloc(&b.host, cap, cudaHostAllocDefault));
             b.capacity = cap;
             ++host_allocations_;
@@ -252,11 +262,7 @@ public:
     /// cudaHostAlloc calls so far (constant once every block has seen the largest batch).
     std::size_t host_allocations() const { return host_allocations_; }
     /// Pinned bytes held.
-    std::size_t pinned_bytes() const {
-        std::size_t s = 0;
-        for (const auto& b : blocks_) s += b.capacity;
-        return s;
-    }
+    std::size_t pinned_bytes() const { return detail::total_capacity(blocks_); }
 
 private:
     struct Block {
