@@ -64,9 +64,9 @@ struct SsimOptions {
     /// Also return the full SSIM map (border included, computed with the reflect boundary).
     bool full = false;
     /// float64 (default): scikit-image's numbers to ~1e-13. float32: the window sums and the SSIM
-    /// formula in float (twice the SIMD lanes, about 1.5-2x faster on the CPU), the crop mean still
-    /// summed in double; differs from float64 by up to ~1e-5 in the mean (docs/compare.md). The
-    /// GPU backend always computes in float64.
+    /// formula in float (twice the SIMD lanes; measured 1.3-1.7x faster for the mean, less with the
+    /// map, benchmarks/RESULTS.md), the crop mean still summed in double; differs from float64
+    /// by up to ~1e-5 in the mean (docs/compare.md). The GPU backend always computes in float64.
     Arithmetic arithmetic = Arithmetic::float64;
 
     /// skimage's default convention (Window::uniform, 7x7).
