@@ -9,7 +9,9 @@
 // events around each iteration (UseManualTime); img/s = N * iterations / summed event time.
 // benchmarks/bench_gpu_pytorch.py runs the same workloads in PyTorch for the ratios in RESULTS.md.
 // Also SSIM on the GPU: the metric and the differentiable SSIM's forward + backward (Mpix/s).
-// The argument "math": 0 fp32, 1 tf32, 2 bf16, 3 fp16. Deliberately not here: multi-GPU.
+// The argument "math": 0 fp32, 1 tf32, 2 bf16, 3 fp16 (both with half activations, autocast's way),
+// 4 bf16 with float32 activations (cuda::settings().half_activations off: the A/B of half storage).
+// Deliberately not here: multi-GPU.
 #include <benchmark/benchmark.h>
 
 #include <medimg/medimg.hpp>
@@ -47,11 +49,14 @@ bool ready(benchmark::State& state) {
     return false;
 }
 
-enum Math : int { kFp32 = 0, kTf32 = 1, kBf16 = 2, kFp16 = 3 };
+enum Math : int { kFp32 = 0, kTf32 = 1, kBf16 = 2, kFp16 = 3, kBf16FloatActivations = 4 };
 
 void configure(std::int64_t math) {
     cuda::settings().allow_tf32 = math == kTf32;
-    cuda::settings().precision = math == kBf16 ? Precision::bf16 : math == kFp16 ? Precision::fp16 : Precision::fp32;
+    cuda::settings().precision = math == kBf16 || math == kBf16FloatActivations ? Precision::bf16
+                                 : math == kFp16                                ? Precision::fp16
+                                                                                : Precision::fp32;
+    cuda::settings().half_activations = math != kBf16FloatActivations;
     cuda::settings().cudnn_benchmark = true;
     cuda::settings().deterministic = false;  // as PyTorch's default: the fastest algorithm
 }
@@ -209,7 +214,7 @@ struct Context {
 
 BENCHMARK(BM_resnet18_train_step)->ArgNames({"N", "side", "math"})
     ->Args({64, 224, 0})->Args({64, 224, 1})->Args({64, 224, 2})->Args({256, 224, 0})->Args({256, 224, 1})
-    ->Args({256, 224, 2})->Args({256, 224, 3})
+    ->Args({256, 224, 2})->Args({256, 224, 3})->Args({256, 224, 4})
     ->Unit(benchmark::kMillisecond)->UseManualTime()->Iterations(20);
 BENCHMARK(BM_resnet18_inference)->ArgNames({"N", "side", "math"})
     ->Args({1, 224, 0})->Args({256, 224, 0})->Args({256, 224, 1})->Args({256, 224, 2})

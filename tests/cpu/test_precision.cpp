@@ -5,6 +5,9 @@
 // Oracles: hand-worked boundary values (ties, overflow, subnormals), an exhaustive property check
 // of "nearest, ties to even" over spread bit patterns, every half value round-tripping, and - where
 // the compiler has _Float16 - its conversion (libgcc's, independent of this code).
+// Also half-precision storage in Tensor<float> (Tensor::storage(), to_storage(); the mixed-
+// precision activations of the GPU backend): sizes, roundings, views, the refusals of data() and of
+// every CPU op, and autograd's conversion of a gradient to its value's storage.
 #include <boost/test/unit_test.hpp>
 
 #include <cfloat>
@@ -12,9 +15,17 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "helpers.hpp"
+#include "medimg/autograd/variable.hpp"
 #include "medimg/core/precision.hpp"
+#include "medimg/core/tensor.hpp"
+#include "medimg/ops/batch_norm.hpp"
+#include "medimg/ops/conv2d.hpp"
+#include "medimg/ops/elementwise.hpp"
+#include "medimg/ops/linear.hpp"
+#include "medimg/ops/pooling.hpp"
 
 using namespace medimg;
 using medimg::test::message_contains;
@@ -159,6 +170,124 @@ BOOST_AUTO_TEST_CASE(the_cpu_backend_takes_fp32_only) {
     BOOST_TEST(round_to(Precision::fp32, 1.0f + std::ldexp(1.0f, -20)) == 1.0f + std::ldexp(1.0f, -20));
     BOOST_TEST(round_to(Precision::bf16, 1.0f + std::ldexp(1.0f, -20)) == 1.0f);
     BOOST_TEST(round_to(Precision::fp16, 70000.0f) == std::numeric_limits<float>::infinity());
+}
+
+namespace {
+// Values that exercise both roundings: ties, carries into the exponent, fp16 overflow and subnormals.
+std::vector<float> storage_probe() {
+    return {0.0f, -0.0f, 1.0f, -2.5f, 1.0f + 1.0f / 256, 1.0f + 3.0f / 512, 65504.0f, 65520.0f, 1e6f, 3.0e-5f, 1e-8f,
+            -7.3e-6f, 0.1f, 1.0f / 3, 255.875f, 1e30f};
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(half_storage_holds_two_bytes_per_value_and_rounds_like_the_host_roundings) {
+    const std::vector<float> v = storage_probe();
+    const auto n = static_cast<std::int64_t>(v.size());
+    const auto x = Tensor<float>::from_vector({n}, v);
+    for (Precision p : {Precision::bf16, Precision::fp16}) {
+        const auto h = x.to_storage(p);
+        BOOST_TEST(h.storage() == p);
+        BOOST_TEST(h.half_storage());
+        BOOST_TEST(h.element_bytes() == 2u);
+        BOOST_TEST(h.bytes() == v.size() * 2);
+        const std::vector<float> got = h.to_vector();
+        for (std::size_t i = 0; i < v.size(); ++i) BOOST_TEST(to_bits(got[i]) == to_bits(round_to(p, v[i])), "value " << v[i]);
+        // back to float32: exact; the same storage: a clone
+        const auto f = h.to_storage(Precision::fp32);
+        BOOST_TEST(f.storage() == Precision::fp32);
+        for (std::size_t i = 0; i < v.size(); ++i) BOOST_TEST(to_bits(f[static_cast<std::int64_t>(i)]) == to_bits(got[i]));
+        const auto c = h.to_storage(p);
+        BOOST_TEST(!c.shares_storage_with(h));
+        BOOST_TEST(c.to_vector() == got);
+    }
+    // bf16 -> fp16 goes through float: the fp16 rounding of the bf16 value
+    const std::vector<float> bh = x.to_storage(Precision::bf16).to_storage(Precision::fp16).to_vector();
+    for (std::size_t i = 0; i < v.size(); ++i) BOOST_TEST(to_bits(bh[i]) == to_bits(round_to_half(round_to_bf16(v[i]))));
+    BOOST_CHECK_EXCEPTION(Tensor<double>::empty({2}, Precision::bf16), ValueError, message_contains("float tensors only"));
+    BOOST_CHECK_EXCEPTION(Tensor<double>::zeros({2}).to_storage(Precision::fp16), ValueError,
+                          message_contains("float tensors only"));
+}
+
+BOOST_AUTO_TEST_CASE(half_storage_views_copies_and_fills_keep_the_format) {
+    std::vector<float> v(24);
+    for (std::size_t i = 0; i < v.size(); ++i) v[i] = 0.25f * static_cast<float>(i) - 2.0f;  // exact in bf16 and fp16
+    const auto h = Tensor<float>::from_vector({4, 6}, v).to_storage(Precision::bf16);
+    const auto rows = h.slice0(1, 2);  // rows 1 and 2: byte offset 6 * 2
+    BOOST_TEST(rows.storage() == Precision::bf16);
+    BOOST_TEST(rows.to_vector() == std::vector<float>(v.begin() + 6, v.begin() + 18));
+    const auto r = h.reshape({2, 12});
+    BOOST_TEST(r.storage() == Precision::bf16);
+    BOOST_TEST(r.shares_storage_with(h));
+    const auto moved = h.to<Cpu>();
+    BOOST_TEST(moved.storage() == Precision::bf16);
+    BOOST_TEST(moved.to_vector() == v);
+    auto f = Tensor<float>::empty({3}, Precision::fp16);
+    f.fill_(1.0f / 3);
+    BOOST_TEST(f.to_vector() == std::vector<float>(3, round_to_half(1.0f / 3)));
+    BOOST_TEST(f.slice0(2, 1).item() == round_to_half(1.0f / 3));
+    f.zero_();
+    BOOST_TEST(f.to_vector() == std::vector<float>(3, 0.0f));
+    auto g = Tensor<float>::empty({3}, Precision::fp16);
+    g.copy_(f.clone());
+    BOOST_TEST(g.to_vector() == f.to_vector());
+    BOOST_CHECK_EXCEPTION(g.copy_(Tensor<float>::zeros({3})), ValueError, message_contains("holds fp32 storage, destination fp16"));
+}
+
+BOOST_AUTO_TEST_CASE(half_storage_cannot_be_read_as_floats) {
+    auto h = Tensor<float>::zeros({2, 3}).to_storage(Precision::fp16);
+    BOOST_CHECK_EXCEPTION(h.data(), ValueError, message_contains("this [2,3] tensor holds fp16 storage"));
+    BOOST_CHECK_EXCEPTION(static_cast<void>(h[0]), ValueError, message_contains("to_storage(Precision::fp32)"));
+    BOOST_CHECK_EXCEPTION(h.cast<double>(), ValueError, message_contains("fp16 storage"));
+    BOOST_TEST(h.raw() != nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(cpu_ops_refuse_half_storage_in_one_line) {
+    const auto x = Tensor<float>::ones({1, 2, 4, 4}).to_storage(Precision::bf16);
+    auto y = Tensor<float>::empty({1, 2, 4, 4}, Precision::bf16);
+    BOOST_CHECK_EXCEPTION(ops::relu_forward(x, y), ValueError,
+                          message_contains("relu_forward: x [1,2,4,4] holds bf16 storage, which only the CUDA backend reads"));
+    auto yf = Tensor<float>::empty({1, 2, 4, 4});
+    BOOST_CHECK_EXCEPTION(ops::relu_forward(x, yf), ValueError,
+                          message_contains("relu_forward: x [1,2,4,4] holds bf16 storage but y [1,2,4,4] holds fp32"));
+    const auto z = Tensor<float>::ones({1, 2, 4, 4}).to_storage(Precision::fp16);
+    BOOST_CHECK_EXCEPTION(ops::add(x, z, y), ValueError, message_contains("holds bf16 storage but b [1,2,4,4] holds fp16"));
+    const auto w = Tensor<float>::ones({3, 2, 3, 3});
+    auto out = Tensor<float>::empty({1, 3, 4, 4});
+    const ops::Conv2dParams p{1, 1, 1, 1, 1, 1};
+    BOOST_CHECK_EXCEPTION(ops::conv2d_forward(x, w, Tensor<float>(), out, p), ValueError,
+                          message_contains("conv2d_forward: x [1,2,4,4] holds bf16 storage, which only the CUDA backend"));
+    auto out_h = Tensor<float>::empty({1, 3, 4, 4}, Precision::fp16);
+    BOOST_CHECK_EXCEPTION(ops::conv2d_forward(x, w, Tensor<float>(), out_h, p), ValueError,
+                          message_contains("x holds bf16 storage but y holds fp16; one call takes one half format"));
+    Tensor<float> none;
+    auto mean = Tensor<float>::empty({2}), invstd = Tensor<float>::empty({2});
+    BOOST_CHECK_EXCEPTION(ops::batch_norm_forward_training(x, none, none, none, none, 0.1, 1e-5, y, mean, invstd), ValueError,
+                          message_contains("batch_norm_forward_training: x [1,2,4,4] holds bf16"));
+    auto pooled = Tensor<float>::empty({1, 2, 1, 1}, Precision::bf16);
+    BOOST_CHECK_EXCEPTION(ops::adaptive_avg_pool2d_forward(x, pooled), ValueError, message_contains("adaptive_avg_pool2d_forward: x"));
+    const auto flat = x.reshape({2, 16});
+    auto logits = Tensor<float>::empty({2, 5});
+    BOOST_CHECK_EXCEPTION(ops::linear_forward(flat, Tensor<float>::ones({5, 16}), none, logits), ValueError,
+                          message_contains("linear_forward: x [2,16] holds bf16"));
+    // float32 tensors still pass the same doors
+    const auto xf = Tensor<float>::full({1, 2, 4, 4}, -1.0f);
+    ops::relu_forward(xf, yf);
+    BOOST_TEST(yf.to_vector() == std::vector<float>(32, 0.0f));
+}
+
+BOOST_AUTO_TEST_CASE(autograd_stores_a_gradient_as_its_value_is) {
+    // A leaf's node records its value's storage; a gradient that arrives in another storage is
+    // converted (the rule in engine.hpp), so the float32 leaf gets a float32 gradient.
+    autograd::Var<float> leaf(Tensor<float>::zeros({3}), true);
+    BOOST_TEST((leaf.node()->storage == Precision::fp32));
+    const auto g = Tensor<float>::from_vector({3}, {1.0f / 3, 2.0f, -0.5f}).to_storage(Precision::bf16);
+    leaf.node()->accumulate(g, true);
+    BOOST_TEST(leaf.grad().storage() == Precision::fp32);
+    BOOST_TEST(leaf.grad().to_vector() == g.to_vector());
+    leaf.node()->accumulate(g, false);  // a second arrival adds
+    BOOST_TEST(leaf.grad()[0] == 2 * round_to_bf16(1.0f / 3));
+    autograd::Var<float> half_leaf(Tensor<float>::zeros({2}).to_storage(Precision::fp16), true);
+    BOOST_TEST((half_leaf.node()->storage == Precision::fp16));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

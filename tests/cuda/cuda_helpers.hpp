@@ -55,13 +55,15 @@ constexpr double gpu_atol() {
     return std::is_same_v<T, float> ? kGpuFloatAtol : kGpuDoubleTol;
 }
 
-/// A device tensor's host copy (a no-op for host tensors).
+/// A device tensor's host copy (a no-op for host tensors), half storage widened to float32.
 template <class T, class B>
 Tensor<T, Cpu> host(const Tensor<T, B>& t) {
+    Tensor<T, Cpu> h;
     if constexpr (std::is_same_v<B, Cpu>)
-        return t;
+        h = t;
     else
-        return t.template to<Cpu>();
+        h = t.template to<Cpu>();
+    return h.half_storage() ? h.to_storage(Precision::fp32) : h;
 }
 
 /// GPU result vs CPU reference, elementwise |a - b| <= atol + rtol |b|; the message names what

@@ -42,7 +42,7 @@ def main():
         for b in json.load(open(os.path.join(out, "bench_gpu.json")))["benchmarks"]:
             m = re.match(r"BM_resnet18_(train_step|inference)/N:(\d+)/side:224/math:(\d)", b["name"])
             if m and "img/s" in b:
-                math = ("fp32", "tf32", "bf16", "fp16")[int(m.group(3))]
+                math = ("fp32", "tf32", "bf16", "fp16", "bf16_f32_activations")[int(m.group(3))]
                 medimg[(m.group(1), int(m.group(2)), math)] = b["img/s"]
     except (OSError, ValueError, KeyError):
         pass

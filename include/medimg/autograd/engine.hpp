@@ -23,6 +23,10 @@ void Node<T, B>::accumulate(const Tensor<T, B>& g, bool owned) {
     if (!requires_grad) return;
     MEDIMG_CHECK(g.shape() == shape, ShapeError, "autograd::accumulate: gradient ", g.shape(), " does not match value ",
                  shape, " of op '", op, "'");
+    if (g.storage() != storage) {  // a gradient is stored as its value is
+        accumulate(g.to_storage(storage), true);
+        return;
+    }
     if (!grad.defined())
         grad = owned ? g : g.clone();
     else
@@ -40,6 +44,7 @@ void Var<T, B>::backward(const Tensor<T, B>& seed) const {
         MEDIMG_CHECK(node_->shape.numel() == 1, ShapeError, "Var::backward: implicit seed needs a one-element value, got ",
                      node_->shape, "; pass a seed of that shape");
         g = Tensor<T, B>::ones(node_->shape);
+        if (node_->storage != Precision::fp32) g = g.to_storage(node_->storage);
     }
     // Topological order by iterative DFS (no recursion: ResNet50 graphs are deep).
     // `order` owns its nodes: freeing a node's parent list below must not destroy nodes still to run.

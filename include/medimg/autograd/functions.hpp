@@ -4,6 +4,10 @@
 // computes the parents' gradients with the backend kernels and ADDS them (Node::accumulate; the
 // rule is in engine.hpp). Parents that do not require grad are skipped, so frozen weights and
 // inputs cost nothing. Optional arguments (bias, beta) are undefined Vars.
+// Storage (mixed precision on the GPU): conv2d's output takes ops::conv2d_output_storage (bf16 /
+// fp16 under autocast); batch_norm, relu, the poolings and add keep their input's storage; linear
+// and log_softmax give float32 (the logits and the loss stay float32); every gradient is stored as
+// its value is (Node::storage).
 #pragma once
 
 #include <cstdint>
@@ -30,7 +34,8 @@ bool wants(const std::shared_ptr<Node<T, B>>& n) {
 /// x: (N, C_in, H, W), w: (C_out, C_in, kH, kW), b: (C_out) or undefined -> (N, C_out, Ho, Wo)
 template <class T, class B>
 Var<T, B> conv2d(const Var<T, B>& x, const Var<T, B>& w, const Var<T, B>& b, const ops::Conv2dParams& p = {}) {
-    auto y = Tensor<T, B>::empty(ops::conv2d_output_shape("conv2d", x.shape(), w.shape(), p));
+    auto y = Tensor<T, B>::empty(ops::conv2d_output_shape("conv2d", x.shape(), w.shape(), p),
+                                 ops::conv2d_output_storage(x.value()));
     ops::conv2d_forward(x.value(), w.value(), b.defined() ? b.value() : Tensor<T, B>(), y, p);
     auto xn = x.node(), wn = w.node(), bn = b.node();
     // Saved for backward: w for dx, x for dw (only what a wanted gradient needs).
@@ -39,7 +44,7 @@ Var<T, B> conv2d(const Var<T, B>& x, const Var<T, B>& w, const Var<T, B>& b, con
     // backward: dx = conv_transpose(dy, w); dw = sum_n dy_n * im2col(x_n)^T; db = sum dy over (n, h, w)
     return Var<T, B>::from_op("conv2d", std::move(y), {xn, wn, bn}, [xn, wn, bn, xs, ws, p](const Tensor<T, B>& dy) {
         if (detail::wants(xn)) {
-            auto dx = Tensor<T, B>::empty(xn->shape);
+            auto dx = Tensor<T, B>::empty(xn->shape, xn->storage);
             ops::conv2d_backward_data(dy, ws, dx, p);
             xn->accumulate(dx, true);
         }
@@ -62,7 +67,7 @@ Var<T, B> conv2d(const Var<T, B>& x, const Var<T, B>& w, const Var<T, B>& b, con
 template <class T, class B>
 Var<T, B> batch_norm(const Var<T, B>& x, const Var<T, B>& gamma, const Var<T, B>& beta, Tensor<T, B> running_mean,
                      Tensor<T, B> running_var, bool training, double momentum = 0.1, double eps = 1e-5) {
-    auto y = Tensor<T, B>::empty(x.shape());
+    auto y = Tensor<T, B>::empty(x.shape(), x.value().storage());
     const Tensor<T, B> g = gamma.defined() ? gamma.value() : Tensor<T, B>();
     const Tensor<T, B> bt = beta.defined() ? beta.value() : Tensor<T, B>();
     const bool batch_stats = training || !running_mean.defined();
@@ -85,7 +90,7 @@ Var<T, B> batch_norm(const Var<T, B>& x, const Var<T, B>& gamma, const Var<T, B>
     return Var<T, B>::from_op("batch_norm", std::move(y), {xn, gn, bn},
                               [xn, gn, bn, xs, g, mean, invstd, batch_stats](const Tensor<T, B>& dy) {
         Tensor<T, B> dx, dg, db;
-        if (detail::wants(xn)) dx = Tensor<T, B>::empty(xn->shape);
+        if (detail::wants(xn)) dx = Tensor<T, B>::empty(xn->shape, xn->storage);
         if (detail::wants(gn)) dg = Tensor<T, B>::empty(gn->shape);
         if (detail::wants(bn)) db = Tensor<T, B>::empty(bn->shape);
         ops::batch_norm_backward(xs, dy, g, mean, invstd, batch_stats, dx, dg, db);
@@ -98,12 +103,12 @@ Var<T, B> batch_norm(const Var<T, B>& x, const Var<T, B>& gamma, const Var<T, B>
 // ---- relu ---------------------------------------------------------------------------------
 template <class T, class B>
 Var<T, B> relu(const Var<T, B>& x) {
-    auto y = Tensor<T, B>::empty(x.shape());
+    auto y = Tensor<T, B>::empty(x.shape(), x.value().storage());
     ops::relu_forward(x.value(), y);
     auto xn = x.node();
     // backward: dx = dy * [y > 0]  (uses the output, so x need not be kept)
     return Var<T, B>::from_op("relu", y, {xn}, [xn, y](const Tensor<T, B>& dy) {
-        auto dx = Tensor<T, B>::empty(y.shape());
+        auto dx = Tensor<T, B>::empty(y.shape(), y.storage());
         ops::relu_backward(y, dy, dx);
         xn->accumulate(dx, true);
     });
@@ -114,13 +119,13 @@ Var<T, B> relu(const Var<T, B>& x) {
 template <class T, class B>
 Var<T, B> max_pool2d(const Var<T, B>& x, const ops::MaxPool2dParams& p) {
     const Shape ys = ops::max_pool2d_output_shape("max_pool2d", x.shape(), p);
-    auto y = Tensor<T, B>::empty(ys);
+    auto y = Tensor<T, B>::empty(ys, x.value().storage());
     auto argmax = Tensor<std::int32_t, B>::empty(ys);
     ops::max_pool2d_forward(x.value(), y, argmax, p);
     auto xn = x.node();
     // backward: each window's gradient goes to its argmax
     return Var<T, B>::from_op("max_pool2d", std::move(y), {xn}, [xn, argmax](const Tensor<T, B>& dy) {
-        auto dx = Tensor<T, B>::empty(xn->shape);
+        auto dx = Tensor<T, B>::empty(xn->shape, xn->storage);
         ops::max_pool2d_backward(dy, argmax, dx);
         xn->accumulate(dx, true);
     });
@@ -131,12 +136,12 @@ template <class T, class B>
 Var<T, B> adaptive_avg_pool2d(const Var<T, B>& x, std::int64_t out_h = 1, std::int64_t out_w = 1) {
     MEDIMG_CHECK(x.shape().rank() == 4 && out_h >= 1 && out_w >= 1, ShapeError, "adaptive_avg_pool2d: input ", x.shape(),
                  " must be (N, C, H, W) and the output size (", out_h, ",", out_w, ") positive");
-    auto y = Tensor<T, B>::empty({x.size(0), x.size(1), out_h, out_w});
+    auto y = Tensor<T, B>::empty({x.size(0), x.size(1), out_h, out_w}, x.value().storage());
     ops::adaptive_avg_pool2d_forward(x.value(), y);
     auto xn = x.node();
     // backward: each output's gradient spread evenly over its window
     return Var<T, B>::from_op("adaptive_avg_pool2d", std::move(y), {xn}, [xn](const Tensor<T, B>& dy) {
-        auto dx = Tensor<T, B>::empty(xn->shape);
+        auto dx = Tensor<T, B>::empty(xn->shape, xn->storage);
         ops::adaptive_avg_pool2d_backward(dy, dx);
         xn->accumulate(dx, true);
     });
@@ -156,7 +161,7 @@ Var<T, B> linear(const Var<T, B>& x, const Var<T, B>& w, const Var<T, B>& b) {
     // backward: dx = dy w;  dw = dy^T x;  db = sum_n dy
     return Var<T, B>::from_op("linear", std::move(y), {xn, wn, bn}, [xn, wn, bn, xs, ws](const Tensor<T, B>& dy) {
         if (detail::wants(xn)) {
-            auto dx = Tensor<T, B>::empty(xn->shape);
+            auto dx = Tensor<T, B>::empty(xn->shape, xn->storage);
             ops::linear_backward_data(dy, ws, dx);
             xn->accumulate(dx, true);
         }
@@ -174,7 +179,7 @@ Var<T, B> linear(const Var<T, B>& x, const Var<T, B>& w, const Var<T, B>& b) {
 /// a + b (same shape).  backward: da = dy, db = dy
 template <class T, class B>
 Var<T, B> add(const Var<T, B>& a, const Var<T, B>& b) {
-    auto y = Tensor<T, B>::empty(a.shape());
+    auto y = Tensor<T, B>::empty(a.shape(), a.value().storage());
     ops::add(a.value(), b.value(), y);
     auto an = a.node(), bn = b.node();
     return Var<T, B>::from_op("add", std::move(y), {an, bn}, [an, bn](const Tensor<T, B>& dy) {

@@ -7,6 +7,8 @@
 // closure saved it (as PyTorch's SavedVariable), so an intermediate result no backward needs -
 // a batch norm's output before its ReLU, the sum before a residual block's ReLU - is freed as
 // soon as the forward pass drops its Var, not kept until backward().
+// A gradient is stored as its value is (float32, or bf16 / fp16 for mixed-precision activations on
+// the GPU: Tensor::storage()), as a PyTorch gradient has its tensor's dtype.
 // Deliberately not here: higher-order gradients, in-place ops on values that are saved for
 // backward, hooks.
 #pragma once
@@ -46,6 +48,7 @@ template <class T, class B>
 struct Node {
     using BackwardFn = std::function<void(const Tensor<T, B>& grad)>;
     Shape shape;        // the value's (gradients must match it); the value itself is the Var's
+    Precision storage = Precision::fp32;  // the value's storage; its gradient is stored the same way
     Tensor<T, B> grad;  // undefined until a gradient flows in
     bool requires_grad = false;
     std::vector<std::shared_ptr<Node>> parents;  // for the topological sort; cleared after backward
@@ -67,6 +70,7 @@ public:
     explicit Var(Tensor<T, B> value, bool requires_grad = false)
         : node_(std::make_shared<NodeT>()), value_(std::make_shared<Tensor<T, B>>(std::move(value))) {
         node_->shape = value_->shape();
+        node_->storage = value_->storage();
         node_->requires_grad = requires_grad;
     }
     /// A trainable leaf (requires_grad = true).

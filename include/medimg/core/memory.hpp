@@ -13,6 +13,7 @@
 
 #include "medimg/core/device.hpp"
 #include "medimg/core/host_cache.hpp"
+#include "medimg/core/precision.hpp"
 #include "medimg/config.hpp"
 
 namespace medimg {
@@ -40,6 +41,10 @@ struct Memory<Cpu> {
     static void fill(T* p, std::size_t n, T value) { std::fill(p, p + n, value); }
     static void copy(void* dst, const void* src, std::size_t bytes) {
         if (bytes) std::memcpy(dst, src, bytes);
+    }
+    /// n values stored as `from` -> stored as `to` (float32 / bf16 / fp16; Tensor::to_storage).
+    static void convert_storage(const void* src, Precision from, void* dst, Precision to, std::size_t n) {
+        for (std::size_t i = 0; i < n; ++i) store_stored(dst, to, i, load_stored(src, from, i));
     }
 };
 

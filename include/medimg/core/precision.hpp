@@ -2,19 +2,23 @@
 // core/precision.hpp: the arithmetic precision of convolutions and linear layers (the config's
 // runtime.precision: fp32 | bf16 | fp16) and the host-side roundings to bfloat16 and IEEE binary16.
 //   fp32   float32 everywhere (the default; the only precision of the CPU backend).
-//   bf16   convolutions and linear layers read bfloat16 copies of their float32 operands (8-bit
-//          significand) on tensor cores and accumulate in float32; outputs are float32 again.
+//   bf16   convolutions and linear layers multiply bfloat16 operands (8-bit significand) on tensor
+//          cores and accumulate in float32; on the GPU the activations between layers are stored
+//          in bfloat16 too (cuda::settings().half_activations, autocast's storage half).
 //   fp16   the same with IEEE half (11-bit significand, largest finite 65504), which needs a
 //          dynamic loss scale (optim/grad_scaler.hpp) so that small gradients do not flush to 0.
-// The weights, the optimizer state and everything between those two layers stay float32 (see
-// docs/gpu.md, "Mixed precision"). The roundings below are round-to-nearest-even, as CUDA's
+// The weights, their gradients, the optimizer state and the logits stay float32 (see docs/gpu.md,
+// "Mixed precision"). The roundings below are round-to-nearest-even, as CUDA's
 // __float2bfloat16_rn / __float2half_rn and PyTorch's .to(torch.bfloat16 / torch.float16): tests
 // use them to build the exact inputs the GPU sees, and compare the device's casts against them.
-// Deliberately not here: half-precision Tensor element types.
+// Half-precision values in tensors are a storage format of Tensor<float, B> (core/tensor.hpp,
+// Tensor::storage()), not element types of their own.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <ostream>
 #include <string>
 
 #include "medimg/core/device.hpp"
@@ -31,6 +35,8 @@ inline const char* precision_name(Precision p) {
     default: return "fp32";
     }
 }
+
+inline std::ostream& operator<<(std::ostream& os, Precision p) { return os << precision_name(p); }
 
 /// "fp32" | "bf16" | "fp16" -> Precision; anything else is a ValueError naming the text.
 inline Precision parse_precision(const std::string& s) {
@@ -97,6 +103,20 @@ inline float half_bits_to_float(std::uint16_t h) {
 }
 /// f rounded to the nearest IEEE half, as a float.
 inline float round_to_half(float f) { return half_bits_to_float(float_to_half_bits(f)); }
+
+/// Element i of n values stored as `s` (fp32: floats; bf16 / fp16: 2-byte bit patterns), as a float.
+inline float load_stored(const void* p, Precision s, std::size_t i) {
+    if (s == Precision::fp32) return static_cast<const float*>(p)[i];
+    const std::uint16_t h = static_cast<const std::uint16_t*>(p)[i];
+    return s == Precision::bf16 ? bf16_bits_to_float(h) : half_bits_to_float(h);
+}
+/// Stores v as element i of values stored as `s`, rounding to nearest even into bf16 / fp16.
+inline void store_stored(void* p, Precision s, std::size_t i, float v) {
+    if (s == Precision::fp32)
+        static_cast<float*>(p)[i] = v;
+    else
+        static_cast<std::uint16_t*>(p)[i] = s == Precision::bf16 ? float_to_bf16_bits(v) : float_to_half_bits(v);
+}
 
 /// f rounded as precision p stores it (fp32: f itself).
 inline float round_to(Precision p, float f) {

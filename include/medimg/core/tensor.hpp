@@ -1,8 +1,14 @@
 // SPDX-License-Identifier: MIT
 // tensor.hpp: Tensor<T, B>, a contiguous row-major n-d array on backend B (NCHW for images).
 // A Tensor is a handle: copies share storage (as torch.Tensor does); clone() copies the data.
-// Views (reshape, slice along dim 0) share storage too. Deliberately not here: strides,
-// broadcasting views, implicit device transfers, dtype promotion.
+// Views (reshape, slice along dim 0) share storage too.
+// Half-precision storage (mixed precision on the GPU, docs/gpu.md): a Tensor<float, B> may hold its
+// values as bfloat16 or IEEE half (storage() = Precision::bf16 / fp16, 2 bytes per element), as
+// autocast keeps activations in PyTorch. Such a tensor is still a float tensor to the type system;
+// data() refuses it (one line naming the shape and storage), so no op can read 2-byte elements as
+// floats by mistake: the ops that take half storage read raw(), the rest need .to_storage(fp32).
+// Deliberately not here: strides, broadcasting views, implicit device transfers, dtype promotion,
+// half storage for element types other than float.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +17,7 @@
 #include <vector>
 
 #include "medimg/core/memory.hpp"
+#include "medimg/core/precision.hpp"
 #include "medimg/core/shape.hpp"
 #include "medimg/error.hpp"
 
@@ -22,6 +29,8 @@ class Tensor {
     static_assert(backend_available<B>,
                   "medimg: Tensor<T, Cuda> requires a translation unit compiled by nvcc (MEDIMG_HAS_CUDA=1)");
 
+    static constexpr bool kFloat = std::is_same_v<T, float>;  // the one element type with half storage
+
 public:
     using value_type = T;
     using backend = B;
@@ -29,11 +38,15 @@ public:
     /// An undefined tensor (defined() is false, numel() is 0).
     Tensor() = default;
 
-    /// Uninitialised storage of the given shape.
-    static Tensor empty(const Shape& shape) {
+    /// Uninitialised storage of the given shape; `storage` bf16 / fp16 (float tensors only) keeps
+    /// 2-byte values (see the top of this file).
+    static Tensor empty(const Shape& shape, Precision storage = Precision::fp32) {
+        MEDIMG_CHECK(storage == Precision::fp32 || kFloat, ValueError, "Tensor::empty: ",
+                     precision_name(storage), " storage is for float tensors only (shape ", shape, ")");
         Tensor t;
         t.shape_ = shape;
-        const auto bytes = static_cast<std::size_t>(shape.numel()) * sizeof(T);
+        t.storage_ = storage;
+        const auto bytes = static_cast<std::size_t>(shape.numel()) * t.element_bytes();
         t.data_ = std::shared_ptr<T>(static_cast<T*>(Memory<B>::allocate(bytes)), [](T* p) { Memory<B>::deallocate(p); });
         t.defined_ = true;
         return t;
@@ -73,34 +86,61 @@ public:
     /// Dimension i; negative i counts from the end.
     std::int64_t size(int i) const { return shape_.dim(i); }
     std::int64_t numel() const { return shape_.numel(); }
-    std::size_t bytes() const { return static_cast<std::size_t>(numel()) * sizeof(T); }
+    /// How the values are stored: fp32 = as T itself; bf16 / fp16 = 2-byte halves of a float tensor.
+    Precision storage() const { return storage_; }
+    bool half_storage() const { return storage_ != Precision::fp32; }
+    std::size_t element_bytes() const { return storage_ == Precision::fp32 ? sizeof(T) : 2; }
+    std::size_t bytes() const { return static_cast<std::size_t>(numel()) * element_bytes(); }
 
-    T* data() { return data_.get(); }
-    const T* data() const { return data_.get(); }
+    /// The elements as T; refuses a tensor with half storage (read raw() or call to_storage(fp32)).
+    T* data() {
+        if (storage_ != Precision::fp32) [[unlikely]] refuse_half("data");
+        return data_.get();
+    }
+    const T* data() const {
+        if (storage_ != Precision::fp32) [[unlikely]] refuse_half("data");
+        return data_.get();
+    }
+    /// The storage whatever its element format (the kernels that read half storage use this).
+    void* raw() { return data_.get(); }
+    const void* raw() const { return data_.get(); }
 
     /// Element i of the flattened tensor (host backends only).
     T& operator[](std::int64_t i) {
         static_assert(std::is_same_v<B, Cpu>, "medimg: element access needs Tensor<T, Cpu>; call .to<Cpu>() first");
-        return data_.get()[i];
+        return data()[i];
     }
     const T& operator[](std::int64_t i) const {
         static_assert(std::is_same_v<B, Cpu>, "medimg: element access needs Tensor<T, Cpu>; call .to<Cpu>() first");
-        return data_.get()[i];
+        return data()[i];
     }
-    /// The value of a one-element tensor, copied to the host.
+    /// The value of a one-element tensor, copied to the host (half storage widened exactly).
     T item() const {
         MEDIMG_CHECK(numel() == 1, ShapeError, "Tensor::item: needs exactly one element, got shape ", shape_);
-        T v{};
-        Transfer<B, Cpu>::copy(&v, data(), sizeof(T));
-        return v;
+        return to_vector()[0];
     }
+    /// The values, copied to the host (half storage widened exactly to float).
     std::vector<T> to_vector() const {
         std::vector<T> v(static_cast<std::size_t>(numel()));
-        Transfer<B, Cpu>::copy(v.data(), data(), bytes());
+        if (storage_ == Precision::fp32) {
+            Transfer<B, Cpu>::copy(v.data(), data_.get(), bytes());
+        } else {
+            std::vector<std::uint16_t> h(v.size());
+            Transfer<B, Cpu>::copy(h.data(), data_.get(), bytes());
+            for (std::size_t i = 0; i < h.size(); ++i)
+                v[i] = static_cast<T>(storage_ == Precision::bf16 ? bf16_bits_to_float(h[i]) : half_bits_to_float(h[i]));
+        }
         return v;
     }
 
+    /// Every element = value (rounded to nearest even into half storage).
     Tensor& fill_(T value) {
+        if (storage_ != Precision::fp32) {
+            const float f = static_cast<float>(value);
+            const std::uint16_t h = storage_ == Precision::bf16 ? float_to_bf16_bits(f) : float_to_half_bits(f);
+            Memory<B>::fill(static_cast<std::uint16_t*>(raw()), static_cast<std::size_t>(numel()), h);
+            return *this;
+        }
         Memory<B>::fill(data(), static_cast<std::size_t>(numel()), value);
         return *this;
     }
@@ -109,7 +149,10 @@ public:
     Tensor& copy_(const Tensor& src) {
         MEDIMG_CHECK(src.numel() == numel(), ShapeError, "Tensor::copy_: source ", src.shape(), " does not fit destination ",
                      shape_);
-        Memory<B>::copy(data(), src.data(), bytes());
+        MEDIMG_CHECK(src.storage() == storage_, ValueError, "Tensor::copy_: source ", src.shape(), " holds ",
+                     precision_name(src.storage()), " storage, destination ", precision_name(storage_),
+                     "; convert with to_storage() first");
+        Memory<B>::copy(raw(), src.raw(), bytes());
         return *this;
     }
 
@@ -128,20 +171,32 @@ public:
         Tensor t = *this;
         t.shape_[0] = length;
         const std::int64_t row = size(0) ? numel() / size(0) : 0;
-        t.data_ = std::shared_ptr<T>(data_, data_.get() + start * row);
+        const auto offset = static_cast<std::size_t>(start * row) * element_bytes();
+        t.data_ = std::shared_ptr<T>(data_, reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(data_.get()) + offset));
         return t;
     }
-    /// A deep copy.
+    /// A deep copy (same storage).
     Tensor clone() const {
-        Tensor t = empty(shape_);
-        Memory<B>::copy(t.data(), data(), bytes());
+        Tensor t = empty(shape_, storage_);
+        Memory<B>::copy(t.raw(), raw(), bytes());
         return t;
     }
-    /// An explicit copy to another backend (the only way data changes device).
+    /// An explicit copy to another backend (the only way data changes device); keeps the storage.
     template <class B2>
     Tensor<T, B2> to() const {
-        Tensor<T, B2> t = Tensor<T, B2>::empty(shape_);
-        Transfer<B, B2>::copy(t.data(), data(), bytes());
+        Tensor<T, B2> t = Tensor<T, B2>::empty(shape_, storage_);
+        Transfer<B, B2>::copy(t.raw(), raw(), bytes());
+        return t;
+    }
+    /// A copy stored as `storage` (float tensors): fp32 -> bf16 / fp16 rounds to nearest even
+    /// (core/precision.hpp's roundings, the GPU's __float2bfloat16_rn / __float2half_rn), half ->
+    /// fp32 is exact, bf16 <-> fp16 goes through float. The same storage gives a clone.
+    Tensor to_storage(Precision storage) const {
+        MEDIMG_CHECK(storage == Precision::fp32 || kFloat, ValueError, "Tensor::to_storage: ",
+                     precision_name(storage), " storage is for float tensors only (shape ", shape_, ")");
+        if (storage == storage_) return clone();
+        Tensor t = empty(shape_, storage);
+        Memory<B>::convert_storage(raw(), storage_, t.raw(), storage, static_cast<std::size_t>(numel()));
         return t;
     }
     /// A host-side element-type conversion (e.g. double fixtures -> float model).
@@ -149,15 +204,24 @@ public:
     Tensor<U, B> cast() const {
         static_assert(std::is_same_v<B, Cpu>, "medimg: Tensor::cast is host-only; call .to<Cpu>() first");
         auto t = Tensor<U, B>::empty(shape_);
-        for (std::int64_t i = 0; i < numel(); ++i) t.data()[i] = static_cast<U>(data()[i]);
+        const T* in = data();
+        U* out = t.data();
+        for (std::int64_t i = 0; i < numel(); ++i) out[i] = static_cast<U>(in[i]);
         return t;
     }
     /// True when both handles point at the same first element.
     bool shares_storage_with(const Tensor& other) const { return data_ == other.data_; }
 
 private:
+    [[noreturn]] void refuse_half(const char* fn) const {
+        throw ValueError(detail::concat("Tensor::", fn, ": this ", shape_, " tensor holds ", precision_name(storage_),
+                                        " storage (mixed-precision activations); the op reading it takes float32 values: "
+                                        "convert with .to_storage(Precision::fp32)"));
+    }
+
     std::shared_ptr<T> data_;
     Shape shape_;
+    Precision storage_ = Precision::fp32;
     bool defined_ = false;
 };
 

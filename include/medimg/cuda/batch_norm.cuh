@@ -10,6 +10,8 @@
 // The inference-mode backward (statistics are constants) is an own kernel: dx = gamma * invstd * dy,
 // dgamma = sum(dy * xhat), dbeta = sum(dy). Undefined gamma / beta (affine = false) become ones /
 // zeros; undefined outputs get scratch buffers from the allocator.
+// Activations stored in bf16 / fp16 (mixed precision; x, y, dy, dx share one storage, checked by
+// ops/batch_norm.hpp) go to own kernels in every mode (kernels/batch_norm.cuh).
 #pragma once
 
 #include "medimg/config.hpp"
@@ -18,13 +20,17 @@
 #endif
 
 #include <cstdint>
+#include <type_traits>
 
 #include <cudnn.h>
 
 #include "medimg/cuda/check.hpp"
 #include "medimg/cuda/context.hpp"
 #include "medimg/cuda/descriptors.hpp"
+#include "medimg/cuda/kernels/batch_norm.cuh"
 #include "medimg/cuda/kernels/channel.cuh"
+#include "medimg/cuda/kernels/elementwise.cuh"
+#include "medimg/cuda/kernels/storage.cuh"
 #include "medimg/cuda/memory.cuh"
 #include "medimg/ops/batch_norm.hpp"
 
@@ -41,6 +47,15 @@ struct BatchNormImpl<Cuda> {
     static Tensor<T, Cuda> or_scratch(const Tensor<T, Cuda>& t, const Shape& s) {
         return t.defined() ? t : Tensor<T, Cuda>::empty(s);
     }
+    /// The data of a float32 per-channel tensor, or null when undefined.
+    template <class T>
+    static T* ptr(Tensor<T, Cuda>& t) {
+        return t.defined() ? t.data() : nullptr;
+    }
+    template <class T>
+    static const T* ptr(const Tensor<T, Cuda>& t) {
+        return t.defined() ? t.data() : nullptr;
+    }
     /// The element count each channel averages over (N * H * W).
     template <class T>
     static std::int64_t spatial(const Tensor<T, Cuda>& x) {
@@ -52,6 +67,16 @@ struct BatchNormImpl<Cuda> {
                                  Tensor<T, Cuda>& running_mean, Tensor<T, Cuda>& running_var, double momentum, double eps,
                                  Tensor<T, Cuda>& y, Tensor<T, Cuda>& save_mean, Tensor<T, Cuda>& save_invstd) {
         const std::int64_t C = x.size(1);
+        if (x.half_storage()) {
+            namespace cd = cuda::detail;
+            cd::with_storage<T>(x.storage(), [&](auto* tag) {
+                using S = std::remove_pointer_t<decltype(tag)>;
+                cd::bn_forward_training_stored<S, T>(cd::stored<S>(x), ptr(gamma), ptr(beta), ptr(running_mean),
+                                                     ptr(running_var), momentum, eps, x.size(0), C, spatial(x),
+                                                     cd::stored<S>(y), ptr(save_mean), ptr(save_invstd));
+            });
+            return;
+        }
         const auto xd = cuda::TensorDescriptor::nchw<T>(x.shape());
         cuda::TensorDescriptor pd;
         MEDIMG_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(pd.get(), xd.get(), CUDNN_BATCHNORM_SPATIAL));
@@ -75,6 +100,17 @@ struct BatchNormImpl<Cuda> {
                                   const Tensor<T, Cuda>& running_mean, const Tensor<T, Cuda>& running_var, double eps,
                                   Tensor<T, Cuda>& y) {
         const std::int64_t C = x.size(1);
+        if (x.half_storage()) {
+            namespace cd = cuda::detail;
+            auto invstd = Tensor<T, Cuda>::empty(Shape{C});
+            cd::rsqrt(running_var.data(), eps, invstd.data(), C);
+            cd::with_storage<T>(x.storage(), [&](auto* tag) {
+                using S = std::remove_pointer_t<decltype(tag)>;
+                cd::bn_normalize_stored<S, T>(cd::stored<S>(x), running_mean.data(), invstd.data(), ptr(gamma), ptr(beta),
+                                              x.size(0), C, spatial(x), cd::stored<S>(y));
+            });
+            return;
+        }
         const auto xd = cuda::TensorDescriptor::nchw<T>(x.shape());
         cuda::TensorDescriptor pd;
         MEDIMG_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(pd.get(), xd.get(), CUDNN_BATCHNORM_SPATIAL));
@@ -90,6 +126,16 @@ struct BatchNormImpl<Cuda> {
                          const Tensor<T, Cuda>& mean, const Tensor<T, Cuda>& invstd, bool training, Tensor<T, Cuda>& dx,
                          Tensor<T, Cuda>& dgamma, Tensor<T, Cuda>& dbeta) {
         const std::int64_t N = x.size(0), C = x.size(1), P = spatial(x);
+        if (x.half_storage()) {
+            namespace cd = cuda::detail;
+            cd::with_storage<T>(x.storage(), [&](auto* tag) {
+                using S = std::remove_pointer_t<decltype(tag)>;
+                cd::bn_backward_stored<S, T>(cd::stored<S>(x), cd::stored<S>(dy), ptr(gamma), mean.data(), invstd.data(),
+                                             training, N, C, P, dx.defined() ? cd::stored<S>(dx) : nullptr, ptr(dgamma),
+                                             ptr(dbeta));
+            });
+            return;
+        }
         if (!training) {  // statistics are constants: own kernels
             cuda::detail::bn_param_grads(x.data(), dy.data(), mean.data(), invstd.data(), N, C, P,
                                          dgamma.defined() ? dgamma.data() : nullptr, dbeta.defined() ? dbeta.data() : nullptr);

@@ -48,9 +48,14 @@ struct Settings {
     /// The largest convolution workspace an algorithm may ask for.
     std::size_t conv_workspace_limit = std::size_t(1) << 30;
     /// The arithmetic of float32 convolutions and linear layers (core/precision.hpp): fp32, or
-    /// bf16 / fp16 copies of the operands on tensor cores with float32 accumulation and float32
-    /// outputs (mixed precision; the config's runtime.precision). Double tensors ignore it.
+    /// bf16 / fp16 operands on tensor cores with float32 accumulation (mixed precision; the
+    /// config's runtime.precision). Double tensors ignore it.
     Precision precision = Precision::fp32;
+    /// Under bf16 / fp16 precision, autograd stores convolution outputs - and so the batch norms,
+    /// ReLUs, poolings and residual sums after them, and their gradients - in that half format
+    /// (autocast's activations; half the activation memory and traffic). Off: the activations
+    /// stay float32 and each convolution casts its operands (docs/gpu.md, "Mixed precision").
+    bool half_activations = true;
 };
 inline Settings& settings() {
     static Settings s;

@@ -6,10 +6,11 @@
 // (cudnnGet*Algorithm_v7) or, with settings().cudnn_benchmark, by timing (cudnnFind*AlgorithmEx) -
 // preferring deterministic algorithms and, unless settings().allow_tf32, FP32 FMA math. Workspaces
 // come from the caching allocator. Bias: own kernels (kernels/channel.cuh), summed in double.
-// Mixed precision (settings().precision = bf16 | fp16, float tensors only): the plan describes
-// bf16/fp16 x, w, y with float32 accumulation (cuDNN's PSEUDO_BFLOAT16 / PSEUDO_HALF configurations)
-// and tensor-core math; each call casts its float operands into half blocks (cuda/precision.cuh),
-// and casts the half result back to float32.
+// Mixed precision (settings().precision = bf16 | fp16, or an operand holding half storage; float
+// tensors only): the plan describes bf16/fp16 x, w, y with float32 accumulation (cuDNN's
+// PSEUDO_BFLOAT16 / PSEUDO_HALF configurations) and tensor-core math; each call uses operands that
+// hold half storage as they are, casts float32 ones into half blocks (cuda/precision.cuh), and
+// writes a half-storage output in place or casts the half result back into a float32 one.
 // Deliberately not here: groups, NHWC, the cuDNN v9 graph API, fused conv+bias+activation.
 #pragma once
 
@@ -20,6 +21,7 @@
 
 #include <algorithm>
 #include <array>
+#include <initializer_list>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -34,6 +36,7 @@
 #include "medimg/cuda/context.hpp"
 #include "medimg/cuda/descriptors.hpp"
 #include "medimg/cuda/kernels/channel.cuh"
+#include "medimg/cuda/kernels/storage.cuh"
 #include "medimg/cuda/memory.cuh"
 #include "medimg/cuda/precision.cuh"
 #include "medimg/ops/conv2d.hpp"
@@ -80,9 +83,8 @@ cudnnMathType_t conv_math(bool allow_tf32) {
 /// The plan for this shape; created (descriptors set, no algorithm yet) on first use.
 /// Call with conv_mutex() held.
 template <class T>
-ConvPlan& conv_plan(const Shape& x, const Shape& w, const Shape& y, const ops::Conv2dParams& p) {
+ConvPlan& conv_plan(const Shape& x, const Shape& w, const Shape& y, const ops::Conv2dParams& p, Precision pr) {
     const Settings& s = settings();
-    const Precision pr = std::is_same_v<T, float> ? s.precision : Precision::fp32;
     const ConvKey key{current_device(), std::is_same_v<T, float> ? 0 : 1, x[0], x[1], x[2], x[3], w[0], w[2], w[3],
                       p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w,
                       s.allow_tf32, s.cudnn_benchmark, s.deterministic, static_cast<std::int64_t>(s.conv_workspace_limit),
@@ -242,8 +244,23 @@ const ConvAlgo& choose_backward_filter(ConvPlan& plan, const Shape& xs, const Sh
 
 namespace medimg::cuda::detail {
 
-/// The operands of one cuDNN call: the tensors' own memory, or - under mixed precision - half
-/// copies of the inputs and a half block for the output, cast back to float by finish().
+/// The arithmetic of one convolution call: the half format of an operand that holds half storage
+/// (mixed-precision activations; ops/storage.hpp has checked there is one at most), else
+/// settings().precision for float tensors, else fp32.
+template <class T>
+Precision conv_precision(std::initializer_list<const Tensor<T, Cuda>*> tensors) {
+    if constexpr (std::is_same_v<T, float>) {
+        for (const auto* t : tensors)
+            if (t->defined() && t->half_storage()) return t->storage();
+        return settings().precision;
+    } else {
+        return Precision::fp32;
+    }
+}
+
+/// The operands of one cuDNN call: the tensors' own memory, or - under mixed precision - each
+/// input as it is when it already holds the plan's half storage, else a half copy, and the output
+/// written in place when it holds half storage, else into a half block cast back by finish().
 struct ConvOperands {
     const void* a = nullptr;
     const void* b = nullptr;
@@ -255,15 +272,28 @@ struct ConvOperands {
 
     template <class T>
     ConvOperands(const ConvPlan& plan, const Tensor<T, Cuda>& in_a, const Tensor<T, Cuda>& in_b, Tensor<T, Cuda>& result)
-        : a(in_a.data()), b(in_b.data()), out(result.data()), precision(plan.precision) {
+        : precision(plan.precision) {
         if constexpr (std::is_same_v<T, float>) {
-            if (precision == Precision::fp32) return;
-            ha = to_half(in_a.data(), in_a.numel(), precision);
-            hb = to_half(in_b.data(), in_b.numel(), precision);
-            hout = half_buffer(result.numel());
-            a = ha.get(), b = hb.get(), out = hout.get();
-            out_float = result.data(), out_n = result.numel();
+            if (precision != Precision::fp32) {
+                a = half_operand(in_a, ha);
+                b = half_operand(in_b, hb);
+                if (result.storage() == precision) {
+                    out = result.raw();
+                } else {
+                    hout = half_buffer(result.numel());
+                    out = hout.get();
+                    out_float = result.data(), out_n = result.numel();
+                }
+                return;
+            }
         }
+        a = in_a.data(), b = in_b.data(), out = result.data();
+    }
+    /// t's storage when it is already in the plan's half format, else a half copy kept in `copy`.
+    const void* half_operand(const Tensor<float, Cuda>& t, DeviceBuffer& copy) const {
+        if (t.storage() == precision) return t.raw();
+        copy = to_half(t.data(), t.numel(), precision);
+        return copy.get();
     }
     void finish() {
         if (out_float) cast_to_float(hout.get(), out_float, out_n, precision);
@@ -283,7 +313,7 @@ struct Conv2dImpl<Cuda> {
         if (y.numel() == 0) return;
         namespace cd = cuda::detail;
         std::lock_guard<std::mutex> lock(cd::conv_mutex());  // plans are shared; cuDNN calls are cheap to queue
-        auto& plan = cd::conv_plan<T>(x.shape(), w.shape(), y.shape(), p);
+        auto& plan = cd::conv_plan<T>(x.shape(), w.shape(), y.shape(), p, cd::conv_precision<T>({&x, &y}));
         cd::ConvOperands o(plan, x, w, y);  // (x, w) -> y
         const auto& a = cd::choose_forward<T>(plan, x.shape(), w.shape(), o.a, o.b, o.out);
         cuda::DeviceBuffer ws(a.workspace);
@@ -293,7 +323,11 @@ struct Conv2dImpl<Cuda> {
                                                    static_cast<cudnnConvolutionFwdAlgo_t>(a.algo), ws.get(), a.workspace, &zero,
                                                    plan.y.get(), o.out));
         o.finish();
-        if (b.defined()) cd::add_channel_bias(y.data(), b.data(), y.size(0), y.size(1), y.size(2) * y.size(3));
+        if (b.defined())
+            cd::with_storage<T>(y.storage(), [&](auto* tag) {
+                using S = std::remove_pointer_t<decltype(tag)>;
+                cd::add_channel_bias(cd::stored<S>(y), b.data(), y.size(0), y.size(1), y.size(2) * y.size(3));
+            });
     }
 
     // dy: (N, C_out, Ho, Wo), w: (C_out, C_in, kH, kW) -> dx: (N, C_in, H, W), overwritten
@@ -303,7 +337,7 @@ struct Conv2dImpl<Cuda> {
         if (dx.numel() == 0) return;
         namespace cd = cuda::detail;
         std::lock_guard<std::mutex> lock(cd::conv_mutex());
-        auto& plan = cd::conv_plan<T>(dx.shape(), w.shape(), dy.shape(), p);
+        auto& plan = cd::conv_plan<T>(dx.shape(), w.shape(), dy.shape(), p, cd::conv_precision<T>({&dy, &dx}));
         cd::ConvOperands o(plan, dy, w, dx);  // (dy, w) -> dx
         const auto& a = cd::choose_backward_data<T>(plan, dx.shape(), w.shape(), o.a, o.b, o.out);
         cuda::DeviceBuffer ws(a.workspace);
@@ -325,7 +359,7 @@ struct Conv2dImpl<Cuda> {
         }
         namespace cd = cuda::detail;
         std::lock_guard<std::mutex> lock(cd::conv_mutex());
-        auto& plan = cd::conv_plan<T>(x.shape(), dw.shape(), dy.shape(), p);
+        auto& plan = cd::conv_plan<T>(x.shape(), dw.shape(), dy.shape(), p, cd::conv_precision<T>({&x, &dy}));
         cd::ConvOperands o(plan, x, dy, dw);  // (x, dy) -> dw
         const auto& a = cd::choose_backward_filter<T>(plan, x.shape(), dw.shape(), o.a, o.b, o.out);
         cuda::DeviceBuffer ws(a.workspace);
@@ -340,7 +374,18 @@ struct Conv2dImpl<Cuda> {
     // dy: (N, C_out, Ho, Wo) -> db: (C_out), overwritten (sums in double, like the CPU)
     template <class T>
     static void backward_bias(const Tensor<T, Cuda>& dy, Tensor<T, Cuda>& db) {
-        cuda::detail::channel_sum(dy.data(), dy.size(0), dy.size(1), dy.size(2) * dy.size(3), db.data());
+        namespace cd = cuda::detail;
+        cd::with_storage<T>(dy.storage(), [&](auto* tag) {
+            using S = std::remove_pointer_t<decltype(tag)>;
+            cd::channel_sum(cd::stored<S>(dy), dy.size(0), dy.size(1), dy.size(2) * dy.size(3), db.data());
+        });
+    }
+
+    /// The storage of a float convolution's output under autocast (ops::conv2d_output_storage):
+    /// bf16 / fp16 while mixed precision and half_activations are on, else fp32.
+    static Precision autocast_storage() {
+        const cuda::Settings& s = cuda::settings();
+        return s.half_activations ? s.precision : Precision::fp32;
     }
 };
 

@@ -11,6 +11,7 @@
 #endif
 
 #include <cstdint>
+#include <type_traits>
 
 #include "medimg/cuda/kernels/elementwise.cuh"
 #include "medimg/cuda/memory.cuh"
@@ -34,6 +35,27 @@ struct ElementwiseImpl<Cuda> {
     static void relu_backward(const T* y, const T* dy, T* dx, std::int64_t n) { cuda::detail::relu_backward(y, dy, dx, n); }
     template <class T>
     static void rsqrt(const T* x, double eps, T* y, std::int64_t n) { cuda::detail::rsqrt(x, eps, y, n); }
+
+    // Half storage (mixed-precision activations; ops/elementwise.hpp): raw storage, format s.
+    /// y = a + b (y may be a: add_).
+    static void add_stored(void* y, const void* a, const void* b, std::int64_t n, Precision s) {
+        cuda::detail::with_storage<float>(s, [&](auto* tag) {
+            using S = std::remove_pointer_t<decltype(tag)>;
+            cuda::detail::add(static_cast<const S*>(a), static_cast<const S*>(b), static_cast<S*>(y), n);
+        });
+    }
+    static void relu_forward_stored(const void* x, void* y, std::int64_t n, Precision s) {
+        cuda::detail::with_storage<float>(s, [&](auto* tag) {
+            using S = std::remove_pointer_t<decltype(tag)>;
+            cuda::detail::relu_forward(static_cast<const S*>(x), static_cast<S*>(y), n);
+        });
+    }
+    static void relu_backward_stored(const void* y, const void* dy, void* dx, std::int64_t n, Precision s) {
+        cuda::detail::with_storage<float>(s, [&](auto* tag) {
+            using S = std::remove_pointer_t<decltype(tag)>;
+            cuda::detail::relu_backward(static_cast<const S*>(y), static_cast<const S*>(dy), static_cast<S*>(dx), n);
+        });
+    }
     template <class T>
     static double sum(const T* x, std::int64_t n) { return cuda::detail::reduce(cuda::detail::SumTerm<T>{x}, n); }
     template <class T>

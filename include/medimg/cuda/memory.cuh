@@ -28,6 +28,7 @@
 #include "medimg/cuda/context.hpp"
 #include "medimg/cuda/device.hpp"
 #include "medimg/cuda/kernels/common.cuh"
+#include "medimg/cuda/precision.cuh"
 
 namespace medimg::cuda::detail {
 namespace {
@@ -64,6 +65,10 @@ struct Memory<Cuda> {
     static void copy(void* dst, const void* src, std::size_t bytes) {
         if (bytes == 0 || dst == src) return;
         MEDIMG_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, cuda::stream()));
+    }
+    /// n values stored as `from` -> stored as `to` (Tensor::to_storage; cuda/precision.cuh).
+    static void convert_storage(const void* src, Precision from, void* dst, Precision to, std::size_t n) {
+        cuda::detail::convert_storage(src, from, dst, to, static_cast<std::int64_t>(n));
     }
     /// Devices this backend can run on; 0 without a GPU or driver (never throws). Lets host-side
     /// generic code (the programs' device choice) ask without naming medimg::cuda.

@@ -10,6 +10,8 @@
 //   with atomicMin on its own index, the smallest claimant adds its gradient and retires. Rounds =
 //   the most windows sharing one maximum (<= 4 for ResNet's 3x3 stride 2). Claims and the pending
 //   list sit in shared memory when the plane fits, else in global scratch, a chunk of planes at a time.
+// Activations stored in bf16 / fp16 (mixed precision) run the same kernels instantiated for that
+// storage (kernels/storage.cuh): comparisons and sums in float, one rounding per stored result.
 // Deliberately not here: cuDNN pooling (its tie rules differ), ceil_mode, dilation.
 #pragma once
 
@@ -20,11 +22,13 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "medimg/cuda/allocator.hpp"
 #include "medimg/cuda/check.hpp"
 #include "medimg/cuda/context.hpp"
 #include "medimg/cuda/kernels/common.cuh"
+#include "medimg/cuda/kernels/storage.cuh"
 #include "medimg/cuda/memory.cuh"
 #include "medimg/ops/pooling.hpp"
 
@@ -46,11 +50,12 @@ __device__ __forceinline__ std::int64_t adaptive_end(std::int64_t o, std::int64_
 
 namespace {
 // one thread per output element (nc, oh, ow); x: (NC, H, W) -> y, argmax: (NC, Ho, Wo)
-template <class T>
-__global__ void max_pool_forward_kernel(const T* x, T* y, std::int32_t* argmax, PoolGeom g, std::int64_t total) {
+template <class S>
+__global__ void max_pool_forward_kernel(const S* x, S* y, std::int32_t* argmax, PoolGeom g, std::int64_t total) {
+    using T = Compute<S>;
     MEDIMG_GRID_STRIDE(i, total) {
         const std::int64_t ow = i % g.Wo, oh = (i / g.Wo) % g.Ho, nc = i / (g.Wo * g.Ho);
-        const T* in = x + nc * g.H * g.W;
+        const S* in = x + nc * g.H * g.W;
         const std::int64_t h0 = oh * g.sh - g.ph, w0 = ow * g.sw - g.pw;
         const std::int64_t h_lo = h0 > 0 ? h0 : 0, h_hi = h0 + g.kh < g.H ? h0 + g.kh : g.H;
         const std::int64_t w_lo = w0 > 0 ? w0 : 0, w_hi = w0 + g.kw < g.W ? w0 + g.kw : g.W;
@@ -58,14 +63,14 @@ __global__ void max_pool_forward_kernel(const T* x, T* y, std::int32_t* argmax, 
         std::int64_t at = -1;
         for (std::int64_t ih = h_lo; ih < h_hi && !(at >= 0 && isnan(best)); ++ih)
             for (std::int64_t iw = w_lo; iw < w_hi; ++iw) {
-                const T v = in[ih * g.W + iw];
+                const T v = ld(in[ih * g.W + iw]);
                 if (at < 0 || v > best || isnan(v)) {
                     best = v;
                     at = ih * g.W + iw;
                     if (isnan(v)) break;
                 }
             }
-        y[i] = at < 0 ? -INFINITY : best;
+        st(y + i, at < 0 ? T(-INFINITY) : best);
         argmax[i] = static_cast<std::int32_t>(at);
     }
 }
@@ -74,19 +79,20 @@ __global__ void max_pool_forward_kernel(const T* x, T* y, std::int32_t* argmax, 
 // pending output claiming each pixel) and todo (P ints: argmax while pending, -1 when done, -2 - p
 // right after winning pixel p). dx[p] = sum of dy[o] over the outputs o with argmax[o] = p, added in
 // increasing o.
-template <class T>
-__global__ void max_pool_backward_kernel(const T* dy, const std::int32_t* argmax, T* dx, std::int64_t HW, std::int64_t P,
+template <class S>
+__global__ void max_pool_backward_kernel(const S* dy, const std::int32_t* argmax, S* dx, std::int64_t HW, std::int64_t P,
                                          std::int64_t plane0, int* scratch) {
+    using T = Compute<S>;
     extern __shared__ int shared_scratch[];
     const std::int64_t nc = plane0 + blockIdx.x;
     int* owner = scratch ? scratch + static_cast<std::int64_t>(blockIdx.x) * (HW + P) : shared_scratch;
     volatile int* todo = owner + HW;
-    const T* g = dy + nc * P;
+    const S* g = dy + nc * P;
     const std::int32_t* idx = argmax + nc * P;
-    T* out = dx + nc * HW;
+    S* out = dx + nc * HW;
     for (std::int64_t p = threadIdx.x; p < HW; p += blockDim.x) {
         owner[p] = 0x7fffffff;
-        out[p] = T(0);
+        st(out + p, T(0));
     }
     for (std::int64_t o = threadIdx.x; o < P; o += blockDim.x) todo[o] = idx[o];
     __syncthreads();
@@ -103,7 +109,7 @@ __global__ void max_pool_backward_kernel(const T* dy, const std::int32_t* argmax
         for (std::int64_t o = threadIdx.x; o < P; o += blockDim.x) {
             const int p = todo[o];
             if (p >= 0 && atomicAdd(&owner[p], 0) == static_cast<int>(o)) {  // atomic read: sees every claim
-                out[p] += g[o];
+                st(out + p, ld(out[p]) + ld(g[o]));
                 todo[o] = -2 - p;
             }
         }
@@ -120,27 +126,29 @@ __global__ void max_pool_backward_kernel(const T* dy, const std::int32_t* argmax
 }
 
 // one thread per output element: the mean of its window, summed in double
-template <class T>
-__global__ void adaptive_avg_forward_kernel(const T* x, T* y, PoolGeom g, std::int64_t total) {
+template <class S>
+__global__ void adaptive_avg_forward_kernel(const S* x, S* y, PoolGeom g, std::int64_t total) {
+    using T = Compute<S>;
     MEDIMG_GRID_STRIDE(i, total) {
         const std::int64_t ow = i % g.Wo, oh = (i / g.Wo) % g.Ho, nc = i / (g.Wo * g.Ho);
-        const T* in = x + nc * g.H * g.W;
+        const S* in = x + nc * g.H * g.W;
         const std::int64_t h0 = adaptive_start(oh, g.Ho, g.H), h1 = adaptive_end(oh, g.Ho, g.H);
         const std::int64_t w0 = adaptive_start(ow, g.Wo, g.W), w1 = adaptive_end(ow, g.Wo, g.W);
         double s = 0.0;
         for (std::int64_t ih = h0; ih < h1; ++ih)
-            for (std::int64_t iw = w0; iw < w1; ++iw) s += static_cast<double>(in[ih * g.W + iw]);
-        y[i] = static_cast<T>(s / static_cast<double>((h1 - h0) * (w1 - w0)));
+            for (std::int64_t iw = w0; iw < w1; ++iw) s += static_cast<double>(ld(in[ih * g.W + iw]));
+        st(y + i, static_cast<T>(s / static_cast<double>((h1 - h0) * (w1 - w0))));
     }
 }
 
 // one thread per input element: the sum of dy[o] / |window o| over the windows containing it;
 // windows containing row ih: oh in [floor(ih*Ho/H), ceil((ih+1)*Ho/H) - 1] (checked exactly)
-template <class T>
-__global__ void adaptive_avg_backward_kernel(const T* dy, T* dx, PoolGeom g, std::int64_t total) {
+template <class S>
+__global__ void adaptive_avg_backward_kernel(const S* dy, S* dx, PoolGeom g, std::int64_t total) {
+    using T = Compute<S>;
     MEDIMG_GRID_STRIDE(i, total) {
         const std::int64_t iw = i % g.W, ih = (i / g.W) % g.H, nc = i / (g.W * g.H);
-        const T* gy = dy + nc * g.Ho * g.Wo;
+        const S* gy = dy + nc * g.Ho * g.Wo;
         const std::int64_t oh0 = (ih * g.Ho) / g.H, oh1 = ((ih + 1) * g.Ho + g.H - 1) / g.H;
         const std::int64_t ow0 = (iw * g.Wo) / g.W, ow1 = ((iw + 1) * g.Wo + g.W - 1) / g.W;
         T s = T(0);
@@ -150,10 +158,10 @@ __global__ void adaptive_avg_backward_kernel(const T* dy, T* dx, PoolGeom g, std
             for (std::int64_t ow = ow0; ow < ow1 && ow < g.Wo; ++ow) {
                 const std::int64_t w0 = adaptive_start(ow, g.Wo, g.W), w1 = adaptive_end(ow, g.Wo, g.W);
                 if (iw < w0 || iw >= w1) continue;
-                s += gy[oh * g.Wo + ow] / static_cast<T>((h1 - h0) * (w1 - w0));
+                s += ld(gy[oh * g.Wo + ow]) / static_cast<T>((h1 - h0) * (w1 - w0));
             }
         }
-        dx[i] = s;
+        st(dx + i, s);
     }
 }
 }  // namespace
@@ -177,14 +185,25 @@ struct PoolImpl<Cuda> {
         namespace cd = cuda::detail;
         const std::int64_t total = y.numel();
         if (total == 0) return;
-        cd::max_pool_forward_kernel<T><<<cd::blocks_for(total), cd::kThreads, 0, cuda::stream()>>>(
-            x.data(), y.data(), argmax.data(), cd::pool_geom(x, y, p), total);
+        cd::with_storage<T>(x.storage(), [&](auto* tag) {
+            using S = std::remove_pointer_t<decltype(tag)>;
+            cd::max_pool_forward_kernel<S><<<cd::blocks_for(total), cd::kThreads, 0, cuda::stream()>>>(
+                cd::stored<S>(x), cd::stored<S>(y), argmax.data(), cd::pool_geom(x, y, p), total);
+        });
         MEDIMG_CUDA_CHECK(cudaGetLastError());
     }
 
     // dy, argmax: (N, C, Ho, Wo) -> dx: (N, C, H, W), overwritten
     template <class T>
     static void max_backward(const Tensor<T, Cuda>& dy, const Tensor<std::int32_t, Cuda>& argmax, Tensor<T, Cuda>& dx) {
+        cuda::detail::with_storage<T>(dy.storage(), [&](auto* tag) {
+            using S = std::remove_pointer_t<decltype(tag)>;
+            max_backward_stored<S>(dy, argmax, dx);
+        });
+    }
+    /// max_backward with dy and dx stored as S (float32 / bf16 / fp16 activations).
+    template <class S, class T>
+    static void max_backward_stored(const Tensor<T, Cuda>& dy, const Tensor<std::int32_t, Cuda>& argmax, Tensor<T, Cuda>& dx) {
         namespace cd = cuda::detail;
         const std::int64_t planes = dx.size(0) * dx.size(1), HW = dx.size(2) * dx.size(3), P = dy.size(2) * dy.size(3);
         if (planes == 0 || HW == 0) return;
@@ -194,12 +213,12 @@ struct PoolImpl<Cuda> {
         MEDIMG_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, cuda::current_device()));
         if (scratch_bytes <= static_cast<std::size_t>(optin)) {
             if (scratch_bytes > 48 * 1024)
-                MEDIMG_CUDA_CHECK(cudaFuncSetAttribute(cd::max_pool_backward_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                MEDIMG_CUDA_CHECK(cudaFuncSetAttribute(cd::max_pool_backward_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                        static_cast<int>(scratch_bytes)));
             for (std::int64_t p0 = 0; p0 < planes; p0 += cd::kMaxPlanesPerLaunch) {
                 const auto n = static_cast<unsigned>(std::min(cd::kMaxPlanesPerLaunch, planes - p0));
-                cd::max_pool_backward_kernel<T><<<n, cd::kThreads, scratch_bytes, cuda::stream()>>>(
-                    dy.data(), argmax.data(), dx.data(), HW, P, p0, nullptr);
+                cd::max_pool_backward_kernel<S><<<n, cd::kThreads, scratch_bytes, cuda::stream()>>>(
+                    cd::stored<S>(dy), argmax.data(), cd::stored<S>(dx), HW, P, p0, nullptr);
                 MEDIMG_CUDA_CHECK(cudaGetLastError());
             }
             return;
@@ -208,8 +227,8 @@ struct PoolImpl<Cuda> {
         cuda::DeviceBuffer scratch(static_cast<std::size_t>(chunk) * scratch_bytes);
         for (std::int64_t p0 = 0; p0 < planes; p0 += chunk) {
             const auto n = static_cast<unsigned>(std::min(chunk, planes - p0));
-            cd::max_pool_backward_kernel<T><<<n, cd::kThreads, 0, cuda::stream()>>>(dy.data(), argmax.data(), dx.data(), HW, P,
-                                                                                   p0, scratch.as<int>());
+            cd::max_pool_backward_kernel<S><<<n, cd::kThreads, 0, cuda::stream()>>>(cd::stored<S>(dy), argmax.data(),
+                                                                                   cd::stored<S>(dx), HW, P, p0, scratch.as<int>());
             MEDIMG_CUDA_CHECK(cudaGetLastError());
         }
     }
@@ -219,8 +238,11 @@ struct PoolImpl<Cuda> {
         namespace cd = cuda::detail;
         const std::int64_t total = y.numel();
         if (total == 0) return;
-        cd::adaptive_avg_forward_kernel<T><<<cd::blocks_for(total), cd::kThreads, 0, cuda::stream()>>>(
-            x.data(), y.data(), cd::pool_geom(x, y), total);
+        cd::with_storage<T>(x.storage(), [&](auto* tag) {
+            using S = std::remove_pointer_t<decltype(tag)>;
+            cd::adaptive_avg_forward_kernel<S><<<cd::blocks_for(total), cd::kThreads, 0, cuda::stream()>>>(
+                cd::stored<S>(x), cd::stored<S>(y), cd::pool_geom(x, y), total);
+        });
         MEDIMG_CUDA_CHECK(cudaGetLastError());
     }
 
@@ -229,8 +251,11 @@ struct PoolImpl<Cuda> {
         namespace cd = cuda::detail;
         const std::int64_t total = dx.numel();
         if (total == 0) return;
-        cd::adaptive_avg_backward_kernel<T><<<cd::blocks_for(total), cd::kThreads, 0, cuda::stream()>>>(
-            dy.data(), dx.data(), cd::pool_geom(dx, dy), total);
+        cd::with_storage<T>(dy.storage(), [&](auto* tag) {
+            using S = std::remove_pointer_t<decltype(tag)>;
+            cd::adaptive_avg_backward_kernel<S><<<cd::blocks_for(total), cd::kThreads, 0, cuda::stream()>>>(
+                cd::stored<S>(dy), cd::stored<S>(dx), cd::pool_geom(dx, dy), total);
+        });
         MEDIMG_CUDA_CHECK(cudaGetLastError());
     }
 };

@@ -6,8 +6,9 @@
 // cuBLAS multiply them on tensor cores with float32 accumulation, and casts a half result back to
 // float32 (exact: every bf16/fp16 value is a float). The blocks go back to the allocator when the
 // op returns; the single stream orders their reuse.
-// Deliberately not here: caching the casts of the weights between forward and backward, and
-// half-precision storage of activations between layers (docs/gpu.md, "Mixed precision").
+// Tensors that already hold half storage (mixed-precision activations, Tensor::storage()) are
+// used as they are; convert_storage is also Memory<Cuda>'s conversion behind Tensor::to_storage.
+// Deliberately not here: caching the casts of the weights between forward and backward.
 #pragma once
 
 #include "medimg/config.hpp"
@@ -16,6 +17,7 @@
 #endif
 
 #include <cstdint>
+#include <type_traits>
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -27,22 +29,15 @@
 #include "medimg/cuda/check.hpp"
 #include "medimg/cuda/context.hpp"
 #include "medimg/cuda/kernels/common.cuh"
+#include "medimg/cuda/kernels/storage.cuh"
 
 namespace medimg::cuda::detail {
 
 namespace {
-__device__ __forceinline__ void store_half(float v, __nv_bfloat16* out) { *out = __float2bfloat16_rn(v); }
-__device__ __forceinline__ void store_half(float v, __half* out) { *out = __float2half_rn(v); }
-__device__ __forceinline__ float load_half(const __nv_bfloat16* in) { return __bfloat162float(*in); }
-__device__ __forceinline__ float load_half(const __half* in) { return __half2float(*in); }
-
-template <class H>
-__global__ void float_to_half_kernel(const float* x, H* y, std::int64_t n) {
-    MEDIMG_GRID_STRIDE(i, n) store_half(x[i], y + i);
-}
-template <class H>
-__global__ void half_to_float_kernel(const H* x, float* y, std::int64_t n) {
-    MEDIMG_GRID_STRIDE(i, n) y[i] = load_half(x + i);
+// y = x converted from storage S to storage D (widening exact, narrowing to nearest even)
+template <class S, class D>
+__global__ void convert_kernel(const S* x, D* y, std::int64_t n) {
+    MEDIMG_GRID_STRIDE(i, n) st(y + i, static_cast<float>(ld(x[i])));
 }
 }  // namespace
 
@@ -56,13 +51,20 @@ inline cudaDataType_t blas_half_type(Precision p) { return p == Precision::fp16 
 inline DeviceBuffer half_buffer(std::int64_t n) { return DeviceBuffer(static_cast<std::size_t>(n) * 2); }
 
 /// x (n floats, device) -> out (n bf16/fp16 elements, device), on the stream.
-inline void cast_to_half(const float* x, void* out, std::int64_t n, Precision p) {
+/// n values stored as `from` (device) -> stored as `to` (device), on the stream (Tensor::to_storage).
+inline void convert_storage(const void* src, Precision from, void* dst, Precision to, std::int64_t n) {
     if (n <= 0) return;
-    if (p == Precision::fp16)
-        float_to_half_kernel<__half><<<blocks_for(n), kThreads, 0, stream()>>>(x, static_cast<__half*>(out), n);
-    else
-        float_to_half_kernel<__nv_bfloat16><<<blocks_for(n), kThreads, 0, stream()>>>(x, static_cast<__nv_bfloat16*>(out), n);
+    with_storage<float>(from, [&](auto* s_tag) {
+        using S = std::remove_pointer_t<decltype(s_tag)>;
+        with_storage<float>(to, [&](auto* d_tag) {
+            using D = std::remove_pointer_t<decltype(d_tag)>;
+            convert_kernel<S, D><<<blocks_for(n), kThreads, 0, stream()>>>(static_cast<const S*>(src), static_cast<D*>(dst), n);
+        });
+    });
     MEDIMG_CUDA_CHECK(cudaGetLastError());
+}
+inline void cast_to_half(const float* x, void* out, std::int64_t n, Precision p) {
+    convert_storage(x, Precision::fp32, out, p, n);
 }
 /// A new half-precision copy of x (n floats).
 inline DeviceBuffer to_half(const float* x, std::int64_t n, Precision p) {
@@ -72,12 +74,7 @@ inline DeviceBuffer to_half(const float* x, std::int64_t n, Precision p) {
 }
 /// h (n bf16/fp16 elements, device) -> y (n floats, device), on the stream.
 inline void cast_to_float(const void* h, float* y, std::int64_t n, Precision p) {
-    if (n <= 0) return;
-    if (p == Precision::fp16)
-        half_to_float_kernel<__half><<<blocks_for(n), kThreads, 0, stream()>>>(static_cast<const __half*>(h), y, n);
-    else
-        half_to_float_kernel<__nv_bfloat16><<<blocks_for(n), kThreads, 0, stream()>>>(static_cast<const __nv_bfloat16*>(h), y, n);
-    MEDIMG_CUDA_CHECK(cudaGetLastError());
+    convert_storage(h, p, y, Precision::fp32, n);
 }
 
 }  // namespace medimg::cuda::detail

@@ -6,10 +6,13 @@
 //   running = (1 - momentum) * running + momentum * batch_stat, with the UNBIASED batch variance
 //   (PyTorch's rule; https://pytorch.org/docs/stable/generated/torch.nn.BatchNorm2d.html).
 // Inference: normalise with the running statistics.
+// x, y, dy, dx share one storage: float32, or bf16 / fp16 on the GPU (mixed-precision activations;
+// the per-channel tensors stay float32 and the arithmetic is float32 / double).
 #pragma once
 
 #include "medimg/core/tensor.hpp"
 #include "medimg/error.hpp"
+#include "medimg/ops/storage.hpp"
 
 namespace medimg::ops {
 
@@ -37,6 +40,7 @@ void batch_norm_forward_training(const Tensor<T, B>& x, const Tensor<T, B>& gamm
     MEDIMG_CHECK(y.shape() == x.shape(), ShapeError, "batch_norm_forward_training: output ", y.shape(), " vs input ", x.shape());
     MEDIMG_CHECK(x.numel() / x.size(1) > 1, ValueError,
                  "batch_norm_forward_training: expected more than 1 value per channel when training, got input ", x.shape());
+    detail::op_storage<T, B>("batch_norm_forward_training", true, {{"x", &x}, {"y", &y}});
     BatchNormImpl<B>::forward_training(x, gamma, beta, running_mean, running_var, momentum, eps, y, save_mean, save_invstd);
 }
 
@@ -49,6 +53,7 @@ void batch_norm_forward_inference(const Tensor<T, B>& x, const Tensor<T, B>& gam
     MEDIMG_CHECK(running_mean.defined() && running_var.defined(), ValueError,
                  "batch_norm_forward_inference: needs running statistics");
     MEDIMG_CHECK(y.shape() == x.shape(), ShapeError, "batch_norm_forward_inference: output ", y.shape(), " vs input ", x.shape());
+    detail::op_storage<T, B>("batch_norm_forward_inference", true, {{"x", &x}, {"y", &y}});
     BatchNormImpl<B>::forward_inference(x, gamma, beta, running_mean, running_var, eps, y);
 }
 
@@ -66,6 +71,7 @@ void batch_norm_backward(const Tensor<T, B>& x, const Tensor<T, B>& dy, const Te
     detail::check_bn("batch_norm_backward", x, {&gamma, &mean, &invstd, &dgamma, &dbeta});
     MEDIMG_CHECK(dy.shape() == x.shape() && (!dx.defined() || dx.shape() == x.shape()), ShapeError,
                  "batch_norm_backward: dy ", dy.shape(), " and dx ", dx.shape(), " must match input ", x.shape());
+    detail::op_storage<T, B>("batch_norm_backward", true, {{"x", &x}, {"dy", &dy}, {"dx", &dx}});
     BatchNormImpl<B>::backward(x, dy, gamma, mean, invstd, training, dx, dgamma, dbeta);
 }
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "medimg/core/tensor.hpp"
+#include "medimg/ops/storage.hpp"
 #include "medimg/error.hpp"
 
 namespace medimg::ops {
@@ -58,6 +59,7 @@ void conv2d_forward(const Tensor<T, B>& x, const Tensor<T, B>& w, const Tensor<T
     MEDIMG_CHECK(!b.defined() || b.shape() == Shape{w.size(0)}, ShapeError, "conv2d_forward: bias must be (", w.size(0),
                  "), got ", b.shape());
     MEDIMG_CHECK(y.shape() == ys, ShapeError, "conv2d_forward: output is ", y.shape(), ", expected ", ys);
+    detail::op_storage<T, B>("conv2d_forward", false, {{"x", &x}, {"weight", &w}, {"bias", &b}, {"y", &y}});
     Conv2dImpl<B>::forward(x, w, b, y, p);
 }
 
@@ -67,6 +69,7 @@ void conv2d_backward_data(const Tensor<T, B>& dy, const Tensor<T, B>& w, Tensor<
     const Shape ys = conv2d_output_shape("conv2d_backward_data", dx.shape(), w.shape(), p);
     MEDIMG_CHECK(dy.shape() == ys, ShapeError, "conv2d_backward_data: dy is ", dy.shape(), ", expected ", ys, " for dx ",
                  dx.shape(), " and weight ", w.shape());
+    detail::op_storage<T, B>("conv2d_backward_data", false, {{"dy", &dy}, {"weight", &w}, {"dx", &dx}});
     Conv2dImpl<B>::backward_data(dy, w, dx, p);
 }
 
@@ -76,6 +79,7 @@ void conv2d_backward_filter(const Tensor<T, B>& x, const Tensor<T, B>& dy, Tenso
     const Shape ys = conv2d_output_shape("conv2d_backward_filter", x.shape(), dw.shape(), p);
     MEDIMG_CHECK(dy.shape() == ys, ShapeError, "conv2d_backward_filter: dy is ", dy.shape(), ", expected ", ys,
                  " for input ", x.shape(), " and weight ", dw.shape());
+    detail::op_storage<T, B>("conv2d_backward_filter", false, {{"x", &x}, {"dy", &dy}, {"dw", &dw}});
     Conv2dImpl<B>::backward_filter(x, dy, dw, p);
 }
 
@@ -84,7 +88,20 @@ template <class T, class B>
 void conv2d_backward_bias(const Tensor<T, B>& dy, Tensor<T, B>& db) {
     MEDIMG_CHECK(dy.rank() == 4 && db.shape() == Shape{dy.size(1)}, ShapeError, "conv2d_backward_bias: dy ", dy.shape(),
                  " and db ", db.shape(), " do not fit");
+    detail::op_storage<T, B>("conv2d_backward_bias", false, {{"dy", &dy}, {"db", &db}});
     Conv2dImpl<B>::backward_bias(dy, db);
+}
+
+/// The storage autograd gives a convolution's output: x's when x holds half storage, else what the
+/// backend's mixed precision asks for (autocast: bf16 / fp16 activations on the GPU while
+/// cuda::settings().precision is bf16 / fp16 and half_activations is on), else fp32.
+template <class T, class B>
+Precision conv2d_output_storage(const Tensor<T, B>& x) {
+    if (x.half_storage()) return x.storage();
+    if constexpr (reads_half_storage<B> && std::is_same_v<T, float>)
+        return Conv2dImpl<B>::autocast_storage();
+    else
+        return Precision::fp32;
 }
 
 }  // namespace medimg::ops

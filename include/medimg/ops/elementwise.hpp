@@ -2,10 +2,14 @@
 // ops/elementwise.hpp: the front door for elementwise arithmetic, ReLU and full reductions.
 // Each function checks shapes once, then forwards to ElementwiseImpl<B> (cpu/elementwise.hpp;
 // the CUDA twin in cuda/). Outputs are caller-allocated so buffers can be reused.
+// add_, add and the two ReLU functions also take tensors with half storage (one format for all of
+// a call's tensors; ops/storage.hpp) on backends that read it: they are what mixed-precision
+// activations and their gradients pass through. The rest take float32 storage only.
 #pragma once
 
 #include "medimg/core/tensor.hpp"
 #include "medimg/error.hpp"
+#include "medimg/ops/storage.hpp"
 
 namespace medimg::ops {
 
@@ -25,6 +29,9 @@ void check_same(const char* fn, const char* an, const Tensor<T, B>& a, const cha
 template <class T, class B>
 void add_(Tensor<T, B>& y, const Tensor<T, B>& x) {
     detail::check_same("add_", "y", y, "x", x);
+    const Precision s = detail::op_storage<T, B>("add_", true, {{"y", &y}, {"x", &x}});
+    if constexpr (reads_half_storage<B>)
+        if (s != Precision::fp32) return ElementwiseImpl<B>::add_stored(y.raw(), y.raw(), x.raw(), y.numel(), s);
     ElementwiseImpl<B>::axpy(y.data(), T(1), x.data(), y.numel());
 }
 /// y += alpha * x.  Requires: same shape.
@@ -44,6 +51,9 @@ template <class T, class B>
 void add(const Tensor<T, B>& a, const Tensor<T, B>& b, Tensor<T, B>& y) {
     detail::check_same("add", "a", a, "b", b);
     detail::check_same("add", "a", a, "y", y);
+    const Precision s = detail::op_storage<T, B>("add", true, {{"a", &a}, {"b", &b}, {"y", &y}});
+    if constexpr (reads_half_storage<B>)
+        if (s != Precision::fp32) return ElementwiseImpl<B>::add_stored(y.raw(), a.raw(), b.raw(), a.numel(), s);
     ElementwiseImpl<B>::add(a.data(), b.data(), y.data(), a.numel());
 }
 /// y = a * b (elementwise).  Requires: same shapes.
@@ -57,6 +67,9 @@ void mul(const Tensor<T, B>& a, const Tensor<T, B>& b, Tensor<T, B>& y) {
 template <class T, class B>
 void relu_forward(const Tensor<T, B>& x, Tensor<T, B>& y) {
     detail::check_same("relu_forward", "x", x, "y", y);
+    const Precision s = detail::op_storage<T, B>("relu_forward", true, {{"x", &x}, {"y", &y}});
+    if constexpr (reads_half_storage<B>)
+        if (s != Precision::fp32) return ElementwiseImpl<B>::relu_forward_stored(x.raw(), y.raw(), x.numel(), s);
     ElementwiseImpl<B>::relu_forward(x.data(), y.data(), x.numel());
 }
 /// dx = dy where y > 0, else 0 (overwrites dx). y is the forward output.
@@ -64,6 +77,10 @@ template <class T, class B>
 void relu_backward(const Tensor<T, B>& y, const Tensor<T, B>& dy, Tensor<T, B>& dx) {
     detail::check_same("relu_backward", "y", y, "dy", dy);
     detail::check_same("relu_backward", "y", y, "dx", dx);
+    const Precision s = detail::op_storage<T, B>("relu_backward", true, {{"y", &y}, {"dy", &dy}, {"dx", &dx}});
+    if constexpr (reads_half_storage<B>)
+        if (s != Precision::fp32)
+            return ElementwiseImpl<B>::relu_backward_stored(y.raw(), dy.raw(), dx.raw(), y.numel(), s);
     ElementwiseImpl<B>::relu_backward(y.data(), dy.data(), dx.data(), y.numel());
 }
 /// y = 1 / sqrt(x + eps) (BatchNorm's inverse standard deviation).

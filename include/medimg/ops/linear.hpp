@@ -6,6 +6,7 @@
 
 #include "medimg/core/tensor.hpp"
 #include "medimg/error.hpp"
+#include "medimg/ops/storage.hpp"
 
 namespace medimg::ops {
 
@@ -27,6 +28,7 @@ void linear_forward(const Tensor<T, B>& x, const Tensor<T, B>& w, const Tensor<T
                  "), got ", b.shape());
     MEDIMG_CHECK(y.shape() == (Shape{x.size(0), w.size(0)}), ShapeError, "linear_forward: output is ", y.shape(),
                  ", expected ", Shape{x.size(0), w.size(0)});
+    detail::op_storage<T, B>("linear_forward", false, {{"x", &x}, {"weight", &w}, {"bias", &b}, {"y", &y}});
     LinearImpl<B>::forward(x, w, b, y);
 }
 /// Ensures: dx overwritten.
@@ -35,6 +37,7 @@ void linear_backward_data(const Tensor<T, B>& dy, const Tensor<T, B>& w, Tensor<
     check_linear("linear_backward_data", dx.shape(), w.shape());
     MEDIMG_CHECK(dy.shape() == (Shape{dx.size(0), w.size(0)}), ShapeError, "linear_backward_data: dy ", dy.shape(),
                  " does not fit dx ", dx.shape(), " and weight ", w.shape());
+    detail::op_storage<T, B>("linear_backward_data", false, {{"dy", &dy}, {"weight", &w}, {"dx", &dx}});
     LinearImpl<B>::backward_data(dy, w, dx);
 }
 /// Ensures: dw (and db when defined) overwritten.
@@ -44,6 +47,7 @@ void linear_backward_weight(const Tensor<T, B>& x, const Tensor<T, B>& dy, Tenso
     MEDIMG_CHECK(dy.shape() == (Shape{x.size(0), dw.size(0)}) && (!db.defined() || db.shape() == Shape{dw.size(0)}),
                  ShapeError, "linear_backward_weight: dy ", dy.shape(), " / db ", db.shape(), " do not fit input ",
                  x.shape(), " and weight ", dw.shape());
+    detail::op_storage<T, B>("linear_backward_weight", false, {{"x", &x}, {"dy", &dy}, {"dw", &dw}, {"db", &db}});
     LinearImpl<B>::backward_weight(x, dy, dw, db);
 }
 

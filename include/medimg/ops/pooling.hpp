@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "medimg/core/tensor.hpp"
+#include "medimg/ops/storage.hpp"
 #include "medimg/error.hpp"
 
 namespace medimg::ops {
@@ -44,6 +45,7 @@ void max_pool2d_forward(const Tensor<T, B>& x, Tensor<T, B>& y, Tensor<std::int3
     const Shape ys = max_pool2d_output_shape("max_pool2d_forward", x.shape(), p);
     MEDIMG_CHECK(y.shape() == ys && argmax.shape() == ys, ShapeError, "max_pool2d_forward: output ", y.shape(),
                  " / argmax ", argmax.shape(), ", expected ", ys);
+    detail::op_storage<T, B>("max_pool2d_forward", true, {{"x", &x}, {"y", &y}});
     PoolImpl<B>::max_forward(x, y, argmax, p);
 }
 
@@ -54,6 +56,7 @@ void max_pool2d_backward(const Tensor<T, B>& dy, const Tensor<std::int32_t, B>& 
                      dx.size(1) == dy.size(1),
                  ShapeError, "max_pool2d_backward: dy ", dy.shape(), ", argmax ", argmax.shape(), ", dx ", dx.shape(),
                  " do not fit");
+    detail::op_storage<T, B>("max_pool2d_backward", true, {{"dy", &dy}, {"dx", &dx}});
     PoolImpl<B>::max_backward(dy, argmax, dx);
 }
 
@@ -63,6 +66,7 @@ void adaptive_avg_pool2d_forward(const Tensor<T, B>& x, Tensor<T, B>& y) {
     MEDIMG_CHECK(x.rank() == 4 && y.rank() == 4 && x.size(0) == y.size(0) && x.size(1) == y.size(1) && y.size(2) >= 1 &&
                      y.size(3) >= 1,
                  ShapeError, "adaptive_avg_pool2d_forward: input ", x.shape(), " and output ", y.shape(), " do not fit");
+    detail::op_storage<T, B>("adaptive_avg_pool2d_forward", true, {{"x", &x}, {"y", &y}});
     PoolImpl<B>::adaptive_avg_forward(x, y);
 }
 
@@ -71,6 +75,7 @@ template <class T, class B>
 void adaptive_avg_pool2d_backward(const Tensor<T, B>& dy, Tensor<T, B>& dx) {
     MEDIMG_CHECK(dx.rank() == 4 && dy.rank() == 4 && dx.size(0) == dy.size(0) && dx.size(1) == dy.size(1), ShapeError,
                  "adaptive_avg_pool2d_backward: dy ", dy.shape(), " and dx ", dx.shape(), " do not fit");
+    detail::op_storage<T, B>("adaptive_avg_pool2d_backward", true, {{"dy", &dy}, {"dx", &dx}});
     PoolImpl<B>::adaptive_avg_backward(dy, dx);
 }
 

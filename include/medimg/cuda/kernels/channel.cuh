@@ -16,25 +16,26 @@
 #include "medimg/cuda/check.hpp"
 #include "medimg/cuda/context.hpp"
 #include "medimg/cuda/kernels/common.cuh"
+#include "medimg/cuda/kernels/storage.cuh"
 
 namespace medimg::cuda::detail {
 
 inline constexpr int kChannelThreads = 256;
 
 namespace {
-// y[n, c, q] += b[c]
-template <class T>
-__global__ void add_channel_bias_kernel(T* y, const T* b, std::int64_t C, std::int64_t P, std::int64_t total) {
-    MEDIMG_GRID_STRIDE(i, total) y[i] += b[(i / P) % C];
+// y[n, c, q] += b[c]   (y stored as S: kernels/storage.cuh)
+template <class S, class T>
+__global__ void add_channel_bias_kernel(S* y, const T* b, std::int64_t C, std::int64_t P, std::int64_t total) {
+    MEDIMG_GRID_STRIDE(i, total) st(y + i, ld(y[i]) + b[(i / P) % C]);
 }
 
-// out[c] = sum over n, q of x[n, c, q]   (one block per channel)
-template <class T>
-__global__ void channel_sum_kernel(const T* x, std::int64_t N, std::int64_t C, std::int64_t P, T* out) {
+// out[c] = sum over n, q of x[n, c, q]   (one block per channel; x stored as S)
+template <class S, class T>
+__global__ void channel_sum_kernel(const S* x, std::int64_t N, std::int64_t C, std::int64_t P, T* out) {
     __shared__ double shared[kChannelThreads];
     const std::int64_t c = blockIdx.x;
     double s = 0.0;
-    for (std::int64_t j = threadIdx.x; j < N * P; j += blockDim.x) s += static_cast<double>(x[((j / P) * C + c) * P + j % P]);
+    for (std::int64_t j = threadIdx.x; j < N * P; j += blockDim.x) s += static_cast<double>(ld(x[((j / P) * C + c) * P + j % P]));
     const double total = block_sum(s, shared);
     if (threadIdx.x == 0) out[c] = static_cast<T>(total);
 }
@@ -75,20 +76,20 @@ __global__ void bn_inference_backward_data_kernel(const T* dy, const T* gamma, c
 }
 }  // namespace
 
-/// y (N, C, P) += b (C) broadcast over n and q.
-template <class T>
-void add_channel_bias(T* y, const T* b, std::int64_t N, std::int64_t C, std::int64_t P) {
+/// y (N, C, P; stored as S) += b (C) broadcast over n and q.
+template <class S, class T>
+void add_channel_bias(S* y, const T* b, std::int64_t N, std::int64_t C, std::int64_t P) {
     const std::int64_t total = N * C * P;
     if (total <= 0) return;
-    add_channel_bias_kernel<T><<<blocks_for(total), kThreads, 0, stream()>>>(y, b, C, P, total);
+    add_channel_bias_kernel<S, T><<<blocks_for(total), kThreads, 0, stream()>>>(y, b, C, P, total);
     MEDIMG_CUDA_CHECK(cudaGetLastError());
 }
 
-/// out (C) = x (N, C, P) summed over n and q.
-template <class T>
-void channel_sum(const T* x, std::int64_t N, std::int64_t C, std::int64_t P, T* out) {
+/// out (C) = x (N, C, P; stored as S) summed over n and q.
+template <class S, class T>
+void channel_sum(const S* x, std::int64_t N, std::int64_t C, std::int64_t P, T* out) {
     if (C <= 0) return;
-    channel_sum_kernel<T><<<static_cast<unsigned>(C), kChannelThreads, 0, stream()>>>(x, N, C, P, out);
+    channel_sum_kernel<S, T><<<static_cast<unsigned>(C), kChannelThreads, 0, stream()>>>(x, N, C, P, out);
     MEDIMG_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -18,6 +18,7 @@
 #include "medimg/cuda/check.hpp"
 #include "medimg/cuda/context.hpp"
 #include "medimg/cuda/kernels/common.cuh"
+#include "medimg/cuda/kernels/storage.cuh"
 
 namespace medimg::cuda::detail {
 
@@ -49,22 +50,28 @@ template <class T>
 __global__ void affine_kernel(const T* x, T alpha, T beta, T* y, std::int64_t n) {
     MEDIMG_GRID_STRIDE(i, n) y[i] = alpha * x[i] + beta;
 }
-template <class T>
-__global__ void add_kernel(const T* a, const T* b, T* y, std::int64_t n) {
-    MEDIMG_GRID_STRIDE(i, n) y[i] = a[i] + b[i];
+// S: the storage type (kernels/storage.cuh): halves add in float and round once
+template <class S>
+__global__ void add_kernel(const S* a, const S* b, S* y, std::int64_t n) {
+    MEDIMG_GRID_STRIDE(i, n) st(y + i, ld(a[i]) + ld(b[i]));
 }
 template <class T>
 __global__ void mul_kernel(const T* a, const T* b, T* y, std::int64_t n) {
     MEDIMG_GRID_STRIDE(i, n) y[i] = a[i] * b[i];
 }
-template <class T>
-__global__ void relu_forward_kernel(const T* x, T* y, std::int64_t n) {
-    MEDIMG_GRID_STRIDE(i, n) y[i] = x[i] > T(0) ? x[i] : T(0);
+template <class S>
+__global__ void relu_forward_kernel(const S* x, S* y, std::int64_t n) {
+    using C = Compute<S>;
+    MEDIMG_GRID_STRIDE(i, n) {
+        const C v = ld(x[i]);
+        st(y + i, v > C(0) ? v : C(0));
+    }
 }
 // dx = dy where y > 0, else 0 (y is the forward output)
-template <class T>
-__global__ void relu_backward_kernel(const T* y, const T* dy, T* dx, std::int64_t n) {
-    MEDIMG_GRID_STRIDE(i, n) dx[i] = y[i] > T(0) ? dy[i] : T(0);
+template <class S>
+__global__ void relu_backward_kernel(const S* y, const S* dy, S* dx, std::int64_t n) {
+    using C = Compute<S>;
+    MEDIMG_GRID_STRIDE(i, n) st(dx + i, ld(y[i]) > C(0) ? ld(dy[i]) : C(0));
 }
 // y = 1 / sqrt(x + eps), in double as the CPU reference
 template <class T>
