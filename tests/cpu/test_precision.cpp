@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "helpers.hpp"
+#include "medimg/autograd/functions.hpp"
 #include "medimg/autograd/variable.hpp"
 #include "medimg/core/precision.hpp"
 #include "medimg/core/tensor.hpp"
@@ -288,6 +289,34 @@ BOOST_AUTO_TEST_CASE(autograd_stores_a_gradient_as_its_value_is) {
     BOOST_TEST(leaf.grad()[0] == 2 * round_to_bf16(1.0f / 3));
     autograd::Var<float> half_leaf(Tensor<float>::zeros({2}).to_storage(Precision::fp16), true);
     BOOST_TEST((half_leaf.node()->storage == Precision::fp16));
+}
+
+BOOST_AUTO_TEST_CASE(ops_without_half_kernels_widen_through_a_differentiable_cast) {
+    // autograd::to_storage is torch's .to(dtype): the value converted, the gradient sent back in the
+    // input's storage. mul / affine / sum / log_softmax / the losses widen a half input through it,
+    // which also works on the CPU, whose kernels compute in float32.
+    const std::vector<float> v = {0.3f, -1.7f, 2.2f, 1.0f / 3};
+    autograd::Var<float> x(Tensor<float>::from_vector({4}, v), true);
+    auto h = autograd::to_storage(x, Precision::bf16);
+    BOOST_TEST(h.value().storage() == Precision::bf16);
+    BOOST_TEST(autograd::to_storage(h, Precision::bf16).node() == h.node());  // the same storage: no new node
+    auto y = autograd::sum(autograd::mul(h, h));  // widened: sum of round(v)^2
+    double want = 0;
+    for (float f : v) want += static_cast<double>(round_to_bf16(f)) * round_to_bf16(f);
+    BOOST_TEST(static_cast<double>(y.value().item()) == want, boost::test_tools::tolerance(1e-6));
+    y.backward();
+    BOOST_TEST(x.grad().storage() == Precision::fp32);
+    for (std::size_t i = 0; i < v.size(); ++i)  // d/dx of round(x)^2 through the cast: 2 round(x), rounded to bf16 on the way back
+        BOOST_TEST(x.grad()[static_cast<std::int64_t>(i)] == round_to_bf16(2 * round_to_bf16(v[i])));
+    // add of two storages widens both
+    autograd::Var<float> a(Tensor<float>::from_vector({4}, v).to_storage(Precision::fp16), true);
+    autograd::Var<float> b(Tensor<float>::ones({4}), true);
+    auto s = autograd::add(a, b);
+    BOOST_TEST(s.value().storage() == Precision::fp32);
+    autograd::sum(s).backward();
+    BOOST_TEST(a.grad().storage() == Precision::fp16);
+    BOOST_TEST(a.grad().to_vector() == std::vector<float>(4, 1.0f));
+    BOOST_TEST(b.grad().to_vector() == std::vector<float>(4, 1.0f));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -27,10 +27,16 @@ void Node<T, B>::accumulate(const Tensor<T, B>& g, bool owned) {
         accumulate(g.to_storage(storage), true);
         return;
     }
-    if (!grad.defined())
+    if (!grad.defined()) {
         grad = owned ? g : g.clone();
-    else
+    } else if (storage != Precision::fp32 && !ops::reads_half_storage<B>) {
+        // a half gradient on a backend that adds in float32 only: widen, add, round once
+        auto wide = grad.to_storage(Precision::fp32);
+        ops::add_(wide, g.to_storage(Precision::fp32));
+        grad = wide.to_storage(storage);
+    } else {
         ops::add_(grad, g);
+    }
 }
 
 template <class T, class B>

@@ -5,9 +5,10 @@
 // rule is in engine.hpp). Parents that do not require grad are skipped, so frozen weights and
 // inputs cost nothing. Optional arguments (bias, beta) are undefined Vars.
 // Storage (mixed precision on the GPU): conv2d's output takes ops::conv2d_output_storage (bf16 /
-// fp16 under autocast); batch_norm, relu, the poolings and add keep their input's storage; linear
-// and log_softmax give float32 (the logits and the loss stay float32); every gradient is stored as
-// its value is (Node::storage).
+// fp16 under autocast); batch_norm, relu, the poolings and add keep their input's storage (add of
+// two storages widens both); linear gives float32 (the logits and the loss stay float32); mul,
+// affine, sum, log_softmax, the losses and SSIM widen a half input through to_storage (a
+// differentiable cast); every gradient is stored as its value is (Node::storage).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +28,27 @@ namespace detail {
 template <class T, class B>
 bool wants(const std::shared_ptr<Node<T, B>>& n) {
     return n && n->requires_grad;
+}
+}  // namespace detail
+
+// ---- storage ------------------------------------------------------------------------------
+/// x stored as `storage` (Tensor::to_storage: float32 <-> bf16 / fp16), differentiable: the
+/// gradient goes back in x's storage (torch's .to(dtype)). The same storage returns x itself.
+template <class T, class B>
+Var<T, B> to_storage(const Var<T, B>& x, Precision storage) {
+    if (x.value().storage() == storage) return x;
+    auto xn = x.node();
+    return Var<T, B>::from_op("to_storage", x.value().to_storage(storage), {xn}, [xn](const Tensor<T, B>& dy) {
+        xn->accumulate(dy, false);  // accumulate converts dy to x's storage
+    });
+}
+
+namespace detail {
+/// x as float32: what the ops without half-storage kernels (mul, affine, sum, log_softmax, the
+/// losses, SSIM) take, as autocast runs its float32 ops on widened inputs.
+template <class T, class B>
+Var<T, B> widened(const Var<T, B>& x) {
+    return x.defined() && x.value().half_storage() ? to_storage(x, Precision::fp32) : x;
 }
 }  // namespace detail
 
@@ -178,7 +200,10 @@ Var<T, B> linear(const Var<T, B>& x, const Var<T, B>& w, const Var<T, B>& b) {
 // ---- elementwise --------------------------------------------------------------------------
 /// a + b (same shape).  backward: da = dy, db = dy
 template <class T, class B>
-Var<T, B> add(const Var<T, B>& a, const Var<T, B>& b) {
+Var<T, B> add(const Var<T, B>& a_in, const Var<T, B>& b_in) {
+    // one storage for both: theirs when they agree, else float32 (autocast's widest-type rule)
+    const bool same = a_in.value().storage() == b_in.value().storage();
+    const Var<T, B> a = same ? a_in : detail::widened(a_in), b = same ? b_in : detail::widened(b_in);
     auto y = Tensor<T, B>::empty(a.shape(), a.value().storage());
     ops::add(a.value(), b.value(), y);
     auto an = a.node(), bn = b.node();
@@ -188,9 +213,10 @@ Var<T, B> add(const Var<T, B>& a, const Var<T, B>& b) {
     });
 }
 
-/// a * b elementwise (same shape).  backward: da = dy * b, db = dy * a
+/// a * b elementwise (same shape; half storage is widened).  backward: da = dy * b, db = dy * a
 template <class T, class B>
-Var<T, B> mul(const Var<T, B>& a, const Var<T, B>& b) {
+Var<T, B> mul(const Var<T, B>& a_in, const Var<T, B>& b_in) {
+    const Var<T, B> a = detail::widened(a_in), b = detail::widened(b_in);
     auto y = Tensor<T, B>::empty(a.shape());
     ops::mul(a.value(), b.value(), y);
     auto an = a.node(), bn = b.node();
@@ -210,9 +236,10 @@ Var<T, B> mul(const Var<T, B>& a, const Var<T, B>& b) {
     });
 }
 
-/// alpha * x + beta.  backward: dx = alpha * dy
+/// alpha * x + beta (half storage is widened).  backward: dx = alpha * dy
 template <class T, class B>
-Var<T, B> affine(const Var<T, B>& x, T alpha, T beta) {
+Var<T, B> affine(const Var<T, B>& x_in, T alpha, T beta) {
+    const Var<T, B> x = detail::widened(x_in);
     auto y = Tensor<T, B>::empty(x.shape());
     ops::affine(x.value(), alpha, beta, y);
     auto xn = x.node();
@@ -232,9 +259,10 @@ Var<T, B> add_scalar(const Var<T, B>& x, T beta) {
 }
 
 // ---- reductions and views -----------------------------------------------------------------
-/// The sum of all elements, a scalar.  backward: dx = dy (broadcast)
+/// The sum of all elements, a scalar (half storage is widened).  backward: dx = dy (broadcast)
 template <class T, class B>
-Var<T, B> sum(const Var<T, B>& x) {
+Var<T, B> sum(const Var<T, B>& x_in) {
+    const Var<T, B> x = detail::widened(x_in);
     auto y = Tensor<T, B>::scalar(static_cast<T>(ops::sum(x.value())));
     auto xn = x.node();
     return Var<T, B>::from_op("sum", std::move(y), {xn}, [xn](const Tensor<T, B>& dy) {
@@ -265,9 +293,10 @@ Var<T, B> flatten(const Var<T, B>& x) {
 }
 
 // ---- log_softmax --------------------------------------------------------------------------
-/// x: (N, C) -> log_softmax over C.  backward: dx = dy - softmax * sum_c dy
+/// x: (N, C) -> log_softmax over C (half storage is widened).  backward: dx = dy - softmax * sum_c dy
 template <class T, class B>
-Var<T, B> log_softmax(const Var<T, B>& x) {
+Var<T, B> log_softmax(const Var<T, B>& x_in) {
+    const Var<T, B> x = detail::widened(x_in);
     auto y = Tensor<T, B>::empty(x.shape());
     ops::log_softmax_forward(x.value(), y);
     auto xn = x.node();

@@ -18,8 +18,9 @@ struct CrossEntropyOptions {
 
 /// logits: (N, C), target: (N) class indices in [0, C) -> scalar mean loss.
 template <class T, class B>
-autograd::Var<T, B> cross_entropy(const autograd::Var<T, B>& logits, const Tensor<std::int64_t, B>& target,
+autograd::Var<T, B> cross_entropy(const autograd::Var<T, B>& logits_in, const Tensor<std::int64_t, B>& target,
                                   const CrossEntropyOptions<T, B>& opt = {}) {
+    const autograd::Var<T, B> logits = autograd::detail::widened(logits_in);  // float32, as autocast
     const ops::CrossEntropyParams p{opt.label_smoothing};
     auto logp = Tensor<T, B>::empty(logits.shape());
     auto loss = Tensor<T, B>::empty(Shape{});

@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "medimg/autograd/functions.hpp"
 #include "medimg/autograd/variable.hpp"
 #include "medimg/core/parallel.hpp"
 #include "medimg/core/tensor.hpp"
@@ -206,13 +207,15 @@ Var<T, Cpu> ssim(const Var<T, Cpu>& x, const Var<T, Cpu>& y, const metrics::Ssim
         });
 }
 
-/// Differentiable mean SSIM on another backend (Var<T, Cuda>): the same contract as above, with
+/// Differentiable mean SSIM on another backend (Var<T, Cuda>): the same contract as above (inputs
+/// with half storage - mixed-precision activations - are widened to float32 first), with
 /// the forward value and the whole backward computed on the device (metrics::SsimImpl<B>; the
 /// value stays in a device scalar and the backward reads the upstream gradient there, so neither
 /// direction waits for the host). Agrees with the Cpu version to summation order.
 template <class T, class B, std::enable_if_t<!std::is_same_v<B, Cpu>, int> = 0>
-Var<T, B> ssim(const Var<T, B>& x, const Var<T, B>& y, const metrics::SsimOptions& options = {}) {
-    MEDIMG_CHECK(x.defined() && y.defined(), ShapeError, "autograd::ssim: undefined input");
+Var<T, B> ssim(const Var<T, B>& x_in, const Var<T, B>& y_in, const metrics::SsimOptions& options = {}) {
+    MEDIMG_CHECK(x_in.defined() && y_in.defined(), ShapeError, "autograd::ssim: undefined input");
+    const Var<T, B> x = detail::widened(x_in), y = detail::widened(y_in);  // float32 (half activations widen)
     MEDIMG_CHECK(x.shape() == y.shape(), ShapeError, "autograd::ssim: shapes differ: x ", x.shape(), " vs y ", y.shape());
     const int rank = x.shape().rank();
     MEDIMG_CHECK(rank >= 2 && rank <= 4, ShapeError, "autograd::ssim: expected (H, W), (C, H, W) or (N, C, H, W), got ",

@@ -11,7 +11,8 @@
 //   the most windows sharing one maximum (<= 4 for ResNet's 3x3 stride 2). Claims and the pending
 //   list sit in shared memory when the plane fits, else in global scratch, a chunk of planes at a time.
 // Activations stored in bf16 / fp16 (mixed precision) run the same kernels instantiated for that
-// storage (kernels/storage.cuh): comparisons and sums in float, one rounding per stored result.
+// storage (kernels/storage.cuh): comparisons and sums in float, one rounding per stored result
+// (the max-pool backward adds a pixel's contributions into a float32 scratch, then rounds).
 // Deliberately not here: cuDNN pooling (its tie rules differ), ceil_mode, dilation.
 #pragma once
 
@@ -30,6 +31,7 @@
 #include "medimg/cuda/kernels/common.cuh"
 #include "medimg/cuda/kernels/storage.cuh"
 #include "medimg/cuda/memory.cuh"
+#include "medimg/cuda/precision.cuh"
 #include "medimg/ops/pooling.hpp"
 
 namespace medimg::cuda::detail {
@@ -78,18 +80,18 @@ __global__ void max_pool_forward_kernel(const S* x, S* y, std::int32_t* argmax, 
 // One block per (n, c) plane (blockIdx.x + plane0). Scratch per plane: owner (HW ints, the smallest
 // pending output claiming each pixel) and todo (P ints: argmax while pending, -1 when done, -2 - p
 // right after winning pixel p). dx[p] = sum of dy[o] over the outputs o with argmax[o] = p, added in
-// increasing o.
-template <class S>
-__global__ void max_pool_backward_kernel(const S* dy, const std::int32_t* argmax, S* dx, std::int64_t HW, std::int64_t P,
+// increasing o. dy is stored as SI, dx as SO (float32 for half dy: the sum is rounded once after).
+template <class SI, class SO>
+__global__ void max_pool_backward_kernel(const SI* dy, const std::int32_t* argmax, SO* dx, std::int64_t HW, std::int64_t P,
                                          std::int64_t plane0, int* scratch) {
-    using T = Compute<S>;
+    using T = Compute<SO>;
     extern __shared__ int shared_scratch[];
     const std::int64_t nc = plane0 + blockIdx.x;
     int* owner = scratch ? scratch + static_cast<std::int64_t>(blockIdx.x) * (HW + P) : shared_scratch;
     volatile int* todo = owner + HW;
-    const S* g = dy + nc * P;
+    const SI* g = dy + nc * P;
     const std::int32_t* idx = argmax + nc * P;
-    S* out = dx + nc * HW;
+    SO* out = dx + nc * HW;
     for (std::int64_t p = threadIdx.x; p < HW; p += blockDim.x) {
         owner[p] = 0x7fffffff;
         st(out + p, T(0));
@@ -109,7 +111,7 @@ __global__ void max_pool_backward_kernel(const S* dy, const std::int32_t* argmax
         for (std::int64_t o = threadIdx.x; o < P; o += blockDim.x) {
             const int p = todo[o];
             if (p >= 0 && atomicAdd(&owner[p], 0) == static_cast<int>(o)) {  // atomic read: sees every claim
-                st(out + p, ld(out[p]) + ld(g[o]));
+                st(out + p, ld(out[p]) + static_cast<T>(ld(g[o])));
                 todo[o] = -2 - p;
             }
         }
@@ -196,16 +198,23 @@ struct PoolImpl<Cuda> {
     // dy, argmax: (N, C, Ho, Wo) -> dx: (N, C, H, W), overwritten
     template <class T>
     static void max_backward(const Tensor<T, Cuda>& dy, const Tensor<std::int32_t, Cuda>& argmax, Tensor<T, Cuda>& dx) {
-        cuda::detail::with_storage<T>(dy.storage(), [&](auto* tag) {
+        namespace cd = cuda::detail;
+        cd::with_storage<T>(dy.storage(), [&](auto* tag) {
             using S = std::remove_pointer_t<decltype(tag)>;
-            max_backward_stored<S>(dy, argmax, dx);
+            if constexpr (std::is_same_v<S, T>) {
+                max_backward_stored<S, T>(cd::stored<S>(dy), argmax, cd::stored<T>(dx), dx);
+            } else {  // half storage: add a pixel's contributions in float, round once
+                auto sum = Tensor<float, Cuda>::empty(dx.shape());
+                max_backward_stored<S, float>(cd::stored<S>(dy), argmax, sum.data(), dx);
+                cd::convert_storage(sum.raw(), Precision::fp32, dx.raw(), dx.storage(), dx.numel());
+            }
         });
     }
-    /// max_backward with dy and dx stored as S (float32 / bf16 / fp16 activations).
-    template <class S, class T>
-    static void max_backward_stored(const Tensor<T, Cuda>& dy, const Tensor<std::int32_t, Cuda>& argmax, Tensor<T, Cuda>& dx) {
+    /// max_backward from dy (argmax's shape) stored as SI into out (dx's shape) stored as SO.
+    template <class SI, class SO, class T>
+    static void max_backward_stored(const SI* dy, const Tensor<std::int32_t, Cuda>& argmax, SO* out, const Tensor<T, Cuda>& dx) {
         namespace cd = cuda::detail;
-        const std::int64_t planes = dx.size(0) * dx.size(1), HW = dx.size(2) * dx.size(3), P = dy.size(2) * dy.size(3);
+        const std::int64_t planes = dx.size(0) * dx.size(1), HW = dx.size(2) * dx.size(3), P = argmax.size(2) * argmax.size(3);
         if (planes == 0 || HW == 0) return;
         MEDIMG_CHECK(HW + P < 0x7fffffff, ShapeError, "max_pool2d_backward: planes of ", HW, " pixels are too large");
         const std::size_t scratch_bytes = static_cast<std::size_t>(HW + P) * sizeof(int);
@@ -213,12 +222,12 @@ struct PoolImpl<Cuda> {
         MEDIMG_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, cuda::current_device()));
         if (scratch_bytes <= static_cast<std::size_t>(optin)) {
             if (scratch_bytes > 48 * 1024)
-                MEDIMG_CUDA_CHECK(cudaFuncSetAttribute(cd::max_pool_backward_kernel<S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                       static_cast<int>(scratch_bytes)));
+                MEDIMG_CUDA_CHECK(cudaFuncSetAttribute(cd::max_pool_backward_kernel<SI, SO>,
+                                                       cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(scratch_bytes)));
             for (std::int64_t p0 = 0; p0 < planes; p0 += cd::kMaxPlanesPerLaunch) {
                 const auto n = static_cast<unsigned>(std::min(cd::kMaxPlanesPerLaunch, planes - p0));
-                cd::max_pool_backward_kernel<S><<<n, cd::kThreads, scratch_bytes, cuda::stream()>>>(
-                    cd::stored<S>(dy), argmax.data(), cd::stored<S>(dx), HW, P, p0, nullptr);
+                cd::max_pool_backward_kernel<SI, SO><<<n, cd::kThreads, scratch_bytes, cuda::stream()>>>(dy, argmax.data(), out, HW,
+                                                                                                         P, p0, nullptr);
                 MEDIMG_CUDA_CHECK(cudaGetLastError());
             }
             return;
@@ -227,8 +236,8 @@ struct PoolImpl<Cuda> {
         cuda::DeviceBuffer scratch(static_cast<std::size_t>(chunk) * scratch_bytes);
         for (std::int64_t p0 = 0; p0 < planes; p0 += chunk) {
             const auto n = static_cast<unsigned>(std::min(chunk, planes - p0));
-            cd::max_pool_backward_kernel<S><<<n, cd::kThreads, 0, cuda::stream()>>>(cd::stored<S>(dy), argmax.data(),
-                                                                                   cd::stored<S>(dx), HW, P, p0, scratch.as<int>());
+            cd::max_pool_backward_kernel<SI, SO><<<n, cd::kThreads, 0, cuda::stream()>>>(dy, argmax.data(), out, HW, P, p0,
+                                                                                         scratch.as<int>());
             MEDIMG_CUDA_CHECK(cudaGetLastError());
         }
     }

@@ -7,9 +7,10 @@
 // half storage; the backward's sums dbeta = sum(dy) and dgamma = invstd * sum(dy * (x - mean)),
 // dx = gamma * invstd / M * (M * dy - dbeta - xhat * dgamma) (training) or gamma * invstd * dy
 // (inference). Per-channel tensors (gamma, beta, statistics, their gradients) stay float32.
-// Layout: (N, C, P = H*W), element (n, c, q) at (n*C + c)*P + q. A channel's sum is split over G
-// blocks (block (c, g) takes n = g, g + G, ...; threads stride over q), each block's partial is
-// written to scratch, and one thread per channel adds the G partials in order: deterministic.
+// Layout: (N, C, P = H*W), element (n, c, q) at (n*C + c)*P + q. A channel's M = N*P values are
+// split into G contiguous ranges of the flattened (n, q) index, one block each (threads stride over
+// the range, so small planes such as 7x7 keep every thread busy); each block's partial is written
+// to scratch, and one thread per channel adds the G partials in order: deterministic.
 #pragma once
 
 #include "medimg/config.hpp"
@@ -41,10 +42,11 @@ struct BnGeom {
     int G;  // blocks per channel
 };
 
-/// Blocks per channel: enough blocks in all to fill the GPU, at most one per sample.
+/// Blocks per channel: about 1024 blocks in all (to fill the GPU), but at least 1024 values per block.
 inline BnGeom bn_geom(std::int64_t N, std::int64_t C, std::int64_t P) {
-    const std::int64_t want = (1024 + C - 1) / std::max<std::int64_t>(C, 1);
-    return BnGeom{N, C, P, static_cast<int>(std::max<std::int64_t>(1, std::min({want, N, std::int64_t(65535)})))};
+    const std::int64_t fill = (1024 + C - 1) / std::max<std::int64_t>(C, 1);
+    const std::int64_t work = (N * P + 4 * kBnThreads - 1) / (4 * kBnThreads);
+    return BnGeom{N, C, P, static_cast<int>(std::max<std::int64_t>(1, std::min({fill, work, std::int64_t(65535)})))};
 }
 
 namespace {
@@ -55,19 +57,20 @@ __global__ void bn_partials_kernel(const S* x, const S* dy, const T* mean, BnGeo
     const std::int64_t c = blockIdx.x;
     const double m = Mode == kBnSumX ? 0.0 : static_cast<double>(mean[c]);
     double a = 0.0, b = 0.0;
-    for (std::int64_t n = blockIdx.y; n < g.N; n += g.G) {
-        const std::int64_t off = (n * g.C + c) * g.P;
-        for (std::int64_t q = threadIdx.x; q < g.P; q += blockDim.x) {
-            const double v = static_cast<double>(ld(x[off + q]));
-            if constexpr (Mode == kBnSumX) {
-                a += v;
-            } else if constexpr (Mode == kBnSumCentred) {
-                a += (v - m) * (v - m);
-            } else {
-                const double d = static_cast<double>(ld(dy[off + q]));
-                a += d;
-                b += d * (v - m);
-            }
+    const std::int64_t M = g.N * g.P, per = (M + g.G - 1) / g.G;
+    const std::int64_t j0 = static_cast<std::int64_t>(blockIdx.y) * per, j1 = j0 + per < M ? j0 + per : M;
+    for (std::int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
+        const std::int64_t n = j / g.P;
+        const std::int64_t k = (n * g.C + c) * g.P + (j - n * g.P);
+        const double v = static_cast<double>(ld(x[k]));
+        if constexpr (Mode == kBnSumX) {
+            a += v;
+        } else if constexpr (Mode == kBnSumCentred) {
+            a += (v - m) * (v - m);
+        } else {
+            const double d = static_cast<double>(ld(dy[k]));
+            a += d;
+            b += d * (v - m);
         }
     }
     a = block_sum(a, shared);

@@ -40,13 +40,17 @@ struct StorageTraits<__nv_bfloat16> {
 template <class S>
 using Compute = typename StorageTraits<S>::compute;
 
-__device__ __forceinline__ float ld(const float& v) { return v; }
-__device__ __forceinline__ double ld(const double& v) { return v; }
+// Plain element types (float, double, integers): the value itself.
+template <class S, std::enable_if_t<std::is_arithmetic_v<S>, int> = 0>
+__device__ __forceinline__ S ld(const S& v) {
+    return v;
+}
+template <class S, class V, std::enable_if_t<std::is_arithmetic_v<S>, int> = 0>
+__device__ __forceinline__ void st(S* p, V v) {
+    *p = static_cast<S>(v);
+}
 __device__ __forceinline__ float ld(const __half& v) { return __half2float(v); }
 __device__ __forceinline__ float ld(const __nv_bfloat16& v) { return __bfloat162float(v); }
-
-__device__ __forceinline__ void st(float* p, float v) { *p = v; }
-__device__ __forceinline__ void st(double* p, double v) { *p = v; }
 __device__ __forceinline__ void st(__half* p, float v) { *p = __float2half_rn(v); }
 __device__ __forceinline__ void st(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
 
