@@ -313,7 +313,7 @@ struct Conv2dImpl<Cuda> {
         if (y.numel() == 0) return;
         namespace cd = cuda::detail;
         std::lock_guard<std::mutex> lock(cd::conv_mutex());  // plans are shared; cuDNN calls are cheap to queue
-        auto& plan = cd::conv_plan<T>(x.shape(), w.shape(), y.shape(), p, cd::conv_precision<T>({&x, &y}));
+        auto& plan = cd::conv_plan<T>(x.shape(), w.shape(), y.shape(), p, cd::conv_precision<T>({&x, &w, &y}));
         cd::ConvOperands o(plan, x, w, y);  // (x, w) -> y
         const auto& a = cd::choose_forward<T>(plan, x.shape(), w.shape(), o.a, o.b, o.out);
         cuda::DeviceBuffer ws(a.workspace);
@@ -337,7 +337,7 @@ struct Conv2dImpl<Cuda> {
         if (dx.numel() == 0) return;
         namespace cd = cuda::detail;
         std::lock_guard<std::mutex> lock(cd::conv_mutex());
-        auto& plan = cd::conv_plan<T>(dx.shape(), w.shape(), dy.shape(), p, cd::conv_precision<T>({&dy, &dx}));
+        auto& plan = cd::conv_plan<T>(dx.shape(), w.shape(), dy.shape(), p, cd::conv_precision<T>({&dy, &w, &dx}));
         cd::ConvOperands o(plan, dy, w, dx);  // (dy, w) -> dx
         const auto& a = cd::choose_backward_data<T>(plan, dx.shape(), w.shape(), o.a, o.b, o.out);
         cuda::DeviceBuffer ws(a.workspace);
@@ -359,7 +359,7 @@ struct Conv2dImpl<Cuda> {
         }
         namespace cd = cuda::detail;
         std::lock_guard<std::mutex> lock(cd::conv_mutex());
-        auto& plan = cd::conv_plan<T>(x.shape(), dw.shape(), dy.shape(), p, cd::conv_precision<T>({&x, &dy}));
+        auto& plan = cd::conv_plan<T>(x.shape(), dw.shape(), dy.shape(), p, cd::conv_precision<T>({&x, &dy, &dw}));
         cd::ConvOperands o(plan, x, dy, dw);  // (x, dy) -> dw
         const auto& a = cd::choose_backward_filter<T>(plan, x.shape(), dw.shape(), o.a, o.b, o.out);
         cuda::DeviceBuffer ws(a.workspace);
