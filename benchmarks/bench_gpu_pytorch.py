@@ -7,7 +7,8 @@ zero_grad(set_to_none=True); inference = eval() + torch.no_grad() forward. torch
 (num_classes=2), inputs 3x224x224 already on the GPU, cudnn.benchmark = True, 3 warm-up
 iterations, then CUDA events around each timed iteration (20 for training, 30 for inference).
 Variants: fp32 (TF32 off), tf32 (PyTorch's default for cuDNN convolutions), bf16 (autocast bf16,
-default NCHW layout: medimg's runtime.precision bf16 counterpart) and PyTorch's fast path,
+default NCHW layout: medimg's runtime.precision bf16 counterpart), fp16 (autocast float16 with
+torch.amp.GradScaler, training at batch 256 only: medimg's fp16 row) and PyTorch's fast path,
 channels_last + autocast bf16. Prints one JSON object per line:
   {"workload": "train_step", "N": 64, "variant": "fp32", "ms": ..., "img_per_s": ...}
 Usage: bench_gpu_pytorch.py [--quick]   (--quick: batch 64 only)
@@ -39,7 +40,8 @@ def run(workload, n, variant):
     torch.backends.cudnn.allow_tf32 = variant != "fp32"
     torch.backends.cuda.matmul.allow_tf32 = variant != "fp32"
     fast = variant == "bf16_channels_last"
-    amp = fast or variant == "bf16"
+    amp = fast or variant in ("bf16", "fp16")
+    half = torch.float16 if variant == "fp16" else torch.bfloat16
     fmt = torch.channels_last if fast else torch.contiguous_format
     model = torchvision.models.resnet18(num_classes=2).cuda().to(memory_format=fmt)
     x = torch.randn(n, 3, 224, 224, device="cuda").to(memory_format=fmt)
@@ -47,12 +49,14 @@ def run(workload, n, variant):
     if workload == "train_step":
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        scaler = torch.amp.GradScaler("cuda", enabled=variant == "fp16")
 
         def step():
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            with torch.autocast("cuda", dtype=half, enabled=amp):
                 loss = torch.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             opt.zero_grad(set_to_none=True)
 
         ms = timed(step, 20)
@@ -60,7 +64,7 @@ def run(workload, n, variant):
         model.eval()
 
         def infer():
-            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            with torch.no_grad(), torch.autocast("cuda", dtype=half, enabled=amp):
                 model(x)
 
         ms = timed(infer, 30)
@@ -76,6 +80,8 @@ def main():
     for n in ([64] if quick else [64, 256]):
         for variant in ("fp32", "tf32", "bf16", "bf16_channels_last"):
             run("train_step", n, variant)
+    if not quick:
+        run("train_step", 256, "fp16")
     for n in ([1, 64] if quick else [1, 256]):
         for variant in ("fp32", "tf32", "bf16", "bf16_channels_last"):
             run("inference", n, variant)
