@@ -39,7 +39,7 @@ void predict_on(const medimg::io::Checkpoint& ck, const medimg::train::Preproces
     autograd::NoGrad guard;
     for (const auto& path : images) {
         auto x = pre.load_eval(path);
-        const auto logits = on_host(model->forward(autograd::Var<float, B>(on_backend<B>(x.reshape({1, x.size(0), x.size(1), x.size(2)})))).value());
+        const auto logits = on_host((*model)(autograd::Var<float, B>(on_backend<B>(x.reshape({1, x.size(0), x.size(1), x.size(2)})))).value());
         auto logp = Tensor<float>::empty(logits.shape());
         ops::log_softmax_forward(logits, logp);
         std::size_t best = 0;

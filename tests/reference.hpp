@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include <xtensor/xadapt.hpp>
@@ -16,6 +17,7 @@
 #include "medimg/core/rng.hpp"
 #include "medimg/core/tensor.hpp"
 #include "medimg/ops/conv2d.hpp"
+#include "medimg/nn/module.hpp"
 #include "medimg/ops/pooling.hpp"
 
 namespace medimg::test::ref {
@@ -133,6 +135,42 @@ void channel_stats(const Tensor<T, Cpu>& x, std::vector<double>& mean, std::vect
             }
         mean[static_cast<std::size_t>(c)] = m;
         var[static_cast<std::size_t>(c)] = s2 / double(N * S);
+    }
+}
+
+/// Mirror of det_uniform in make_resnet_fixtures.py: splitmix64((k << 32) + i) -> [-1, 1).
+inline double det_uniform(std::uint64_t k, std::uint64_t i) {
+    std::uint64_t z = (k << 32) + i + 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z = z ^ (z >> 31);
+    return static_cast<double>(z >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+}
+
+/// Mirror of det_value in make_resnet_fixtures.py: every state_dict entry of m from the closed form
+/// (used by the ResNet and explanation fixtures: no weights are stored).
+inline void det_init(nn::Module<float, Cpu>& m) {
+    std::uint64_t k = 0;
+    for (auto& e : m.state_dict()) {
+        auto& t = e.value;
+        const auto& s = t.shape();
+        for (std::int64_t i = 0; i < t.numel(); ++i) {
+            const double x = det_uniform(k, static_cast<std::uint64_t>(i));
+            double v;
+            const auto ends = [&](const char* suffix) {
+                const std::string n(suffix);
+                return e.name.size() >= n.size() && e.name.compare(e.name.size() - n.size(), n.size(), n) == 0;
+            };
+            if (ends("num_batches_tracked")) v = 0;
+            else if (ends("running_var")) v = 1.0 + 0.5 * x * x;
+            else if (ends("running_mean")) v = 0.1 * x;
+            else if (s.rank() == 4) v = std::sqrt(6.0 / static_cast<double>(s[1] * s[2] * s[3])) * x;
+            else if (s.rank() == 2) v = x / std::sqrt(static_cast<double>(s[1]));
+            else if (ends("weight")) v = 1.0 + 0.2 * x;
+            else v = 0.1 * x;
+            t[i] = static_cast<float>(v);
+        }
+        ++k;
     }
 }
 

@@ -3,13 +3,14 @@
 // parameter names, initialisation, and numeric parity with PyTorch/torchvision for ResNet18
 // (eval + train logits, loss, gradients, BN running statistics) and ResNet34/50 (eval), from
 // fixtures written by tests/data/make_resnet_fixtures.py. Weights are set on both sides from the
-// same closed form (det_init below mirrors det_value there: a splitmix64 hash of the entry index
+// same closed form (ref::det_init in reference.hpp mirrors det_value there: a splitmix64 hash of the entry index
 // and the element index, so both languages get bit-identical weights).
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
 
 #include "helpers.hpp"
+#include "reference.hpp"
 #include "medimg/io/safetensors.hpp"
 #include "medimg/medimg.hpp"
 #include "medimg/nn/nn.hpp"
@@ -18,6 +19,7 @@
 using namespace medimg;
 using medimg::test::message_contains;
 using V = autograd::Var<float, Cpu>;
+namespace ref = medimg::test::ref;
 
 namespace {
 // float32 network vs PyTorch's float32 network: the same sums in another order through ~20
@@ -32,41 +34,6 @@ constexpr double kGradRtol = kParityRtol;
 constexpr double kGradAtol = kParityAtol;
 
 std::string fixture(const std::string& name) { return std::string(MEDIMG_TEST_DATA_DIR) + "/resnet/" + name; }
-
-/// Mirror of det_uniform in make_resnet_fixtures.py: splitmix64((k << 32) + i) -> [-1, 1).
-double det_uniform(std::uint64_t k, std::uint64_t i) {
-    std::uint64_t z = (k << 32) + i + 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z = z ^ (z >> 31);
-    return static_cast<double>(z >> 11) * 0x1.0p-53 * 2.0 - 1.0;
-}
-
-/// Mirror of det_value in make_resnet_fixtures.py.
-void det_init(nn::Module<float, Cpu>& m) {
-    std::uint64_t k = 0;
-    for (auto& e : m.state_dict()) {
-        auto& t = e.value;
-        const auto& s = t.shape();
-        for (std::int64_t i = 0; i < t.numel(); ++i) {
-            const double x = det_uniform(k, static_cast<std::uint64_t>(i));
-            double v;
-            const auto ends = [&](const char* suffix) {
-                const std::string n(suffix);
-                return e.name.size() >= n.size() && e.name.compare(e.name.size() - n.size(), n.size(), n) == 0;
-            };
-            if (ends("num_batches_tracked")) v = 0;
-            else if (ends("running_var")) v = 1.0 + 0.5 * x * x;
-            else if (ends("running_mean")) v = 0.1 * x;
-            else if (s.rank() == 4) v = std::sqrt(6.0 / static_cast<double>(s[1] * s[2] * s[3])) * x;
-            else if (s.rank() == 2) v = x / std::sqrt(static_cast<double>(s[1]));
-            else if (ends("weight")) v = 1.0 + 0.2 * x;
-            else v = 0.1 * x;
-            t[i] = static_cast<float>(v);
-        }
-        ++k;
-    }
-}
 
 Tensor<float> find_param(nn::Module<float, Cpu>& m, const std::string& name) {
     for (auto& [n, p] : m.named_parameters())
@@ -144,7 +111,7 @@ BOOST_AUTO_TEST_CASE(load_state_dict_names_missing_unexpected_and_misshaped_keys
 BOOST_AUTO_TEST_CASE(resnet18_matches_pytorch_in_eval_and_train_with_gradients) {
     const auto f = io::SafetensorsFile::load(fixture("resnet18.safetensors"));
     nn::ResNet18<float> m(nn::ResNetOptions{2, 3});
-    det_init(m);
+    ref::det_init(m);
     const V x(f.tensor<float>("input"));
     m.eval();
     {
@@ -176,7 +143,7 @@ BOOST_AUTO_TEST_CASE(one_sgd_adam_and_adamw_step_on_resnet18_match_pytorch) {
     for (const std::string opt : {"sgd", "adam", "adamw"}) {
         BOOST_TEST_CONTEXT(opt) {
             nn::ResNet18<float> m(nn::ResNetOptions{2, 3});
-            det_init(m);
+            ref::det_init(m);
             m.train();
             loss::cross_entropy(m(V(f.tensor<float>("input"))), f.tensor<std::int64_t>("target")).backward();
             std::unique_ptr<optim::OptimizerBase> o;
@@ -230,7 +197,7 @@ BOOST_AUTO_TEST_CASE(resnet34_and_resnet50_match_pytorch_in_eval) {
                 m = std::make_unique<nn::ResNet34<float>>(nn::ResNetOptions{3, 3});
             else
                 m = std::make_unique<nn::ResNet50<float>>(nn::ResNetOptions{3, 3});
-            det_init(*m);
+            ref::det_init(*m);
             m->eval();
             autograd::NoGrad g;
             MEDIMG_CHECK_CLOSE_TENSORS(m->forward(V(f.tensor<float>("input"))).value(), f.tensor<float>("logits_eval"),

@@ -74,10 +74,14 @@ void Var<T, B>::backward(const Tensor<T, B>& seed) const {
     node_->accumulate(g, false);
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
         NodeT* n = it->get();
+        // Every node that feeds n comes after it in this order, so n's gradient is complete here.
+        if (n->grad.defined())
+            for (const auto& hook : n->hooks) hook(n->grad);
         if (!n->backward) continue;  // a leaf
         if (n->grad.defined()) n->backward(n->grad);
         // Free this part of the graph: saved tensors live in the closure.
         n->backward = nullptr;
+        n->hooks.clear();
         n->parents.clear();
         n->grad = Tensor<T, B>();
     }

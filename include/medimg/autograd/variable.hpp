@@ -9,8 +9,10 @@
 // soon as the forward pass drops its Var, not kept until backward().
 // A gradient is stored as its value is (float32, or bf16 / fp16 for mixed-precision activations on
 // the GPU: Tensor::storage()), as a PyTorch gradient has its tensor's dtype.
+// Gradient hooks (Var::register_hook, torch's Tensor.register_hook) observe a value's gradient
+// once backward() has completed it; they cannot replace it.
 // Deliberately not here: higher-order gradients, in-place ops on values that are saved for
-// backward, hooks.
+// backward.
 #pragma once
 
 #include <functional>
@@ -44,6 +46,19 @@ private:
     bool prev_;
 };
 
+/// While alive, ops on this thread record a graph even inside a NoGrad scope (torch.enable_grad):
+/// explanation methods need one gradient in programs that otherwise run under NoGrad.
+class EnableGrad {
+public:
+    EnableGrad() : prev_(detail::grad_mode()) { detail::grad_mode() = true; }
+    ~EnableGrad() { detail::grad_mode() = prev_; }
+    EnableGrad(const EnableGrad&) = delete;
+    EnableGrad& operator=(const EnableGrad&) = delete;
+
+private:
+    bool prev_;
+};
+
 template <class T, class B>
 struct Node {
     using BackwardFn = std::function<void(const Tensor<T, B>& grad)>;
@@ -53,6 +68,7 @@ struct Node {
     bool requires_grad = false;
     std::vector<std::shared_ptr<Node>> parents;  // for the topological sort; cleared after backward
     BackwardFn backward;                         // empty for leaves; cleared after backward
+    std::vector<std::function<void(const Tensor<T, B>& grad)>> hooks;  // Var::register_hook; engine.hpp
     const char* op = "leaf";
 
     /// Adds g into this node's gradient (the one accumulation rule, see engine.hpp).
@@ -109,6 +125,17 @@ public:
     void zero_grad() { node_->grad = Tensor<T, B>(); }
     /// A new leaf sharing this value, cut from the graph.
     Var detach() const { return Var(*value_, false); }
+    /// Calls `hook(grad)` during backward() once this value's gradient is complete (all of its
+    /// uses have added into it), before it flows on to the parents (torch's Tensor.register_hook,
+    /// observe-only: the hook sees the gradient and cannot change it). Hooks run in registration
+    /// order; a non-leaf's hooks are dropped with its graph after backward(), a leaf's stay.
+    /// Requires: this value requires grad (otherwise no gradient would ever reach it).
+    void register_hook(std::function<void(const Tensor<T, B>& grad)> hook) {
+        MEDIMG_CHECK(requires_grad(), ValueError,
+                     "Var::register_hook: this value does not require grad, so no gradient will reach it (computed under "
+                     "NoGrad, or from inputs and parameters that all have requires_grad false)");
+        node_->hooks.push_back(std::move(hook));
+    }
     /// Backpropagates from this scalar (seed 1), or with an explicit seed of the value's shape.
     void backward(const Tensor<T, B>& seed = Tensor<T, B>()) const;
 

@@ -4,10 +4,15 @@
 // state_dict()/load_state_dict() with PyTorch's dotted names ("layer1.0.bn1.running_mean").
 // Order matches torch.nn.Module: own parameters, then own buffers, then children in registration
 // order. Modules are held by shared_ptr; copying a Module is not supported (clone by state_dict).
+// Calling a module (operator()) runs forward() and then its forward hooks, as torch's __call__;
+// a parent calls its children the same way, so a hook on any named submodule ("layer4",
+// "layer4.1.conv2") sees that submodule's output (named_modules, get_submodule). A hook on the
+// gradient of that output goes on the Var (Var::register_hook, autograd/variable.hpp).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -34,18 +39,99 @@ struct StateEntry {
 template <class T, class B>
 using StateDict = std::vector<StateEntry<T, B>>;
 
+/// Removes a hook when destroyed or on remove() (RAII; torch's RemovableHandle, whose hook stays
+/// until remove() is called: here dropping the handle is the removal, hence [[nodiscard]] on the
+/// registering calls). Outliving the module is safe: removal then does nothing.
+class HookHandle {
+public:
+    HookHandle() = default;
+    /// `remove` must itself do nothing once its owner is gone (it holds a weak reference).
+    explicit HookHandle(std::function<void()> remove) : remove_(std::move(remove)) {}
+    HookHandle(HookHandle&& o) noexcept : remove_(std::move(o.remove_)) { o.remove_ = nullptr; }
+    HookHandle& operator=(HookHandle&& o) noexcept {
+        if (this != &o) {
+            remove();
+            remove_ = std::move(o.remove_);
+            o.remove_ = nullptr;
+        }
+        return *this;
+    }
+    HookHandle(const HookHandle&) = delete;
+    HookHandle& operator=(const HookHandle&) = delete;
+    ~HookHandle() { remove(); }
+    void remove() {
+        if (remove_) remove_();
+        remove_ = nullptr;
+    }
+
+private:
+    std::function<void()> remove_;
+};
+
 template <class T, class B = Cpu>
 class Module {
 public:
     using Var = autograd::Var<T, B>;
+    /// Called after forward() with the module, its input and its output. Returning a defined Var
+    /// replaces the output (what the parent and the next hooks see); an undefined Var keeps it
+    /// (torch's register_forward_hook, whose non-None return replaces the output).
+    using ForwardHook = std::function<Var(Module& module, const Var& input, const Var& output)>;
+
     virtual ~Module() = default;
     Module() = default;
     Module(const Module&) = delete;
     Module& operator=(const Module&) = delete;
 
-    /// The module's computation on one input.
+    /// The module's computation on one input. Call the module (operator()) rather than forward()
+    /// so that its hooks run, as in PyTorch.
     virtual Var forward(const Var& x) = 0;
-    Var operator()(const Var& x) { return forward(x); }
+    Var operator()(const Var& x) {
+        Var y = forward(x);
+        if (hooks_ && !hooks_->empty()) {
+            const auto hooks = *hooks_;  // a hook may remove itself (or others) while it runs
+            for (const auto& [id, hook] : hooks) {
+                Var r = hook(*this, x, y);
+                if (r.defined()) y = std::move(r);
+            }
+        }
+        return y;
+    }
+
+    /// Adds a forward hook, run in registration order after forward() on every call of this
+    /// module until the handle is removed or destroyed.
+    [[nodiscard]] HookHandle register_forward_hook(ForwardHook hook) {
+        MEDIMG_CHECK(static_cast<bool>(hook), ValueError, "Module::register_forward_hook: the hook is empty");
+        if (!hooks_) hooks_ = std::make_shared<std::map<std::int64_t, ForwardHook>>();
+        const std::int64_t id = next_hook_id_++;
+        hooks_->emplace(id, std::move(hook));
+        std::weak_ptr<std::map<std::int64_t, ForwardHook>> weak = hooks_;
+        return HookHandle([weak, id] {
+            if (auto h = weak.lock()) h->erase(id);
+        });
+    }
+    /// The number of forward hooks on this module (not its children).
+    std::size_t forward_hook_count() const { return hooks_ ? hooks_->size() : 0; }
+
+    /// This module (name "") and every descendant, depth first in registration order, with
+    /// dotted names: "", "conv1", ..., "layer4", "layer4.0", "layer4.0.conv1", ... (torch's
+    /// named_modules). The pointers live as long as this module.
+    std::vector<std::pair<std::string, Module*>> named_modules() {
+        std::vector<std::pair<std::string, Module*>> out{{"", this}};
+        for (const auto& [n, c] : children_)
+            for (auto& [sub, m] : c->named_modules()) out.emplace_back(sub.empty() ? n : n + "." + sub, m);
+        return out;
+    }
+    /// The descendant with this dotted name (torch's get_submodule); "" is this module.
+    /// Throws ValueError naming every valid name when there is none.
+    Module& get_submodule(const std::string& name) {
+        auto all = named_modules();
+        for (auto& [n, m] : all)
+            if (n == name) return *m;
+        std::string valid;
+        for (std::size_t i = 1; i < all.size(); ++i) valid += (i > 1 ? ", " : "") + all[i].first;
+        throw ValueError("Module::get_submodule: no module named '" + name + "'; valid names: " +
+                         (valid.empty() ? std::string("(none: this module has no children)") : valid));
+    }
 
     /// Switches this module and all children to training (true) or evaluation (false) mode.
     void train(bool on = true) {
@@ -159,6 +245,8 @@ private:
     }
 
     bool training_ = true;
+    std::shared_ptr<std::map<std::int64_t, ForwardHook>> hooks_;  // by id, so in registration order
+    std::int64_t next_hook_id_ = 0;
     std::vector<std::pair<std::string, Var>> params_;
     std::vector<StateEntry<T, B>> buffers_;
     std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
@@ -176,7 +264,7 @@ public:
     }
     Var forward(const Var& x) override {
         Var h = x;
-        for (auto& m : order_) h = m->forward(h);
+        for (auto& m : order_) h = (*m)(h);
         return h;
     }
     std::size_t size() const { return order_.size(); }

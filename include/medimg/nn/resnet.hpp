@@ -50,9 +50,9 @@ public:
         if (auto d = detail::shortcut<T, B>(in, planes * expansion, stride, rng)) downsample_ = this->register_module("downsample", d);
     }
     Var forward(const Var& x) override {
-        auto h = autograd::relu(bn1_->forward(conv1_->forward(x)));
-        h = bn2_->forward(conv2_->forward(h));
-        return autograd::relu(autograd::add(h, downsample_ ? downsample_->forward(x) : x));
+        auto h = autograd::relu((*bn1_)((*conv1_)(x)));
+        h = (*bn2_)((*conv2_)(h));
+        return autograd::relu(autograd::add(h, downsample_ ? (*downsample_)(x) : x));
     }
     /// The BN whose weight zero_init_residual sets to 0.
     BatchNorm2d<T, B>& last_bn() { return *bn2_; }
@@ -78,10 +78,10 @@ public:
         if (auto d = detail::shortcut<T, B>(in, planes * expansion, stride, rng)) downsample_ = this->register_module("downsample", d);
     }
     Var forward(const Var& x) override {
-        auto h = autograd::relu(bn1_->forward(conv1_->forward(x)));
-        h = autograd::relu(bn2_->forward(conv2_->forward(h)));
-        h = bn3_->forward(conv3_->forward(h));
-        return autograd::relu(autograd::add(h, downsample_ ? downsample_->forward(x) : x));
+        auto h = autograd::relu((*bn1_)((*conv1_)(x)));
+        h = autograd::relu((*bn2_)((*conv2_)(h)));
+        h = (*bn3_)((*conv3_)(h));
+        return autograd::relu(autograd::add(h, downsample_ ? (*downsample_)(x) : x));
     }
     BatchNorm2d<T, B>& last_bn() { return *bn3_; }
 
@@ -130,10 +130,10 @@ public:
     Var forward(const Var& x) override {
         MEDIMG_CHECK(x.shape().rank() == 4 && x.size(1) == o_.in_channels, ShapeError, "ResNet: input must be (N, ",
                      o_.in_channels, ", H, W), got ", x.shape());
-        auto h = autograd::relu(bn1_->forward(conv1_->forward(x)));
+        auto h = autograd::relu((*bn1_)((*conv1_)(x)));
         h = autograd::max_pool2d(h, ops::MaxPool2dParams{3, 3, 2, 2, 1, 1});
-        for (auto& stage : layers_) h = stage->forward(h);
-        return fc_->forward(autograd::flatten(autograd::adaptive_avg_pool2d(h, 1, 1)));
+        for (auto& stage : layers_) h = (*stage)(h);
+        return (*fc_)(autograd::flatten(autograd::adaptive_avg_pool2d(h, 1, 1)));
     }
 
     const ResNetOptions& options() const { return o_; }
