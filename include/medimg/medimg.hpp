@@ -36,10 +36,16 @@
 #include "medimg/data/phantom.hpp"
 #include "medimg/data/transforms.hpp"
 
+#include "medimg/explain/explain.hpp"
+
 #include "medimg/metrics/classification.hpp"
 #include "medimg/metrics/colormap.hpp"
 #include "medimg/metrics/compare.hpp"
 #include "medimg/metrics/ssim.hpp"
+
+#include "medimg/report/canvas.hpp"
+#include "medimg/report/colormap.hpp"
+#include "medimg/report/overlay.hpp"
 
 #include "medimg/io/checkpoint.hpp"
 #include "medimg/io/config.hpp"
