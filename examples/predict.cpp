@@ -3,11 +3,15 @@
 // folder), from a checkpoint alone: architecture, classes and preprocessing come from its
 // metadata. --config is accepted for the prototype's command line and used only for
 // runtime.threads. Output: one line per class, or with --json one object per image.
+// --explain gradcam|gradcam++|occlusion also writes, per image, an overlay PNG (the exam in gray at
+// its own resolution, the heat map blended over it, a colour bar, the class and its probability;
+// docs/explain.md).
 #include <medimg/medimg.hpp>
 #include <medimg/train/run.hpp>
 
 #include <filesystem>
 #include <iostream>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -15,21 +19,101 @@
 #include "device.hpp"
 
 static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image FILE|FOLDER [--image ...] [--config FILE] [--json]
+                      [--explain gradcam|gradcam++|occlusion [--explain-layer NAME] [--explain-out DIR]
+                       [--explain-class NAME] [--explain-patch N] [--explain-stride N]]
 
-  --checkpoint FILE  a medimg checkpoint (e.g. artifacts/checkpoints/best.safetensors)
-  --image PATH       an image, or a folder whose images are all predicted (repeatable)
-  --config FILE      optional; only runtime.threads is used (preprocessing comes from the checkpoint)
-  --json             one JSON object per image: {"image", "probabilities", "predicted"}
-  --help             this text
+  --checkpoint FILE    a medimg checkpoint (e.g. artifacts/checkpoints/best.safetensors)
+  --image PATH         an image, or a folder whose images are all predicted (repeatable)
+  --config FILE        optional; runtime.threads and runtime.device are used (preprocessing comes
+                       from the checkpoint)
+  --json               one JSON object per image: {"image", "probabilities", "predicted"}, and with
+                       --explain an "explanation" object (method, layer, class, file, peak)
+  --explain METHOD     where the model looked, per image: gradcam, gradcam++ (both at --explain-layer)
+                       or occlusion (a gray patch slid over the input); writes DIR/<image>_<method>.png
+  --explain-layer NAME the module whose output is explained, as PyTorch names it (layer4, layer3,
+                       layer4.1.conv2; default layer4, or layer3 / layer2 for inputs under
+                       128 / 64 px, where layer4's map would be smaller than 4x4)
+  --explain-out DIR    where the overlays go (default: explanations; created if missing)
+  --explain-class NAME the class to explain (default: the predicted one)
+  --explain-patch N    occlusion patch side in input pixels (default image_size / 7, 32 at 224)
+  --explain-stride N   occlusion stride (default half the patch)
+  --help               this text
 
 Research software: not for clinical diagnosis.
 )";
+
+/// What --explain asked for (method empty: no explanation).
+struct ExplainRequest {
+    std::string method, layer, out_dir = "explanations", class_name;  // layer "": default_layer()
+    std::int64_t patch = 0, stride = 0;  // occlusion; 0 = from the image size
+};
+
+/// The deepest ResNet stage whose map is at least 4x4 for this input size: layer4 (1/32 of the
+/// side) from 128 px up (7x7 at 224, pytorch-grad-cam's usual choice), layer3 (1/16) from 64 px,
+/// layer2 below. A 2x2 map cannot point finer than a quadrant (docs/explain.md).
+inline std::string default_layer(std::int64_t image_size) {
+    const auto side = [&](std::int64_t stride) { return (image_size + stride - 1) / stride; };
+    return side(32) >= 4 ? "layer4" : side(16) >= 4 ? "layer3" : "layer2";
+}
+
+/// The overlay's file name for `path`: its stem and the method, made unique within this run.
+inline std::string overlay_name(const std::string& path, const std::string& method, std::set<std::string>& used) {
+    std::string tag = method == "gradcam++" ? "gradcampp" : method;
+    const std::string stem = std::filesystem::path(path).stem().string() + "_" + tag;
+    std::string name = stem + ".png";
+    for (int k = 2; used.count(name); ++k) name = stem + "_" + std::to_string(k) + ".png";
+    used.insert(name);
+    return name;
+}
+
+/// Explains the class `target` of one preprocessed image x (1, C, s, s) and writes the overlay over
+/// the exam as read from `path` (gray, its own resolution). Returns the explanation's JSON.
+template <class B>
+nlohmann::ordered_json explain_one(medimg::nn::Module<float, B>& model, const medimg::Tensor<float, B>& x,
+                                   const std::string& path, const medimg::train::Preprocessing& pre,
+                                   const std::vector<std::string>& classes, std::int64_t target, double p_predicted,
+                                   std::size_t predicted, const ExplainRequest& req, const std::string& file) {
+    using namespace medimg;
+    explain::Explanation e;
+    if (req.method == "occlusion") {
+        explain::OcclusionOptions o;
+        o.patch = req.patch > 0 ? req.patch : std::max<std::int64_t>(1, pre.image_size / 7);
+        o.stride = req.stride > 0 ? req.stride : std::max<std::int64_t>(1, o.patch / 2);
+        o.classes = {target};
+        e = explain::occlusion(model, x, o);
+    } else {
+        explain::CamOptions o;
+        o.method = req.method == "gradcam" ? explain::CamMethod::grad_cam : explain::CamMethod::grad_cam_pp;
+        o.layer = req.layer.empty() ? default_layer(pre.image_size) : req.layer;
+        o.classes = {target};
+        e = explain::grad_cam(model, x, o);
+    }
+    const auto gray = data::read_image(path, 1).pixels;  // (1, H, W), the exam as stored
+    const auto heat = explain::heatmap_on_source(e.heatmap.reshape({e.heatmap.size(1), e.heatmap.size(2)}),
+                                                 gray.size(1), gray.size(2), pre.resize);
+    report::OverlayOptions ov;
+    char title[256];
+    std::snprintf(title, sizeof title, "%s %.3f", classes[predicted].c_str(), p_predicted);
+    ov.title = title;
+    const std::string what = req.method == "gradcam" ? "Grad-CAM" : req.method == "gradcam++" ? "Grad-CAM++" : "occlusion";
+    ov.subtitle = what + (e.layer.empty() ? "" : " at " + e.layer) + " for '" + classes[static_cast<std::size_t>(target)] +
+                  "' | " + std::filesystem::path(path).filename().string();
+    report::heatmap_overlay(gray, heat, ov).save_png(file);
+    const auto [row, col] = explain::peak(heat.reshape({1, heat.size(0), heat.size(1)}), 0);
+    nlohmann::ordered_json j;
+    j["method"] = req.method;
+    if (!e.layer.empty()) j["layer"] = e.layer;
+    j["class"] = classes[static_cast<std::size_t>(target)];
+    j["file"] = io::escape_invalid_utf8(file);
+    j["peak"] = {{"x", col}, {"y", row}};  // in the exam's own pixels
+    return j;
+}
 
 /// Prints the class probabilities of every image, the network on backend B (the image is decoded
 /// and transformed on the host, then copied; the logits come back for the softmax).
 template <class B>
 void predict_on(const medimg::io::Checkpoint& ck, const medimg::train::Preprocessing& pre,
-                const std::vector<std::string>& images, bool json) {
+                const std::vector<std::string>& images, bool json, const ExplainRequest& req) {
     using namespace medimg;
     const auto& meta = ck.meta();
     auto model = nn::make_resnet<float, B>(meta.architecture,
@@ -37,9 +121,20 @@ void predict_on(const medimg::io::Checkpoint& ck, const medimg::train::Preproces
     ck.load_into(*model, meta.architecture);
     model->eval();
     autograd::NoGrad guard;
+    std::int64_t explain_class = -1;  // -1: the predicted one
+    if (!req.class_name.empty()) {
+        const auto it = std::find(meta.classes.begin(), meta.classes.end(), req.class_name);
+        std::string known;
+        for (const auto& c : meta.classes) known += (known.empty() ? "" : ", ") + c;
+        MEDIMG_CHECK(it != meta.classes.end(), ConfigError, "--explain-class: '", req.class_name,
+                     "' is not a class of this checkpoint (", known, ")");
+        explain_class = it - meta.classes.begin();
+    }
+    std::set<std::string> used_names;
     for (const auto& path : images) {
         auto x = pre.load_eval(path);
-        const auto logits = on_host((*model)(autograd::Var<float, B>(on_backend<B>(x.reshape({1, x.size(0), x.size(1), x.size(2)})))).value());
+        const auto xb = on_backend<B>(x.reshape({1, x.size(0), x.size(1), x.size(2)}));
+        const auto logits = on_host((*model)(autograd::Var<float, B>(xb)).value());
         auto logp = Tensor<float>::empty(logits.shape());
         ops::log_softmax_forward(logits, logp);
         std::size_t best = 0;
@@ -48,12 +143,19 @@ void predict_on(const medimg::io::Checkpoint& ck, const medimg::train::Preproces
             p.push_back(std::exp(static_cast<double>(logp[static_cast<std::int64_t>(k)])));
             if (p[k] > p[best]) best = k;
         }
+        nlohmann::ordered_json explanation;
+        if (!req.method.empty()) {
+            const auto target = explain_class >= 0 ? explain_class : static_cast<std::int64_t>(best);
+            const auto file = (std::filesystem::path(req.out_dir) / overlay_name(path, req.method, used_names)).string();
+            explanation = explain_one<B>(*model, xb, path, pre, meta.classes, target, p[best], best, req, file);
+        }
         if (json) {
             nlohmann::ordered_json j;
             j["image"] = io::escape_invalid_utf8(path);  // JSON strings are UTF-8; other path bytes as \xNN
             j["probabilities"] = nlohmann::ordered_json::object();
             for (std::size_t k = 0; k < p.size(); ++k) j["probabilities"][meta.classes[k]] = p[k];
             j["predicted"] = meta.classes[best];
+            if (!explanation.is_null()) j["explanation"] = explanation;
             std::cout << j.dump() << "\n";
         } else {
             if (images.size() > 1) std::cout << path << "\n";
@@ -62,6 +164,11 @@ void predict_on(const medimg::io::Checkpoint& ck, const medimg::train::Preproces
                 std::snprintf(line, sizeof line, "%s%-12s %.6f\n", images.size() > 1 ? "  " : "", meta.classes[k].c_str(), p[k]);
                 std::cout << line;
             }
+            if (!explanation.is_null())
+                std::cout << (images.size() > 1 ? "  " : "") << "explanation: " << explanation["file"].get<std::string>()
+                          << " (" << req.method << (explanation.contains("layer") ? " at " + explanation["layer"].get<std::string>() : "")
+                          << " for " << explanation["class"].get<std::string>() << ", peak at x="
+                          << explanation["peak"]["x"].get<std::int64_t>() << " y=" << explanation["peak"]["y"].get<std::int64_t>() << ")\n";
         }
     }
 }
@@ -70,17 +177,20 @@ void predict_on(const medimg::io::Checkpoint& ck, const medimg::train::Preproces
 /// discarded, not instantiated).
 template <class Gpu>
 void predict_on_device(bool gpu, const medimg::io::Checkpoint& ck, const medimg::train::Preprocessing& pre,
-                       const std::vector<std::string>& images, bool json) {
+                       const std::vector<std::string>& images, bool json, const ExplainRequest& req) {
     if constexpr (medimg::backend_available<Gpu>) {
-        if (gpu) return predict_on<Gpu>(ck, pre, images, json);
+        if (gpu) return predict_on<Gpu>(ck, pre, images, json, req);
     }
-    predict_on<medimg::Cpu>(ck, pre, images, json);
+    predict_on<medimg::Cpu>(ck, pre, images, json, req);
 }
 
 int main(int argc, char** argv) try {
     using namespace medimg;
     namespace fs = std::filesystem;
-    const auto args = cli::parse(argc, argv, {"--config", "--checkpoint", "--image", "--set"}, {"--json", "--help"});
+    const auto args = cli::parse(argc, argv,
+                                 {"--config", "--checkpoint", "--image", "--set", "--explain", "--explain-layer",
+                                  "--explain-out", "--explain-class", "--explain-patch", "--explain-stride"},
+                                 {"--json", "--help"});
     if (args.has("--help")) {
         std::cout << kUsage;
         return 0;
@@ -92,6 +202,34 @@ int main(int argc, char** argv) try {
         gpu = use_gpu<Cuda>(cfg, "medimg-predict");
     }
     const bool json = args.has("--json");
+    ExplainRequest req;
+    req.method = args.get("--explain");
+    MEDIMG_CHECK(!args.has("--explain") || req.method == "gradcam" || req.method == "gradcam++" || req.method == "occlusion",
+                 ConfigError, "--explain: unknown method '", req.method, "' (gradcam, gradcam++ or occlusion)");
+    for (const char* k : {"--explain-layer", "--explain-out", "--explain-class", "--explain-patch", "--explain-stride"})
+        MEDIMG_CHECK(!args.has(k) || args.has("--explain"), ConfigError, k, " needs --explain gradcam|gradcam++|occlusion");
+    MEDIMG_CHECK(!args.has("--explain-layer") || req.method != "occlusion", ConfigError,
+                 "--explain-layer: occlusion works on the input image, not on a layer (use gradcam or gradcam++)");
+    req.layer = args.get("--explain-layer", req.layer);
+    req.out_dir = args.get("--explain-out", req.out_dir);
+    req.class_name = args.get("--explain-class");
+    const auto positive = [&](const char* k) -> std::int64_t {
+        if (!args.has(k)) return 0;
+        const std::string v = args.get(k);
+        std::size_t used = 0;
+        long long n = 0;
+        try {
+            n = std::stoll(v, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        MEDIMG_CHECK(used == v.size() && n >= 1 && n <= 4096, ConfigError, k, ": expected a whole number of pixels in [1, 4096], got '", v, "'");
+        return n;
+    };
+    req.patch = positive("--explain-patch");
+    req.stride = positive("--explain-stride");
+    MEDIMG_CHECK(!(req.patch || req.stride) || req.method == "occlusion", ConfigError,
+                 "--explain-patch and --explain-stride are for --explain occlusion");
     const auto ck = io::Checkpoint::load(args.require("--checkpoint"));
     const auto& meta = ck.meta();
     const auto pre = train::Preprocessing::from_meta(meta);
@@ -111,7 +249,13 @@ int main(int argc, char** argv) try {
             images.push_back(p);
         }
     }
-    predict_on_device<Cuda>(gpu, ck, pre, images, json);
+    if (!req.method.empty()) {
+        std::error_code ec;
+        std::filesystem::create_directories(req.out_dir, ec);
+        MEDIMG_CHECK(!ec && std::filesystem::is_directory(req.out_dir), IoError, "--explain-out: cannot create folder '",
+                     req.out_dir, "': ", ec ? ec.message() : "a file of that name exists");
+    }
+    predict_on_device<Cuda>(gpu, ck, pre, images, json, req);
     return 0;
 } catch (const std::exception& e) {
     std::cerr << "medimg-predict: " << e.what() << "\n";

@@ -3,7 +3,8 @@
 # The demo (`make demo`): the prototype's whole workflow on generated data, with the programs a
 # user runs. 1) medimg-phantoms writes 16-bit phantom slices to build/demo/data (never touching a
 # data/ folder of yours); 2) medimg-train trains ResNet18 from scratch on the CPU (configs/demo.yaml);
-# 3) medimg-predict classifies a held-out image; 4) medimg-compare compares a normal and a lesion slice.
+# 3) medimg-predict classifies a held-out image and shows where the model looked (Grad-CAM);
+# 4) medimg-compare compares a normal and a lesion slice.
 # Research software: not for clinical diagnosis.
 set -euo pipefail
 BUILD=${BUILD:-build}
@@ -20,11 +21,13 @@ start=$(date +%s)
   --set "data.test=$demo/data/test" --set "output.dir=$demo/artifacts"
 echo "training took $(( $(date +%s) - start )) s"
 echo
-echo "== medimg-predict on a held-out lesion slice =="
-"$bin/medimg-predict" --checkpoint "$demo/artifacts/checkpoints/best.safetensors" --image "$demo/data/test/lesao/0003.png"
+echo "== medimg-predict on a held-out lesion slice, with a Grad-CAM overlay =="
+"$bin/medimg-predict" --checkpoint "$demo/artifacts/checkpoints/best.safetensors" --image "$demo/data/test/lesao/0003.png" \
+  --explain gradcam --explain-out "$demo/explanations"
 echo
 echo "== medimg-compare: a normal slice vs a lesion slice =="
 "$bin/medimg-compare" --reference "$demo/data/test/normal/0003.png" --target "$demo/data/test/lesao/0003.png" \
   --ssim-map "$demo/ssim-map.png" --diff-map "$demo/diff-map.png"
 echo
-echo "artifacts: $demo/artifacts/metrics.csv, $demo/artifacts/checkpoints/{best,last}.safetensors, $demo/{ssim,diff}-map.png"
+echo "artifacts: $demo/artifacts/metrics.csv, $demo/artifacts/checkpoints/{best,last}.safetensors, $demo/{ssim,diff}-map.png,"
+echo "           $demo/explanations/0003_gradcam.png"

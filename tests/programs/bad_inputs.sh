@@ -98,6 +98,20 @@ expect "checkpoint missing" "nope.safetensors" -- "$P" --checkpoint "$work/nope.
 head -c 5000 "$ckpt" > "$work/cut.safetensors"
 expect "checkpoint truncated mid-file" "cut.safetensors" -- "$P" --checkpoint "$work/cut.safetensors" --image "$data/images/gray8.png"
 expect "image missing" "no_such.png" -- "$P" --checkpoint "$ckpt" --image "$work/no_such.png"
+# --explain (docs/explain.md): methods, layers, classes, folders; tiny images are explained, not refused.
+expect "unknown explanation method" "--explain: unknown method 'heatmap' (gradcam, gradcam++ or occlusion)" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain heatmap
+expect "unknown layer to explain" "unknown layer 'layer9'; valid names: conv1, bn1, layer1," -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain gradcam --explain-layer layer9 --explain-out "$work/maps"
+expect "layer with no spatial output" "layer 'fc' gives a [1,2] output with no spatial dimensions" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain gradcam++ --explain-layer fc --explain-out "$work/maps"
+expect "a layer for occlusion" "occlusion works on the input image, not on a layer" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain occlusion --explain-layer layer4
+expect "class to explain unknown" "'tumour' is not a class of this checkpoint (normal, lesao)" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain gradcam --explain-class tumour --explain-out "$work/maps"
+expect "explanation folder not creatable" "--explain-out: cannot create folder '/proc/medimg-maps'" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain gradcam --explain-out /proc/medimg-maps
+expect "explain option without --explain" "--explain-layer needs --explain" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain-layer layer4
+expect "occlusion patch of 0 pixels" "--explain-patch: expected a whole number of pixels in [1, 4096], got '0'" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain occlusion --explain-patch 0
+printf 'P5\n1 1\n255\n\200' > "$work/one.pgm"
+accept "explain a 1x1 image (gradcam)" -- "$P" --checkpoint "$ckpt" --image "$work/one.pgm" --explain gradcam --explain-out "$work/maps"
+[ -s "$work/maps/one_gradcam.png" ] || { echo "FAIL: no overlay for the 1x1 image"; fails=$((fails + 1)); }
+accept "explain a 7x5 image (occlusion, --json)" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain occlusion --explain-out "$work/maps" --json
+grep -qF '"explanation":{"method":"occlusion","class":' "$work/stdout" || { echo "FAIL: predict --json --explain: no explanation object:"; cat "$work/stdout"; fails=$((fails + 1)); }
 expect "zero-byte image" "empty.png" -- "$P" --checkpoint "$ckpt" --image "$data/images/empty.png"
 expect "truncated PNG" "truncated.png" -- "$P" --checkpoint "$ckpt" --image "$data/images/truncated.png"
 expect "corrupt PNG (CRC)" "corrupt_crc.png" -- "$P" --checkpoint "$ckpt" --image "$data/images/corrupt_crc.png"

@@ -3,6 +3,8 @@
 // bright skull ring, soft tissue with texture and two dark ventricles, each of varied size,
 // position, intensity and noise; a "lesao" slice adds one soft-edged blob of varied size, contrast
 // (brighter or darker) and place inside the brain. Not a physical simulation of any modality.
+// Every lesion's centre and width are also written to OUT/lesions.csv, the ground truth that the
+// explanation tests score heat maps against (docs/explain.md).
 #pragma once
 
 #include <algorithm>
@@ -29,8 +31,17 @@ inline double soft(double r2, double w) { return 0.5 * (1.0 - std::tanh((std::sq
 
 }  // namespace detail
 
-/// One slice (1, side, side) in [0, 1]; lesion adds the blob. Draws everything from rng.
-inline Tensor<float, Cpu> phantom_slice(Rng& rng, int side, bool lesion) {
+/// Where a lesion blob is: a Gaussian of standard deviation sigma (pixels) centred at (cx, cy)
+/// (x to the right, y down, pixel centres at whole numbers). Its mask, as docs/explain.md uses it,
+/// is the disc of radius 2 sigma, where the blob is above exp(-2) = 13.5% of its peak.
+struct PhantomLesion {
+    double cx = 0, cy = 0, sigma = 0;
+    double radius() const { return 2.0 * sigma; }
+};
+
+/// One slice (1, side, side) in [0, 1]; lesion adds the blob (described in *where when given).
+/// Draws everything from rng, the same numbers whether or not there is a lesion.
+inline Tensor<float, Cpu> phantom_slice(Rng& rng, int side, bool lesion, PhantomLesion* where = nullptr) {
     using detail::ellipse;
     using detail::soft;
     auto img = Tensor<float, Cpu>::empty({1, side, side});
@@ -43,6 +54,7 @@ inline Tensor<float, Cpu> phantom_slice(Rng& rng, int side, bool lesion) {
     const double lr = rng.uniform(0.06, 0.12) * S, la = rng.uniform(0.0, 6.28), ld = rng.uniform(0.0, 0.5);
     const double lx = cx + std::cos(la) * ld * ax, ly = cy + std::sin(la) * ld * ay;
     const double lc = (rng.uniform() < 0.75 ? 1.0 : -1.0) * rng.uniform(0.2, 0.4);
+    if (lesion && where) *where = PhantomLesion{lx, ly, lr};
     for (int y = 0; y < side; ++y)
         for (int x = 0; x < side; ++x) {
             const double outer = ellipse(x, y, cx, cy, ax, ay, th), inner = ellipse(x, y, cx, cy, ax * 0.9, ay * 0.9, th);
@@ -58,7 +70,9 @@ inline Tensor<float, Cpu> phantom_slice(Rng& rng, int side, bool lesion) {
     return img;
 }
 /// Writes root/{train,val,test}/{normal,lesao}/NNNN.png as 16-bit PNGs, counts[k] images in
-/// split k (alternating classes). Refuses a root that exists and is not empty. Returns the count.
+/// split k (alternating classes), and root/lesions.csv: one row per lesao image,
+/// "path,cx,cy,sigma" (path relative to root; PhantomLesion's units). Refuses a root that exists
+/// and is not empty. Returns the number of images.
 inline std::int64_t write_phantom_dataset(const std::string& root, int side, const std::int64_t (&counts)[3], std::uint64_t seed) {
     namespace fs = std::filesystem;
     std::error_code ec;
@@ -68,6 +82,7 @@ inline std::int64_t write_phantom_dataset(const std::string& root, int side, con
     Rng rng(seed);
     std::int64_t written = 0;
     const char* splits[3] = {"train", "val", "test"};
+    std::string csv = "path,cx,cy,sigma\n";
     for (int k = 0; k < 3; ++k) {
         MEDIMG_CHECK(counts[k] >= 2, ValueError, "phantoms: the ", splits[k], " split needs at least 2 images, got ", counts[k]);
         for (std::int64_t i = 0; i < counts[k]; ++i) {
@@ -76,10 +91,18 @@ inline std::int64_t write_phantom_dataset(const std::string& root, int side, con
             fs::create_directories(dir);
             char name[32];
             std::snprintf(name, sizeof name, "%04lld.png", static_cast<long long>(i / 2));
-            write_png((dir / name).string(), phantom_slice(rng, side, lesion), 16);
+            PhantomLesion where;
+            write_png((dir / name).string(), phantom_slice(rng, side, lesion, &where), 16);
+            if (lesion) {
+                char row[160];
+                std::snprintf(row, sizeof row, "%s/lesao/%s,%.4f,%.4f,%.4f\n", splits[k], name, where.cx, where.cy, where.sigma);
+                csv += row;
+            }
             ++written;
         }
     }
+    io::write_file_atomically((fs::path(root) / "lesions.csv").string(), {{reinterpret_cast<const std::uint8_t*>(csv.data()), csv.size()}},
+                              "phantoms");
     return written;
 }
 

@@ -44,6 +44,48 @@ inline std::pair<std::int64_t, std::int64_t> peak(const Tensor<float, Cpu>& maps
     return {i / w, i % w};
 }
 
+/// A (H, W) heat map over the network's input, laid back onto the source image it was made from
+/// by torchvision's eval preprocessing, Resize(resize) (the shorter side becomes `resize`) then
+/// CenterCrop(H, W): each source pixel centre is carried into crop coordinates and the map is read
+/// there bilinearly (clamped at the crop's border); pixels outside the crop, which the network
+/// never saw, get 0. -> (src_h, src_w). With resize = H = W = the source size this is the identity.
+inline Tensor<float, Cpu> heatmap_on_source(const Tensor<float, Cpu>& heat, std::int64_t src_h, std::int64_t src_w,
+                                            std::int64_t resize) {
+    MEDIMG_CHECK(heat.rank() == 2 && heat.numel() > 0 && src_h >= 1 && src_w >= 1 && resize >= 1, ShapeError,
+                 "explain::heatmap_on_source: need a non-empty (H, W) map, a source size >= 1 and resize >= 1; got map ",
+                 heat.shape(), ", source ", src_h, "x", src_w, ", resize ", resize);
+    const std::int64_t H = heat.size(0), W = heat.size(1);
+    const auto [rh, rw] = data::shorter_side_size(src_h, src_w, resize);  // the resized image
+    const double top = static_cast<double>(data::detail::round_half_even((rh - H) / 2.0));
+    const double left = static_cast<double>(data::detail::round_half_even((rw - W) / 2.0));
+    auto out = Tensor<float, Cpu>::zeros({src_h, src_w});
+    const auto axis = [](double c, std::int64_t n, std::int64_t& i0, double& f) {  // clamped bilinear taps
+        c = std::clamp(c, 0.0, static_cast<double>(n - 1));
+        i0 = std::min(static_cast<std::int64_t>(c), n - 1);
+        f = c - static_cast<double>(i0);
+    };
+    for (std::int64_t y = 0; y < src_h; ++y) {
+        const double cy = (y + 0.5) * static_cast<double>(rh) / static_cast<double>(src_h) - 0.5 - top;
+        if (cy < -0.5 || cy > H - 0.5) continue;
+        std::int64_t y0;
+        double fy;
+        axis(cy, H, y0, fy);
+        const std::int64_t y1 = std::min(y0 + 1, H - 1);
+        for (std::int64_t x = 0; x < src_w; ++x) {
+            const double cx = (x + 0.5) * static_cast<double>(rw) / static_cast<double>(src_w) - 0.5 - left;
+            if (cx < -0.5 || cx > W - 0.5) continue;
+            std::int64_t x0;
+            double fx;
+            axis(cx, W, x0, fx);
+            const std::int64_t x1 = std::min(x0 + 1, W - 1);
+            const double v = (1 - fy) * ((1 - fx) * heat[y0 * W + x0] + fx * heat[y0 * W + x1]) +
+                             fy * ((1 - fx) * heat[y1 * W + x0] + fx * heat[y1 * W + x1]);
+            out[y * src_w + x] = static_cast<float>(v);
+        }
+    }
+    return out;
+}
+
 namespace detail {
 
 /// Restores the model's train/eval mode and every parameter's requires_grad when it goes out of
