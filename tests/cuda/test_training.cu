@@ -87,44 +87,7 @@ std::string data_dir() {
     return env && *env ? std::string(env) : std::string(MEDIMG_TEST_DATA_DIR);
 }
 
-// ---- the PyTorch fixture (tests/data/resnet; same closed-form weights as tests/cpu/test_resnet.cpp) ----
-double det_uniform(std::uint64_t k, std::uint64_t i) {
-    std::uint64_t z = (k << 32) + i + 0x9E3779B97F4A7C15ULL;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z = z ^ (z >> 31);
-    return static_cast<double>(z >> 11) * 0x1.0p-53 * 2.0 - 1.0;
-}
-
-/// Mirror of det_init in tests/cpu/test_resnet.cpp (det_value in make_resnet_fixtures.py).
-void det_init(nn::Module<float, Cpu>& m) {
-    std::uint64_t k = 0;
-    for (auto& e : m.state_dict()) {
-        auto& t = e.value;
-        const auto& s = t.shape();
-        auto ends = [&](const char* suffix) {
-            const std::string n(suffix);
-            return e.name.size() >= n.size() && e.name.compare(e.name.size() - n.size(), n.size(), n) == 0;
-        };
-        for (std::int64_t i = 0; i < t.numel(); ++i) {
-            const double x = det_uniform(k, static_cast<std::uint64_t>(i));
-            double v;
-            if (ends("num_batches_tracked")) v = 0;
-            else if (ends("running_var")) v = 1.0 + 0.5 * x * x;
-            else if (ends("running_mean")) v = 0.1 * x;
-            else if (ends("bn1.weight") || ends("bn2.weight") || ends("bn3.weight") || ends("downsample.1.weight"))
-                v = 1.0 + 0.1 * x;
-            else if (s.rank() == 1) v = 0.1 * x;
-            else {
-                std::int64_t fan_in = 1;
-                for (int d = 1; d < s.rank(); ++d) fan_in *= s[d];
-                v = x * std::sqrt(3.0 / static_cast<double>(fan_in));
-            }
-            t[i] = static_cast<float>(v);
-        }
-        ++k;
-    }
-}
+// The PyTorch fixture (tests/data/resnet) sets its weights by ref::det_init's closed form (reference.hpp).
 
 /// Copies every parameter and buffer of a host model into a device model of the same architecture.
 template <class T>
@@ -243,7 +206,7 @@ BOOST_TEST_DECORATOR(*utf::precondition(has_cuda_device))
 BOOST_AUTO_TEST_CASE(resnet18_on_the_gpu_matches_the_pytorch_fixture) {
     const auto f = io::SafetensorsFile::load(data_dir() + "/resnet/resnet18.safetensors");
     nn::ResNet18<float, Cpu> host(nn::ResNetOptions{2, 3});
-    det_init(host);
+    ref::det_init(host);
     nn::ResNet18<float, Cuda> m(nn::ResNetOptions{2, 3});
     copy_state(host, m);
     const autograd::Var<float, Cuda> x(f.tensor<float>("input").to<Cuda>());
