@@ -230,6 +230,28 @@ BOOST_AUTO_TEST_CASE(occlusion_matches_a_direct_loop_over_patches) {
     }
 }
 
+// ---- back onto the exam -------------------------------------------------------------------
+BOOST_AUTO_TEST_CASE(heat_maps_go_back_onto_the_source_pixels_through_resize_and_centre_crop) {
+    // Same size and no crop: the identity, exactly.
+    const auto heat = test::ref::random<float>({8, 8}, 3, 0.0, 1.0);
+    MEDIMG_CHECK_CLOSE_TENSORS(explain::heatmap_on_source(heat, 8, 8, 8), heat, 0.0, 0.0);
+    // A 10x20 exam, Resize(8) -> 8x16, CenterCrop(8) keeps resized columns [4, 12), i.e. source
+    // columns 5..14 (pixel centres inside the crop); the others never reached the network.
+    const auto on = explain::heatmap_on_source(Tensor<float>::ones({8, 8}), 10, 20, 8);
+    BOOST_TEST(on.shape() == (Shape{10, 20}));
+    for (std::int64_t y = 0; y < 10; ++y)
+        for (std::int64_t x = 0; x < 20; ++x) BOOST_TEST(on[y * 20 + x] == (x >= 5 && x <= 14 ? 1.f : 0.f), y << "," << x);
+    // Enlarging reads bilinearly: a left-to-right ramp stays a ramp, within its range.
+    auto ramp = Tensor<float>::empty({4, 4});
+    for (std::int64_t i = 0; i < 16; ++i) ramp[i] = static_cast<float>(i % 4) / 3.f;
+    const auto big = explain::heatmap_on_source(ramp, 16, 16, 4);
+    for (std::int64_t x = 1; x < 16; ++x) BOOST_TEST(big[5 * 16 + x] >= big[5 * 16 + x - 1]);
+    BOOST_TEST(big[5 * 16 + 0] == 0.f);
+    BOOST_TEST(big[5 * 16 + 15] == 1.f);
+    BOOST_CHECK_EXCEPTION(explain::heatmap_on_source(Tensor<float>::ones({1, 8, 8}), 8, 8, 8), ShapeError,
+                          message_contains("explain::heatmap_on_source: need a non-empty (H, W) map"));
+}
+
 // ---- bad input ------------------------------------------------------------------------------
 BOOST_AUTO_TEST_CASE(an_unknown_layer_is_refused_with_every_valid_name) {
     auto m = fixture_model();

@@ -31,32 +31,30 @@ inline bool& grad_mode() {
 }
 }  // namespace detail
 
-/// True unless a NoGrad guard is alive on this thread.
+/// True unless a NoGrad guard (and no EnableGrad inside it) is alive on this thread.
 inline bool is_grad_enabled() { return detail::grad_mode(); }
 
-/// While alive, ops on this thread record no graph (inference, optimizer updates, evaluation).
-class NoGrad {
+/// Sets this thread's grad mode while alive and restores the previous one (torch.set_grad_enabled).
+class GradMode {
 public:
-    NoGrad() : prev_(detail::grad_mode()) { detail::grad_mode() = false; }
-    ~NoGrad() { detail::grad_mode() = prev_; }
-    NoGrad(const NoGrad&) = delete;
-    NoGrad& operator=(const NoGrad&) = delete;
+    explicit GradMode(bool enabled) : prev_(detail::grad_mode()) { detail::grad_mode() = enabled; }
+    ~GradMode() { detail::grad_mode() = prev_; }
+    GradMode(const GradMode&) = delete;
+    GradMode& operator=(const GradMode&) = delete;
 
 private:
     bool prev_;
 };
 
+/// While alive, ops on this thread record no graph (inference, optimizer updates, evaluation).
+struct NoGrad : GradMode {
+    NoGrad() : GradMode(false) {}
+};
+
 /// While alive, ops on this thread record a graph even inside a NoGrad scope (torch.enable_grad):
 /// explanation methods need one gradient in programs that otherwise run under NoGrad.
-class EnableGrad {
-public:
-    EnableGrad() : prev_(detail::grad_mode()) { detail::grad_mode() = true; }
-    ~EnableGrad() { detail::grad_mode() = prev_; }
-    EnableGrad(const EnableGrad&) = delete;
-    EnableGrad& operator=(const EnableGrad&) = delete;
-
-private:
-    bool prev_;
+struct EnableGrad : GradMode {
+    EnableGrad() : GradMode(true) {}
 };
 
 template <class T, class B>
