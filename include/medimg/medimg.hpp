@@ -38,9 +38,12 @@
 
 #include "medimg/explain/explain.hpp"
 
+#include "medimg/metrics/calibration.hpp"
 #include "medimg/metrics/classification.hpp"
 #include "medimg/metrics/colormap.hpp"
 #include "medimg/metrics/compare.hpp"
+#include "medimg/metrics/curves.hpp"
+#include "medimg/metrics/intervals.hpp"
 #include "medimg/metrics/ssim.hpp"
 
 #include "medimg/report/canvas.hpp"

@@ -5,7 +5,7 @@
 //   per class (one-vs-rest): sensitivity = TP / (TP + FN), specificity = TN / (TN + FP);
 //   ROC AUC: binary = AUC of p(class 1); more classes = macro mean of one-vs-rest AUCs
 //   (sklearn.metrics.roc_auc_score(multi_class="ovr", average="macro")). AUC is computed exactly
-//   as the Mann-Whitney statistic with ties counted 1/2; a class absent from the labels has no
+//   as the Mann-Whitney statistic with ties counted 1/2 (intervals.hpp adds its DeLong interval); a class absent from the labels has no
 //   defined AUC (NaN, and the macro mean skips it, as documented in docs/metrics.md).
 #pragma once
 
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "medimg/error.hpp"
+#include "medimg/metrics/intervals.hpp"
 
 namespace medimg::metrics {
 
@@ -32,26 +33,10 @@ struct ClassificationReport {
 /// Returns NaN when either group is empty.
 inline double roc_auc(const std::vector<double>& scores, const std::vector<bool>& positive) {
     MEDIMG_CHECK(scores.size() == positive.size(), ShapeError, "roc_auc: ", scores.size(), " scores but ", positive.size(), " labels");
-    // A NaN score has no rank: sorting it is undefined and the tie loop below would never advance.
+    // A NaN score has no rank: sorting it is undefined (checked here to keep this function's name in the message).
     for (std::size_t i = 0; i < scores.size(); ++i)
         MEDIMG_CHECK(!std::isnan(scores[i]), ValueError, "roc_auc: score ", i, " is nan (the model's outputs are not finite?)");
-    std::vector<std::size_t> order(scores.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return scores[a] < scores[b]; });
-    // Mid-ranks over ties, then U = sum of positive ranks - P (P + 1) / 2.
-    double rank_sum = 0.0;
-    std::int64_t npos = 0;
-    for (std::size_t i = 0; i < order.size();) {
-        std::size_t j = i;
-        while (j < order.size() && scores[order[j]] == scores[order[i]]) ++j;
-        const double mid = (static_cast<double>(i + 1) + static_cast<double>(j)) / 2.0;  // ranks are 1-based
-        for (std::size_t k = i; k < j; ++k)
-            if (positive[order[k]]) rank_sum += mid, ++npos;
-        i = j;
-    }
-    const auto nneg = static_cast<std::int64_t>(scores.size()) - npos;
-    if (npos == 0 || nneg == 0) return std::numeric_limits<double>::quiet_NaN();
-    return (rank_sum - static_cast<double>(npos) * (npos + 1) / 2.0) / (static_cast<double>(npos) * nneg);
+    return delong_auc(scores, positive).auc.value;  // mid-ranks, O(n log n): metrics/intervals.hpp
 }
 
 /// probs: N x C row-major probabilities (or any scores); labels: N values in [0, C).
