@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 // medimg-evaluate: accuracy, per-class sensitivity and specificity, ROC AUC (binary; macro
 // one-vs-rest for more classes) and the confusion matrix of a checkpoint on a split of the
-// configured data (--split train|val|test, default test). Preprocessing comes from the checkpoint.
+// configured data (--split train|val|test, default test), then every figure with its 95%
+// interval (metrics/summary.hpp: Wilson, DeLong, optional bootstrap), PR AUC, Brier, log loss
+// and ECE / MCE (docs/evaluation.md). Preprocessing comes from the checkpoint.
 #include <medimg/medimg.hpp>
 #include <medimg/train/run.hpp>
 
+#include <cmath>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
@@ -12,12 +15,16 @@
 #include "cli.hpp"
 #include "device.hpp"
 
-static const char* kUsage = R"(usage: medimg-evaluate --config FILE --checkpoint FILE [--split test|val|train] [--json] [--set key=value ...]
+static const char* kUsage = R"(usage: medimg-evaluate --config FILE --checkpoint FILE [--split test|val|train] [--json]
+                       [--threshold P] [--bootstrap N] [--seed S] [--set key=value ...]
 
   --config FILE      the configuration naming the data folders and classes
   --checkpoint FILE  a medimg checkpoint
   --split NAME       which split of the config to evaluate (default: test)
   --json             one JSON object instead of the text report
+  --threshold P      two classes: the operating point p(second class) >= P (default 0.5)
+  --bootstrap N      also a stratified bootstrap 95% interval for the ROC AUC, N replicates (default 0: none)
+  --seed S           the bootstrap's seed (default 0)
   --help             this text
 
 Research software: not for clinical diagnosis.
@@ -45,7 +52,8 @@ medimg::train::Evaluation evaluate_on_device(bool gpu, const medimg::io::Checkpo
 
 int main(int argc, char** argv) try {
     using namespace medimg;
-    const auto args = cli::parse(argc, argv, {"--config", "--checkpoint", "--split", "--set"}, {"--json", "--help"});
+    const auto args = cli::parse(argc, argv, {"--config", "--checkpoint", "--split", "--set", "--threshold", "--bootstrap", "--seed"},
+                                 {"--json", "--help"});
     if (args.has("--help")) {
         std::cout << kUsage;
         return 0;
@@ -63,7 +71,25 @@ int main(int argc, char** argv) try {
     const auto ds = data::FolderDataset::scan(root, cfg.data.classes);
     auto loader = train::make_loader(ds, pre.eval(), pre.read_channels, cfg, false);
     const auto classes = static_cast<std::int64_t>(cfg.data.classes.size());
+    metrics::SummaryOptions so;
+    const auto number = [&](const char* k, double lo, double hi, bool whole) {
+        const std::string v = args.get(k);
+        std::size_t used = 0;
+        double x = 0;
+        try {
+            x = std::stod(v, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        MEDIMG_CHECK(used == v.size() && x >= lo && x <= hi && (!whole || x == std::floor(x)), ConfigError, k, ": expected ",
+                     whole ? "a whole number" : "a number", " in [", lo, ", ", hi, "], got '", v, "'");
+        return x;
+    };
+    if (args.has("--threshold")) so.threshold = number("--threshold", 0.0, 1.0, false);
+    if (args.has("--bootstrap")) so.bootstrap = static_cast<std::int64_t>(number("--bootstrap", 0, 1e6, true));
+    if (args.has("--seed")) so.bootstrap_seed = static_cast<std::uint64_t>(number("--seed", 0, 9007199254740992.0, true));
     const auto ev = evaluate_on_device<Cuda>(gpu, ck, *loader, classes);
+    const auto sum = metrics::summarize(ev.probs, ev.labels, classes, so);
     if (args.has("--json")) {
         nlohmann::ordered_json j;
         j["split"] = split;
@@ -78,9 +104,31 @@ int main(int argc, char** argv) try {
         }
         j["confusion_matrix"] = ev.report.confusion;
         j["classes"] = cfg.data.classes;
+        const auto pair = [](const metrics::Interval& v) { return nlohmann::ordered_json::array({v.lo, v.hi}); };
+        j["accuracy_ci"] = pair(sum.accuracy);
+        for (std::size_t k = 0; k < cfg.data.classes.size(); ++k) {
+            auto& c = j["per_class"][cfg.data.classes[k]];
+            c["roc_auc_ci"] = pair(sum.per_class[k].auc.auc);
+            if (so.bootstrap > 0) c["roc_auc_bootstrap_ci"] = pair(sum.per_class[k].auc_bootstrap);
+            c["average_precision"] = sum.per_class[k].average_precision;
+        }
+        if (classes == 2) {
+            j["roc_auc_ci"] = pair(sum.per_class[1].auc.auc);
+            const auto& p = sum.at_threshold;
+            j["operating_point"] = {{"threshold", p.threshold}, {"positive_class", cfg.data.classes[1]},
+                                    {"tp", p.tp}, {"fp", p.fp}, {"tn", p.tn}, {"fn", p.fn},
+                                    {"sensitivity", p.sensitivity.value}, {"sensitivity_ci", pair(p.sensitivity)},
+                                    {"specificity", p.specificity.value}, {"specificity_ci", pair(p.specificity)},
+                                    {"ppv", p.ppv.value}, {"ppv_ci", pair(p.ppv)}, {"npv", p.npv.value}, {"npv_ci", pair(p.npv)}};
+        }
+        j["brier"] = sum.brier;
+        j["log_loss"] = sum.log_loss;
+        j["ece"] = sum.calibration.ece;
+        j["mce"] = sum.calibration.mce;
         std::cout << j.dump() << "\n";
     } else {
         train::print_report(std::cout, split.c_str(), ev, cfg.data.classes);
+        train::print_uncertainty(std::cout, sum, cfg.data.classes, so);
     }
     if (loader->skipped()) std::cerr << "medimg-evaluate: skipped " << loader->skipped() << " unreadable images\n";
     return 0;

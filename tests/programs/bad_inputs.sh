@@ -120,6 +120,10 @@ expect "unsupported format (GIF)" "image.gif" -- "$P" --checkpoint "$ckpt" --ima
 expect "not an image" "notes.txt" -- "$P" --checkpoint "$ckpt" --image "$data/images/notes.txt"
 expect "checkpoint for other classes" "other classes" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --set "data.classes=[normal,lesao,other]"
 expect "unknown split" "--split must be" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split nope
+expect "threshold outside [0, 1]" "--threshold: expected a number in [0, 1], got '1.5'" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --threshold 1.5
+expect "bootstrap count not whole" "--bootstrap: expected a whole number in [0, 1e+06], got '2.5'" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --bootstrap 2.5
+accept "evaluate with a bootstrap interval (--json)" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --bootstrap 200 --json
+grep -qF '"roc_auc_bootstrap_ci":[' "$work/stdout" || { echo "FAIL: evaluate --bootstrap --json: no bootstrap interval:"; cat "$work/stdout"; fails=$((fails + 1)); }
 # Without a usable GPU (a CPU build, or a CUDA build on a machine without a device) cuda is refused.
 expect "evaluate: CUDA asked for, none usable" "no CUDA backend" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --set runtime.device=cuda
 expect "predict: CUDA asked for, none usable" "no CUDA backend" -- "$P" --config "$work/ok.yaml" --set runtime.device=cuda --checkpoint "$ckpt" --image "$data/images/gray8.png"

@@ -6,7 +6,7 @@
 //   ROC AUC: binary = AUC of p(class 1); more classes = macro mean of one-vs-rest AUCs
 //   (sklearn.metrics.roc_auc_score(multi_class="ovr", average="macro")). AUC is computed exactly
 //   as the Mann-Whitney statistic with ties counted 1/2 (intervals.hpp adds its DeLong interval); a class absent from the labels has no
-//   defined AUC (NaN, and the macro mean skips it, as documented in docs/metrics.md).
+//   defined AUC (NaN, and the macro mean skips it, as documented in docs/evaluation.md).
 #pragma once
 
 #include <algorithm>

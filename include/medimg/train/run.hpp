@@ -15,6 +15,7 @@
 
 #include "medimg/core/parallel.hpp"
 #include "medimg/core/precision.hpp"
+#include "medimg/metrics/summary.hpp"
 #include "medimg/train/setup.hpp"
 
 namespace medimg::train {
@@ -65,6 +66,39 @@ inline void print_report(std::ostream& out, const char* split, const Evaluation&
         for (auto v : ev.report.confusion[k]) out << " " << v;
         out << "\n";
     }
+}
+
+/// The figures of metrics::summarize with their 95% intervals, after print_report's lines.
+inline void print_uncertainty(std::ostream& out, const metrics::Summary& s, const std::vector<std::string>& classes,
+                              const metrics::SummaryOptions& o) {
+    char buf[320];
+    const auto ci = [](const metrics::Interval& v) {
+        char b[64];
+        std::snprintf(b, sizeof b, "%.4f-%.4f", v.lo, v.hi);
+        return std::string(b);
+    };
+    std::snprintf(buf, sizeof buf, "  accuracy %.4f (95%% CI %s, Wilson)\n", s.accuracy.value, ci(s.accuracy).c_str());
+    out << buf;
+    for (std::size_t k = 0; k < classes.size(); ++k) {
+        if (s.num_classes == 2 && k == 0) continue;  // two classes: class 1's AUC is the AUC
+        const auto& f = s.per_class[k];
+        std::snprintf(buf, sizeof buf, "  ROC AUC %s%.4f (95%% CI %s, DeLong%s%s), PR AUC (average precision) %.4f\n",
+                      s.num_classes == 2 ? "" : (classes[k] + " vs rest ").c_str(), f.auc.auc.value, ci(f.auc.auc).c_str(),
+                      o.bootstrap > 0 ? "; bootstrap " : "", o.bootstrap > 0 ? ci(f.auc_bootstrap).c_str() : "",
+                      f.average_precision);
+        out << buf;
+    }
+    if (s.num_classes == 2) {
+        const auto& p = s.at_threshold;
+        std::snprintf(buf, sizeof buf,
+                      "  at p(%s) >= %g: sensitivity %.4f (%s), specificity %.4f (%s), PPV %.4f (%s), NPV %.4f (%s) (Wilson)\n",
+                      classes[1].c_str(), p.threshold, p.sensitivity.value, ci(p.sensitivity).c_str(), p.specificity.value,
+                      ci(p.specificity).c_str(), p.ppv.value, ci(p.ppv).c_str(), p.npv.value, ci(p.npv).c_str());
+        out << buf;
+    }
+    std::snprintf(buf, sizeof buf, "  Brier %.4f, log loss %.4f, ECE %.4f, MCE %.4f (%d bins)\n", s.brier, s.log_loss,
+                  s.calibration.ece, s.calibration.mce, o.calibration_bins);
+    out << buf;
 }
 
 template <class T = float, class B = Cpu>
