@@ -16,7 +16,8 @@
 #include "device.hpp"
 
 static const char* kUsage = R"(usage: medimg-evaluate --config FILE --checkpoint FILE [--split test|val|train] [--json]
-                       [--threshold P] [--bootstrap N] [--seed S] [--set key=value ...]
+                       [--threshold P] [--bootstrap N] [--seed S] [--calibration none|temperature]
+                       [--set key=value ...]
 
   --config FILE      the configuration naming the data folders and classes
   --checkpoint FILE  a medimg checkpoint
@@ -25,6 +26,8 @@ static const char* kUsage = R"(usage: medimg-evaluate --config FILE --checkpoint
   --threshold P      two classes: the operating point p(second class) >= P (default 0.5)
   --bootstrap N      also a stratified bootstrap 95% interval for the ROC AUC, N replicates (default 0: none)
   --seed S           the bootstrap's seed (default 0)
+  --calibration MODE none or temperature: the probabilities divided by the temperature medimg-train
+                     fitted on the validation split (default: temperature when the checkpoint holds one)
   --help             this text
 
 Research software: not for clinical diagnosis.
@@ -52,7 +55,8 @@ medimg::train::Evaluation evaluate_on_device(bool gpu, const medimg::io::Checkpo
 
 int main(int argc, char** argv) try {
     using namespace medimg;
-    const auto args = cli::parse(argc, argv, {"--config", "--checkpoint", "--split", "--set", "--threshold", "--bootstrap", "--seed"},
+    const auto args = cli::parse(argc, argv, {"--config", "--checkpoint", "--split", "--set", "--threshold", "--bootstrap", "--seed",
+                                  "--calibration"},
                                  {"--json", "--help"});
     if (args.has("--help")) {
         std::cout << kUsage;
@@ -88,7 +92,15 @@ int main(int argc, char** argv) try {
     if (args.has("--threshold")) so.threshold = number("--threshold", 0.0, 1.0, false);
     if (args.has("--bootstrap")) so.bootstrap = static_cast<std::int64_t>(number("--bootstrap", 0, 1e6, true));
     if (args.has("--seed")) so.bootstrap_seed = static_cast<std::uint64_t>(number("--seed", 0, 9007199254740992.0, true));
-    const auto ev = evaluate_on_device<Cuda>(gpu, ck, *loader, classes);
+    const double temperature = train::calibration_temperature(ck.meta(), args.get("--calibration"), args.get("--checkpoint"));
+    auto ev = evaluate_on_device<Cuda>(gpu, ck, *loader, classes);
+    const auto raw = metrics::summarize(ev.probs, ev.labels, classes, so);  // before calibration
+    if (temperature != 1.0) {  // softmax(log p / T) = softmax(z / T): the log-probabilities stand for the logits
+        std::vector<double> logp(ev.probs.size());
+        for (std::size_t i = 0; i < logp.size(); ++i) logp[i] = std::log(std::max(ev.probs[i], 1e-300));
+        ev.probs = metrics::softmax_rows(logp, classes, temperature);
+        ev.report = metrics::classification_report(ev.probs, ev.labels, classes);
+    }
     const auto sum = metrics::summarize(ev.probs, ev.labels, classes, so);
     if (args.has("--json")) {
         nlohmann::ordered_json j;
@@ -125,10 +137,20 @@ int main(int argc, char** argv) try {
         j["log_loss"] = sum.log_loss;
         j["ece"] = sum.calibration.ece;
         j["mce"] = sum.calibration.mce;
+        j["calibration"] = {{"method", temperature != 1.0 ? "temperature" : "none"}, {"temperature", temperature},
+                            {"uncalibrated", {{"ece", raw.calibration.ece}, {"mce", raw.calibration.mce},
+                                              {"log_loss", raw.log_loss}, {"brier", raw.brier}}}};
         std::cout << j.dump() << "\n";
     } else {
         train::print_report(std::cout, split.c_str(), ev, cfg.data.classes);
         train::print_uncertainty(std::cout, sum, cfg.data.classes, so);
+        char line[200];
+        if (temperature != 1.0)
+            std::snprintf(line, sizeof line, "  calibration: temperature %.4f from the checkpoint; uncalibrated ECE %.4f, MCE %.4f, log loss %.4f\n",
+                          temperature, raw.calibration.ece, raw.calibration.mce, raw.log_loss);
+        else
+            std::snprintf(line, sizeof line, "  calibration: none (probabilities as the softmax gives them)\n");
+        std::cout << line;
     }
     if (loader->skipped()) std::cerr << "medimg-evaluate: skipped " << loader->skipped() << " unreadable images\n";
     return 0;

@@ -18,7 +18,7 @@
 #include "cli.hpp"
 #include "device.hpp"
 
-static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image FILE|FOLDER [--image ...] [--config FILE] [--json]
+static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image FILE|FOLDER [--image ...] [--config FILE] [--json] [--calibration none|temperature]
                       [--explain gradcam|gradcam++|occlusion [--explain-layer NAME] [--explain-out DIR]
                        [--explain-class NAME] [--explain-patch N] [--explain-stride N]]
 
@@ -26,6 +26,8 @@ static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image F
   --image PATH         an image, or a folder whose images are all predicted (repeatable)
   --config FILE        optional; runtime.threads and runtime.device are used (preprocessing comes
                        from the checkpoint)
+  --calibration MODE   none or temperature: divide the logits by the temperature medimg-train fitted
+                       on the validation split (default: temperature when the checkpoint holds one)
   --json               one JSON object per image: {"image", "probabilities", "predicted"}, and with
                        --explain an "explanation" object (method, layer, class, file, peak)
   --explain METHOD     where the model looked, per image: gradcam, gradcam++ (both at --explain-layer)
@@ -113,7 +115,7 @@ nlohmann::ordered_json explain_one(medimg::nn::Module<float, B>& model, const me
 /// and transformed on the host, then copied; the logits come back for the softmax).
 template <class B>
 void predict_on(const medimg::io::Checkpoint& ck, const medimg::train::Preprocessing& pre,
-                const std::vector<std::string>& images, bool json, const ExplainRequest& req) {
+                const std::vector<std::string>& images, bool json, const ExplainRequest& req, double temperature) {
     using namespace medimg;
     const auto& meta = ck.meta();
     auto model = nn::make_resnet<float, B>(meta.architecture,
@@ -135,8 +137,11 @@ void predict_on(const medimg::io::Checkpoint& ck, const medimg::train::Preproces
         auto x = pre.load_eval(path);
         const auto xb = on_backend<B>(x.reshape({1, x.size(0), x.size(1), x.size(2)}));
         const auto logits = on_host((*model)(autograd::Var<float, B>(xb)).value());
-        auto logp = Tensor<float>::empty(logits.shape());
-        ops::log_softmax_forward(logits, logp);
+        auto scaled = logits.clone();
+        if (temperature != 1.0)
+            for (std::int64_t i = 0; i < scaled.numel(); ++i) scaled[i] = static_cast<float>(scaled[i] / temperature);
+        auto logp = Tensor<float>::empty(scaled.shape());
+        ops::log_softmax_forward(scaled, logp);
         std::size_t best = 0;
         std::vector<double> p;
         for (std::size_t k = 0; k < meta.classes.size(); ++k) {
@@ -177,11 +182,11 @@ void predict_on(const medimg::io::Checkpoint& ck, const medimg::train::Preproces
 /// discarded, not instantiated).
 template <class Gpu>
 void predict_on_device(bool gpu, const medimg::io::Checkpoint& ck, const medimg::train::Preprocessing& pre,
-                       const std::vector<std::string>& images, bool json, const ExplainRequest& req) {
+                       const std::vector<std::string>& images, bool json, const ExplainRequest& req, double temperature) {
     if constexpr (medimg::backend_available<Gpu>) {
-        if (gpu) return predict_on<Gpu>(ck, pre, images, json, req);
+        if (gpu) return predict_on<Gpu>(ck, pre, images, json, req, temperature);
     }
-    predict_on<medimg::Cpu>(ck, pre, images, json, req);
+    predict_on<medimg::Cpu>(ck, pre, images, json, req, temperature);
 }
 
 int main(int argc, char** argv) try {
@@ -189,7 +194,7 @@ int main(int argc, char** argv) try {
     namespace fs = std::filesystem;
     const auto args = cli::parse(argc, argv,
                                  {"--config", "--checkpoint", "--image", "--set", "--explain", "--explain-layer",
-                                  "--explain-out", "--explain-class", "--explain-patch", "--explain-stride"},
+                                  "--explain-out", "--explain-class", "--explain-patch", "--explain-stride", "--calibration"},
                                  {"--json", "--help"});
     if (args.has("--help")) {
         std::cout << kUsage;
@@ -255,7 +260,8 @@ int main(int argc, char** argv) try {
         MEDIMG_CHECK(!ec && std::filesystem::is_directory(req.out_dir), IoError, "--explain-out: cannot create folder '",
                      req.out_dir, "': ", ec ? ec.message() : "a file of that name exists");
     }
-    predict_on_device<Cuda>(gpu, ck, pre, images, json, req);
+    const double temperature = train::calibration_temperature(meta, args.get("--calibration"), args.get("--checkpoint"));
+    predict_on_device<Cuda>(gpu, ck, pre, images, json, req, temperature);
     return 0;
 } catch (const std::exception& e) {
     std::cerr << "medimg-predict: " << e.what() << "\n";

@@ -56,6 +56,18 @@ BOOST_AUTO_TEST_CASE(a_tiny_run_beats_chance_and_its_checkpoint_predicts_and_eva
     const auto ck = io::Checkpoint::load((root / "a" / "checkpoints" / "best.safetensors").string());
     BOOST_TEST(ck.meta().in_channels == 1);
     BOOST_TEST(ck.meta().extra.at("read_channels") == "1");
+    // Temperature scaling fitted on the validation split and stored in best (not in last).
+    BOOST_REQUIRE(ck.meta().extra.count("temperature"));
+    const double t = std::stod(ck.meta().extra.at("temperature"));
+    BOOST_TEST(t >= metrics::kMinTemperature);
+    BOOST_TEST(t <= metrics::kMaxTemperature);
+    BOOST_TEST(log.str().find("calibration (val, temperature scaling): T = ") != std::string::npos);
+    BOOST_TEST(train::calibration_temperature(ck.meta(), "", "best") == t);
+    BOOST_TEST(train::calibration_temperature(ck.meta(), "none", "best") == 1.0);
+    const auto last = io::Checkpoint::load((root / "a" / "checkpoints" / "last.safetensors").string());
+    BOOST_TEST(!last.meta().extra.count("temperature"));
+    BOOST_CHECK_EXCEPTION(train::calibration_temperature(last.meta(), "temperature", "last.safetensors"), ConfigError,
+                          [](const ConfigError& e) { return std::string(e.what()).find("last.safetensors holds no temperature") != std::string::npos; });
     const auto pre = train::Preprocessing::from_meta(ck.meta());
     auto model = nn::make_resnet<float, Cpu>(ck.meta().architecture, nn::ResNetOptions{2, 1});
     ck.load_into(*model, "resnet18");

@@ -107,6 +107,9 @@ expect "class to explain unknown" "'tumour' is not a class of this checkpoint (n
 expect "explanation folder not creatable" "--explain-out: cannot create folder '/proc/medimg-maps'" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain gradcam --explain-out /proc/medimg-maps
 expect "explain option without --explain" "--explain-layer needs --explain" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain-layer layer4
 expect "occlusion patch of 0 pixels" "--explain-patch: expected a whole number of pixels in [1, 4096], got '0'" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain occlusion --explain-patch 0
+expect "unknown calibration mode" "--calibration: unknown mode 'platt' (none or temperature)" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --calibration platt
+expect "calibration asked of a checkpoint without one" "holds no temperature" -- "$P" --checkpoint "$work/out/checkpoints/last.safetensors" --image "$data/images/gray8.png" --calibration temperature
+expect "evaluate: calibration asked of a checkpoint without one" "holds no temperature" -- "$E" --config "$work/ok.yaml" --checkpoint "$work/out/checkpoints/last.safetensors" --split val --calibration temperature
 printf 'P5\n1 1\n255\n\200' > "$work/one.pgm"
 accept "explain a 1x1 image (gradcam)" -- "$P" --checkpoint "$ckpt" --image "$work/one.pgm" --explain gradcam --explain-out "$work/maps"
 [ -s "$work/maps/one_gradcam.png" ] || { echo "FAIL: no overlay for the 1x1 image"; fails=$((fails + 1)); }

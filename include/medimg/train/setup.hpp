@@ -6,6 +6,8 @@
 // mean/std), so a checkpoint alone is enough to run predict.
 #pragma once
 
+#include <cmath>
+
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -24,6 +26,28 @@
 #include "medimg/train/fit.hpp"
 
 namespace medimg::train {
+
+/// The temperature a program divides the logits by (docs/evaluation.md): mode "none" -> 1;
+/// "temperature" -> the one stored in the checkpoint by medimg-train (fitted on the validation
+/// split), an error when it holds none; "" (the default) -> the stored one when there is one, else 1.
+inline double calibration_temperature(const io::CheckpointMeta& m, const std::string& mode, const std::string& checkpoint) {
+    MEDIMG_CHECK(mode.empty() || mode == "none" || mode == "temperature", ConfigError, "--calibration: unknown mode '", mode,
+                 "' (none or temperature)");
+    const auto it = m.extra.find("temperature");
+    if (mode == "none" || (mode.empty() && it == m.extra.end())) return 1.0;
+    MEDIMG_CHECK(it != m.extra.end(), ConfigError, "--calibration temperature: ", checkpoint,
+                 " holds no temperature (medimg-train stores one, fitted on the validation split, in best.safetensors); "
+                 "use --calibration none");
+    double t = 0;
+    try {
+        t = std::stod(it->second);
+    } catch (const std::exception&) {
+        t = 0;
+    }
+    MEDIMG_CHECK(t > 0 && std::isfinite(t), IoError, "checkpoint: ", checkpoint, ": metadata 'temperature' is '", it->second,
+                 "', not a positive number");
+    return t;
+}
 
 /// How images become model inputs: what the checkpoint's metadata records.
 struct Preprocessing {
