@@ -31,6 +31,7 @@
 #include "medimg/optim/optim.hpp"
 
 #include "medimg/data/dataset.hpp"
+#include "medimg/data/folds.hpp"
 #include "medimg/data/image.hpp"
 #include "medimg/data/loader.hpp"
 #include "medimg/data/phantom.hpp"

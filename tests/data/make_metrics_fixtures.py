@@ -6,6 +6,7 @@
 # here (DeLong's structural components and variance, DeLong et al. 1988; the 15-bin ECE / MCE of
 # Guo et al. 2017). Run by hand (never by the tests), from the repository root, with Debian's
 # python3-sklearn:   /usr/bin/python3 tests/data/make_metrics_fixtures.py
+# Also the folds of StratifiedGroupKFold(shuffle=False) for data/folds.hpp (tests/cpu/test_folds.cpp).
 # Writes tests/data/metrics/reference.json (doubles printed with repr, which round-trips exactly).
 import json
 import os
@@ -15,6 +16,7 @@ import scipy
 import scipy.optimize
 import sklearn
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+from sklearn.model_selection import StratifiedGroupKFold
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics", "reference.json")
 
@@ -96,6 +98,25 @@ def temperature_case(rng, n, k, sharpen):
     }
 
 
+def folds_case(rng, groups, k, classes):
+    """Groups of random sizes (1-6 samples) with labels that lean to one class per group."""
+    names, labels = [], []
+    for g in range(groups):
+        size = int(rng.integers(1, 7))
+        lean = int(rng.integers(0, classes))
+        for _ in range(size):
+            names.append("patient%03d" % g)
+            labels.append(lean if rng.random() < 0.7 else int(rng.integers(0, classes)))
+    order = rng.permutation(len(names))  # samples not grouped together in the file
+    names = [names[i] for i in order]
+    labels = [labels[i] for i in order]
+    fold = [-1] * len(names)
+    for f, (_, test) in enumerate(StratifiedGroupKFold(n_splits=k).split(np.zeros(len(names)), labels, names)):
+        for i in test:
+            fold[i] = f
+    return {"groups": names, "labels": labels, "k": k, "fold": fold}
+
+
 def main():
     rng = np.random.default_rng(2026)
     out = {
@@ -106,6 +127,8 @@ def main():
         "binary_rare": binary_case(rng, 500, 0.05, 2.0, 3),
         "over_confident": temperature_case(rng, 400, 3, 3.0),
         "under_confident": temperature_case(rng, 300, 2, 0.4),
+        "folds_binary": folds_case(rng, 40, 5, 2),
+        "folds_three": folds_case(rng, 60, 4, 3),
     }
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
