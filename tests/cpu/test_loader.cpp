@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -92,6 +93,39 @@ BOOST_AUTO_TEST_CASE(batches_are_identical_for_any_number_of_workers) {
     for (auto& b : runs[0])
         for (std::size_t k = 0; k < b.size(); k += 4) seen.insert(b[k]);
     BOOST_TEST(seen.size() == 23u);
+}
+
+BOOST_AUTO_TEST_CASE(the_balanced_sampler_draws_every_class_equally_often_and_is_seeded) {
+    // 90 of class 0, 10 of class 1: balanced epochs hold about half of each, drawn with replacement.
+    std::vector<std::int64_t> labels(100, 0);
+    for (std::size_t i = 90; i < 100; ++i) labels[i] = 1;
+    data::LoaderOptions o{10, true, false, 4, /*workers=*/2, 2, false};
+    o.balanced = true;
+    data::DataLoader l(labels, fake, o);
+    BOOST_TEST(l.size() == 100);  // an epoch is still N draws
+    std::int64_t rare = 0, total = 0;
+    bool repeated_with_other_draw = false;
+    for (std::int64_t epoch = 1; epoch <= 20; ++epoch) {
+        const auto run = run_epoch(l, epoch);
+        std::map<float, float> draw_of;  // index -> its augmentation draw in this epoch
+        for (const auto& b : run)
+            for (std::size_t k = 0; k < b.size(); k += 4) {
+                ++total;
+                rare += b[k] >= 90.f;
+                const auto [it, fresh] = draw_of.emplace(b[k], b[k + 3]);
+                if (!fresh && it->second != b[k + 3]) repeated_with_other_draw = true;
+            }
+        if (epoch == 1) BOOST_TEST((run_epoch(l, 1) == run));  // seeded: the same epoch again
+    }
+    // 2000 draws, p = 0.5: the rare share lies within 0.5 +- 0.05 (4.5 standard deviations)
+    BOOST_TEST(std::abs(static_cast<double>(rare) / static_cast<double>(total) - 0.5) < 0.05, "rare share " << rare << "/" << total);
+    BOOST_TEST(repeated_with_other_draw);  // a sample drawn twice is augmented twice, differently
+    o.balanced = false;
+    data::DataLoader plain(labels, fake, o);
+    std::int64_t plain_rare = 0;
+    for (const auto& b : run_epoch(plain, 1))
+        for (std::size_t k = 0; k < b.size(); k += 4) plain_rare += b[k] >= 90.f;
+    BOOST_TEST(plain_rare == 10);
 }
 
 BOOST_AUTO_TEST_CASE(drop_last_and_the_prefetch_bound_hold) {

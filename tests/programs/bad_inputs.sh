@@ -83,6 +83,7 @@ expect "config file missing" "cannot open" -- "$T" --config "$work/nope.yaml"
 expect "unknown config key" "unknown key 'train.lerning_rate'" -- "$T" --config "$(cfg 's/epochs: 1/lerning_rate: 1/' unknown)"
 expect "wrong type" "'train.epochs' must be an integer" -- "$T" --config "$(cfg 's/epochs: 1/epochs: many/' type)"
 expect "negative learning rate" "'train.lr' must be > 0, got -0.1" -- "$T" --config "$work/ok.yaml" --set train.lr=-0.1
+expect "unknown sampler" "'data.sampler' must be one of shuffle, balanced; got 'oversample'" -- "$T" --config "$work/ok.yaml" --set data.sampler=oversample
 expect "malformed YAML" "not valid YAML" -- "$T" --config "$(cfg 's/epochs: 1,/epochs: [1,/' yaml)"
 expect "unknown option" "unknown option '--lr'" -- "$T" --config "$work/ok.yaml" --lr 0.1
 expect "missing data folder" "does not exist or is not a folder" -- "$T" --config "$work/ok.yaml" --set data.train="$work/missing"

@@ -3,7 +3,10 @@
 // background worker threads into a bounded queue of batches, handed out in order.
 // Determinism: the epoch's order is a Fisher-Yates shuffle seeded by (seed, epoch), and every
 // sample's augmentation draws from an Rng seeded by (seed, epoch, index), so the batches are
-// identical whatever the number of workers (tested). A sample whose loader throws either fails
+// identical whatever the number of workers (tested). With `balanced`, the epoch is instead N draws
+// with replacement, each class equally likely (torch's WeightedRandomSampler with weights
+// 1 / class count, replacement=True), seeded the same way; a sample drawn twice gets two
+// augmentations (its Rng is seeded by the draw's position, not its index). A sample whose loader throws either fails
 // the epoch (the error is re-thrown in the consumer, naming the file) or, with skip_errors, is
 // left out of its batch and counted. Batches are collated into memory from
 // LoaderOptions::allocate_images when set (thread-safe; the CUDA fit loop sets a pool of pinned
@@ -50,6 +53,7 @@ struct LoaderOptions {
     int prefetch_batches = 4; // bound on batches decoded ahead (per loader)
     bool skip_errors = false;
     ImageAllocator allocate_images{};  // empty: Tensor<float, Cpu>::empty
+    bool balanced = false;    // epochs of N class-balanced draws with replacement (overrides shuffle)
 };
 
 /// load(index, rng) -> one (C, H, W) image with the same shape for every index.
@@ -86,7 +90,17 @@ public:
     std::vector<std::int64_t> order(std::int64_t epoch) const {
         std::vector<std::int64_t> idx(labels_.size());
         std::iota(idx.begin(), idx.end(), 0);
-        if (o_.shuffle) {
+        if (o_.balanced) {  // a class uniformly among those present, then a member uniformly
+            std::map<std::int64_t, std::vector<std::int64_t>> members;
+            for (std::size_t i = 0; i < labels_.size(); ++i) members[labels_[i]].push_back(static_cast<std::int64_t>(i));
+            std::vector<const std::vector<std::int64_t>*> classes;
+            for (const auto& [y, m] : members) classes.push_back(&m);
+            Rng r(mix(o_.seed, static_cast<std::uint64_t>(epoch), 0xba1a));
+            for (auto& v : idx) {
+                const auto& m = *classes[r.randint(classes.size())];
+                v = m[r.randint(m.size())];
+            }
+        } else if (o_.shuffle) {
             Rng r(mix(o_.seed, static_cast<std::uint64_t>(epoch), 0x5eed));
             for (std::size_t i = idx.size(); i > 1; --i) std::swap(idx[i - 1], idx[r.randint(i)]);
         }
@@ -136,7 +150,8 @@ private:
         Batch out;
         for (std::int64_t k = lo; k < hi; ++k) {
             const std::int64_t i = order_[static_cast<std::size_t>(k)];
-            Rng rng(mix(o_.seed, static_cast<std::uint64_t>(epoch_), static_cast<std::uint64_t>(i) + 1));
+            const std::int64_t stream = o_.balanced ? k : i;  // a repeated draw gets its own augmentation
+            Rng rng(mix(o_.seed, static_cast<std::uint64_t>(epoch_), static_cast<std::uint64_t>(stream) + 1));
             try {
                 imgs.push_back(load_(i, rng));
             } catch (const Error&) {

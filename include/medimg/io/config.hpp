@@ -42,6 +42,7 @@ struct DataConfig {
     std::int64_t channels = 3;
     std::vector<double> mean{0.485, 0.456, 0.406}, std{0.229, 0.224, 0.225};
     bool skip_unreadable = false;
+    std::string sampler = "shuffle";  // shuffle | balanced (class-balanced draws with replacement)
     AugmentConfig augment;
 };
 
@@ -255,6 +256,7 @@ inline const std::vector<Field>& schema() {
         f.push_back(numbers("data.mean", MEDIMG_CFG_REF(data.mean), 1, 3, between(-1e6, 1e6)));
         f.push_back(numbers("data.std", MEDIMG_CFG_REF(data.std), 1, 3, above(0)));
         f.push_back(boolean("data.skip_unreadable", MEDIMG_CFG_REF(data.skip_unreadable)));
+        f.push_back(text("data.sampler", MEDIMG_CFG_REF(data.sampler), {"shuffle", "balanced"}));
         f.push_back(boolean("data.augment.random_resized_crop", MEDIMG_CFG_REF(data.augment.random_resized_crop)));
         f.push_back(number("data.augment.crop_scale_min", MEDIMG_CFG_REF(data.augment.crop_scale_min), {0, 1, true, false}));
         f.push_back(boolean("data.augment.hflip", MEDIMG_CFG_REF(data.augment.hflip)));

@@ -124,6 +124,7 @@ inline std::unique_ptr<data::DataLoader> make_loader(const data::FolderDataset& 
     data::LoaderOptions o;
     o.batch_size = c.train.batch_size;
     o.shuffle = training;
+    o.balanced = training && c.data.sampler == "balanced";
     o.drop_last = training && c.train.drop_last;
     o.seed = c.train.seed;
     o.workers = static_cast<int>(c.runtime.workers);
