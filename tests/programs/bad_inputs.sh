@@ -169,6 +169,15 @@ else
   echo "bad_inputs: unshare -rm is not permitted here; the two full-disk cases are skipped"
 fi
 
+if [ -x "$bin/medimg-crossval" ]; then
+  X="$bin/medimg-crossval"
+  printf 'path,group\n%s,p1\n' "$work/data/train/normal/nope.png" > "$work/groups.csv"
+  expect "crossval: groups CSV naming an unknown file" "groups.csv:2: '$work/data/train/normal/nope.png' is not an image of the train or val split" -- "$X" --config "$work/ok.yaml" --folds 2 --groups "$work/groups.csv" --set output.dir="$work/cv"
+  expect "crossval: more folds than the smallest class" "class 0 has 6 samples, fewer than the 7 folds" -- "$X" --config "$work/ok.yaml" --folds 7 --set output.dir="$work/cv"
+  expect "crossval: one fold" "--folds: expected a whole number in [2, 100], got '1'" -- "$X" --config "$work/ok.yaml" --folds 1 --set output.dir="$work/cv"
+  [ ! -e "$work/cv" ] || { echo "FAIL: a refused cross-validation left $work/cv behind"; fails=$((fails + 1)); }
+fi
+
 if [ -x "$bin/medimg-compare" ]; then
   C="$bin/medimg-compare"
   expect "compare: images of different sizes" "gray8.png" -- "$C" --reference "$data/images/gray8.png" --target "$work/data/val/normal/0000.png"

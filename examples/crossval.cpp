@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: MIT
+// medimg-crossval: k-fold cross-validation of the config's training recipe. The train and val
+// splits are pooled; data::stratified_group_kfold makes folds that keep each group (a patient, a
+// volume: --groups CSV "path,group") inside one fold and keep the class mix. For fold f, fold f is
+// the test set, fold f+1 (mod k) the validation set (best checkpoint, early stopping, temperature)
+// and the rest the training set; each fold trains from scratch with medimg-train's run, in
+// <output.dir>/crossval/r<repeat>/fold<f>, over a view of the data made of symbolic links (the
+// files themselves are not copied). Out-of-fold probabilities (calibrated with the fold's
+// temperature) go to oof.csv, each fold's figures to folds.csv, and the pooled out-of-fold AUC
+// with its DeLong interval and the mean +- sd over folds to the console and summary.json.
+// Resumes: a finished fold is skipped, an interrupted one continues from its last checkpoint.
+#include <medimg/medimg.hpp>
+#include <medimg/train/run.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "cli.hpp"
+#include "device.hpp"
+
+static const char* kUsage = R"(usage: medimg-crossval --config FILE --folds K [--groups FILE.csv] [--repeats R] [--set key=value ...]
+
+  --config FILE     the training configuration (its train and val splits are pooled; test is not used)
+  --folds K         number of folds, 2 or more, at most the size of the smallest class
+  --groups FILE     CSV "path,group" (a header line is allowed): images of one group (patient,
+                    volume, slice block) stay in one fold; images not listed are groups of their own
+  --repeats R       repeat with R different shuffles of the groups (default 1: folds as scikit-learn's
+                    StratifiedGroupKFold without shuffling)
+  --set key=value   override one config key (repeatable)
+  --help            this text
+
+Writes <output.dir>/crossval/: r<r>/fold<f>/ (each fold's run), oof.csv, folds.csv, summary.json.
+Run it again to resume. Research software: not for clinical diagnosis.
+)";
+
+namespace {
+namespace fs = std::filesystem;
+using namespace medimg;
+
+/// One image of the pooled data set.
+struct Item {
+    std::string path;   // as the dataset lists it
+    std::string key;    // canonical path, to match --groups and to detect duplicates
+    std::int64_t label;
+};
+
+std::string canonical(const std::string& p) {
+    std::error_code ec;
+    const auto c = fs::weakly_canonical(p, ec);
+    return ec ? p : c.string();
+}
+
+/// --groups: canonical path -> group. Every listed file must be in the pooled data.
+std::map<std::string, std::string> read_groups(const std::string& csv, const std::set<std::string>& known) {
+    std::ifstream in(csv);
+    MEDIMG_CHECK(in.good(), IoError, "--groups: cannot open '", csv, "'");
+    std::map<std::string, std::string> out;
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.empty() || (n == 1 && line == "path,group")) continue;
+        const auto comma = line.rfind(',');
+        MEDIMG_CHECK(comma != std::string::npos && comma > 0 && comma + 1 < line.size(), IoError, "--groups: ", csv, ":", n,
+                     ": expected 'path,group', got '", line, "'");
+        const std::string path = line.substr(0, comma), group = line.substr(comma + 1);
+        const auto key = canonical(path);
+        MEDIMG_CHECK(known.count(key), IoError, "--groups: ", csv, ":", n, ": '", path,
+                     "' is not an image of the train or val split (paths are as on the command line's working folder)");
+        MEDIMG_CHECK(out.emplace(key, group).second || out[key] == group, IoError, "--groups: ", csv, ":", n, ": '", path,
+                     "' is listed in two groups ('", out[key], "' and '", group, "')");
+    }
+    return out;
+}
+
+/// Links root/<split>/<class>/<stem>__<n>.<ext> -> the item's file, for one fold's split.
+void link_split(const fs::path& root, const std::vector<Item>& items, const std::vector<std::size_t>& which,
+                const std::vector<std::string>& classes) {
+    for (const auto& c : classes) fs::create_directories(root / c);
+    for (std::size_t n = 0; n < which.size(); ++n) {
+        const auto& it = items[which[n]];
+        const fs::path src(it.key);
+        const fs::path dst = root / classes[static_cast<std::size_t>(it.label)] /
+                             (src.stem().string() + "__" + std::to_string(which[n]) + src.extension().string());
+        std::error_code ec;
+        if (fs::is_symlink(dst, ec)) continue;  // made by an earlier, interrupted run
+        fs::create_symlink(src, dst, ec);
+        MEDIMG_CHECK(!ec, IoError, "crossval: cannot link '", dst.string(), "' to '", src.string(), "': ", ec.message());
+    }
+}
+
+double mean(const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return s / static_cast<double>(v.size());
+}
+double sd(const std::vector<double>& v) {  // sample standard deviation
+    if (v.size() < 2) return 0;
+    const double m = mean(v);
+    double s = 0;
+    for (double x : v) s += (x - m) * (x - m);
+    return std::sqrt(s / static_cast<double>(v.size() - 1));
+}
+}  // namespace
+
+int main(int argc, char** argv) try {
+    const auto args = cli::parse(argc, argv, {"--config", "--set", "--folds", "--groups", "--repeats"}, {"--help"});
+    if (args.has("--help")) {
+        std::cout << kUsage;
+        return 0;
+    }
+    auto cfg = io::load_config(args.require("--config"), args.all("--set"));
+    if (cfg.runtime.threads > 0) set_num_threads(static_cast<int>(cfg.runtime.threads));
+    use_gpu<Cuda>(cfg, "medimg-crossval");  // a g++ build: the CPU, or one clear error for cuda
+    const auto whole = [&](const char* k, long long lo, long long hi, long long dflt) {
+        if (!args.has(k)) return dflt;
+        const std::string v = args.get(k);
+        std::size_t used = 0;
+        long long n = 0;
+        try {
+            n = std::stoll(v, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        MEDIMG_CHECK(used == v.size() && n >= lo && n <= hi, ConfigError, k, ": expected a whole number in [", lo, ", ", hi,
+                     "], got '", v, "'");
+        return n;
+    };
+    MEDIMG_CHECK(args.has("--folds"), ConfigError, "missing required option --folds (see --help)");
+    const int K = static_cast<int>(whole("--folds", 2, 100, 5));
+    const int repeats = static_cast<int>(whole("--repeats", 1, 100, 1));
+    const auto& classes = cfg.data.classes;
+
+    // The pooled data set (train + val), each file once.
+    std::vector<Item> items;
+    std::set<std::string> keys;
+    for (const auto& split : {cfg.data.train, cfg.data.val}) {
+        const auto ds = data::FolderDataset::scan(split, classes);
+        for (std::int64_t i = 0; i < ds.size(); ++i) {
+            Item it{ds.path(i), canonical(ds.path(i)), ds.label(i)};
+            MEDIMG_CHECK(keys.insert(it.key).second, IoError, "crossval: '", it.path,
+                         "' appears twice in the train and val splits (the same image would be trained on and tested)");
+            items.push_back(it);
+        }
+    }
+    const auto groups_of = args.has("--groups") ? read_groups(args.get("--groups"), keys) : std::map<std::string, std::string>{};
+    std::vector<std::int64_t> labels;
+    std::vector<std::string> groups, paths;
+    for (const auto& it : items) {
+        labels.push_back(it.label);
+        const auto g = groups_of.find(it.key);
+        groups.push_back(g != groups_of.end() ? "g:" + g->second : "f:" + it.key);  // unlisted: a group of its own
+        paths.push_back(it.key);
+    }
+    // Every repeat's folds first: impossible fold counts and leaks stop the run before it writes anything.
+    std::vector<std::vector<int>> folds_of;
+    for (int r = 0; r < repeats; ++r) {
+        folds_of.push_back(data::stratified_group_kfold(labels, groups, K, r > 0, cfg.train.seed + static_cast<std::uint64_t>(r)));
+        data::check_folds(paths, groups, folds_of.back());
+    }
+    const fs::path root = fs::path(cfg.output_dir) / "crossval";
+    fs::create_directories(root);
+    std::cout << "crossval: " << items.size() << " images (train + val pooled), " << K << " folds"
+              << (repeats > 1 ? ", " + std::to_string(repeats) + " repeats" : "")
+              << (groups_of.empty() ? ", one group per image" : ", groups from " + args.get("--groups")) << "\n";
+
+    std::ostringstream oof, folds_csv;
+    oof << "repeat,fold,path,label";
+    for (const auto& c : classes) oof << ",p_" << c;
+    oof << "\n";
+    folds_csv << "repeat,fold,images,accuracy,roc_auc,roc_auc_lo,roc_auc_hi,log_loss,ece,temperature\n";
+    std::vector<double> fold_auc, fold_acc;
+    std::vector<double> pooled_probs;
+    std::vector<std::int64_t> pooled_labels;
+    const auto K64 = static_cast<std::int64_t>(classes.size());
+    for (int r = 0; r < repeats; ++r) {
+        const auto& fold = folds_of[static_cast<std::size_t>(r)];
+        for (int f = 0; f < K; ++f) {
+            const fs::path dir = root / ("r" + std::to_string(r)) / ("fold" + std::to_string(f));
+            std::vector<std::size_t> tr, va, te;
+            for (std::size_t i = 0; i < items.size(); ++i)
+                (fold[i] == f ? te : fold[i] == (f + 1) % K ? va : tr).push_back(i);
+            link_split(dir / "data" / "train", items, tr, classes);
+            link_split(dir / "data" / "val", items, va, classes);
+            link_split(dir / "data" / "test", items, te, classes);
+            io::Config fc = cfg;
+            fc.data.train = (dir / "data" / "train").string();
+            fc.data.val = (dir / "data" / "val").string();
+            fc.data.test = "";  // this fold's test set is evaluated below, with the calibration
+            fc.output_dir = (dir / "run").string();
+            const fs::path result = dir / "test_probabilities.json";
+            if (!fs::exists(result)) {
+                const bool resume = fs::exists(fs::path(fc.output_dir) / "checkpoints" / "last.safetensors");
+                std::cout << "== repeat " << r << ", fold " << f << ": train " << tr.size() << ", val " << va.size() << ", test "
+                          << te.size() << (resume ? " (resuming)" : "") << "\n";
+                train::run_training<float, Cpu>(fc, resume, std::cout);
+                const auto ck = io::Checkpoint::load((fs::path(fc.output_dir) / "checkpoints" / "best.safetensors").string());
+                const auto pre = train::Preprocessing::from_meta(ck.meta());
+                auto model = nn::make_resnet<float, Cpu>(ck.meta().architecture, nn::ResNetOptions{K64, ck.meta().in_channels});
+                ck.load_into(*model, ck.meta().architecture);
+                const auto test_ds = data::FolderDataset::scan((dir / "data" / "test").string(), classes);
+                auto loader = train::make_loader(test_ds, pre.eval(), pre.read_channels, fc, false);
+                const auto ev = train::evaluate(*model, *loader, K64);
+                const double t = train::calibration_temperature(ck.meta(), "", "best");
+                std::vector<double> logp(ev.probs.size());
+                for (std::size_t i = 0; i < logp.size(); ++i) logp[i] = std::log(std::max(ev.probs[i], 1e-300));
+                nlohmann::json j;
+                j["temperature"] = t;
+                j["probabilities"] = metrics::softmax_rows(logp, K64, t);
+                j["labels"] = ev.labels;
+                std::vector<std::string> tpaths;
+                for (auto idx : ev.indices) tpaths.push_back(test_ds.path(idx));
+                j["paths"] = tpaths;
+                const std::string text = j.dump();
+                io::write_file_atomically(result.string(), {{text.data(), text.size()}}, "crossval");
+            } else {
+                std::cout << "== repeat " << r << ", fold " << f << ": done earlier (" << result.string() << ")\n";
+            }
+            std::ifstream in(result);
+            const auto j = nlohmann::json::parse(in);
+            const auto probs = j.at("probabilities").get<std::vector<double>>();
+            const auto y = j.at("labels").get<std::vector<std::int64_t>>();
+            const auto tp = j.at("paths").get<std::vector<std::string>>();
+            const auto s = metrics::summarize(probs, y, K64);
+            const auto& auc = K64 == 2 ? s.per_class[1].auc.auc : metrics::Interval{s.macro_auc, NAN, NAN};
+            char row[256];
+            std::snprintf(row, sizeof row, "%d,%d,%zu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n", r, f, y.size(), s.accuracy.value, auc.value,
+                          auc.lo, auc.hi, s.log_loss, s.calibration.ece, j.at("temperature").get<double>());
+            folds_csv << row;
+            std::printf("   fold %d: accuracy %.4f, ROC AUC %.4f (95%% CI %.4f-%.4f), ECE %.4f, %zu test images\n", f, s.accuracy.value,
+                        auc.value, auc.lo, auc.hi, s.calibration.ece, y.size());
+            fold_auc.push_back(auc.value);
+            fold_acc.push_back(s.accuracy.value);
+            for (std::size_t i = 0; i < y.size(); ++i) {
+                // the original file's path (the link's target), not the fold's link
+                std::error_code ec;
+                const auto target = fs::read_symlink(tp[i], ec);
+                oof << r << "," << f << "," << io::escape_invalid_utf8(ec ? tp[i] : target.string()) << "," << classes[static_cast<std::size_t>(y[i])];
+                for (std::int64_t c = 0; c < K64; ++c) oof << "," << probs[i * static_cast<std::size_t>(K64) + static_cast<std::size_t>(c)];
+                oof << "\n";
+                pooled_labels.push_back(y[i]);
+            }
+            pooled_probs.insert(pooled_probs.end(), probs.begin(), probs.end());
+        }
+    }
+    const std::string oof_text = oof.str(), folds_text = folds_csv.str();
+    io::write_file_atomically((root / "oof.csv").string(), {{oof_text.data(), oof_text.size()}}, "crossval");
+    io::write_file_atomically((root / "folds.csv").string(), {{folds_text.data(), folds_text.size()}}, "crossval");
+    const auto pooled = metrics::summarize(pooled_probs, pooled_labels, K64);
+    const auto& pauc = K64 == 2 ? pooled.per_class[1].auc.auc : metrics::Interval{pooled.macro_auc, NAN, NAN};
+    std::printf("folds: accuracy %.4f +- %.4f, ROC AUC %.4f +- %.4f (mean +- sd over %zu folds)\n", mean(fold_acc), sd(fold_acc),
+                mean(fold_auc), sd(fold_auc), fold_auc.size());
+    std::printf("out-of-fold (pooled, %zu predictions): ROC AUC %.4f (95%% CI %.4f-%.4f, DeLong), accuracy %.4f (95%% CI %.4f-%.4f), "
+                "ECE %.4f\n",
+                pooled_labels.size(), pauc.value, pauc.lo, pauc.hi, pooled.accuracy.value, pooled.accuracy.lo, pooled.accuracy.hi,
+                pooled.calibration.ece);
+    nlohmann::ordered_json js;
+    js["folds"] = K;
+    js["repeats"] = repeats;
+    js["images"] = items.size();
+    js["fold_accuracy_mean"] = mean(fold_acc);
+    js["fold_accuracy_sd"] = sd(fold_acc);
+    js["fold_roc_auc_mean"] = mean(fold_auc);
+    js["fold_roc_auc_sd"] = sd(fold_auc);
+    js["oof_roc_auc"] = pauc.value;
+    js["oof_roc_auc_ci"] = {pauc.lo, pauc.hi};
+    js["oof_accuracy"] = pooled.accuracy.value;
+    js["oof_accuracy_ci"] = {pooled.accuracy.lo, pooled.accuracy.hi};
+    js["oof_ece"] = pooled.calibration.ece;
+    const std::string summary = js.dump(2) + "\n";
+    io::write_file_atomically((root / "summary.json").string(), {{summary.data(), summary.size()}}, "crossval");
+    std::cout << "wrote " << (root / "oof.csv").string() << ", folds.csv, summary.json\n";
+    std::cout << "Research software: not for clinical diagnosis.\n";
+    return 0;
+} catch (const std::exception& e) {
+    std::cerr << "medimg-crossval: " << e.what() << "\n";
+    return 1;
+}
