@@ -4,6 +4,8 @@
 // library (programs only).
 #pragma once
 
+#include <cmath>
+#include <exception>
 #include <map>
 #include <set>
 #include <string>
@@ -28,6 +30,22 @@ struct Args {
     std::string require(const std::string& k) const {
         MEDIMG_CHECK(values.count(k), ConfigError, "missing required option ", k, " (see --help)");
         return get(k);
+    }
+    /// The value of k as a number in [lo, hi] (whole: an integer), or dflt when k is absent;
+    /// anything else is one ConfigError line: "<k>: expected a whole number in [lo, hi], got '<v>'".
+    double number(const std::string& k, double lo, double hi, bool whole, double dflt) const {
+        if (!values.count(k)) return dflt;
+        const std::string v = get(k);
+        std::size_t used = 0;
+        double x = 0;
+        try {
+            x = std::stod(v, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        MEDIMG_CHECK(used == v.size() && x >= lo && x <= hi && (!whole || x == std::floor(x)), ConfigError, k, ": expected ",
+                     whole ? "a whole number" : "a number", " in [", lo, ", ", hi, "], got '", v, "'");
+        return x;
     }
 };
 

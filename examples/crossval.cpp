@@ -118,23 +118,9 @@ int main(int argc, char** argv) try {
     auto cfg = io::load_config(args.require("--config"), args.all("--set"));
     if (cfg.runtime.threads > 0) set_num_threads(static_cast<int>(cfg.runtime.threads));
     use_gpu<Cuda>(cfg, "medimg-crossval");  // a g++ build: the CPU, or one clear error for cuda
-    const auto whole = [&](const char* k, long long lo, long long hi, long long dflt) {
-        if (!args.has(k)) return dflt;
-        const std::string v = args.get(k);
-        std::size_t used = 0;
-        long long n = 0;
-        try {
-            n = std::stoll(v, &used);
-        } catch (const std::exception&) {
-            used = 0;
-        }
-        MEDIMG_CHECK(used == v.size() && n >= lo && n <= hi, ConfigError, k, ": expected a whole number in [", lo, ", ", hi,
-                     "], got '", v, "'");
-        return n;
-    };
     MEDIMG_CHECK(args.has("--folds"), ConfigError, "missing required option --folds (see --help)");
-    const int K = static_cast<int>(whole("--folds", 2, 100, 5));
-    const int repeats = static_cast<int>(whole("--repeats", 1, 100, 1));
+    const int K = static_cast<int>(args.number("--folds", 2, 100, true, 5));
+    const int repeats = static_cast<int>(args.number("--repeats", 1, 100, true, 1));
     const auto& classes = cfg.data.classes;
 
     // The pooled data set (train + val), each file once.

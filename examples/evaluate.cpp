@@ -76,22 +76,9 @@ int main(int argc, char** argv) try {
     auto loader = train::make_loader(ds, pre.eval(), pre.read_channels, cfg, false);
     const auto classes = static_cast<std::int64_t>(cfg.data.classes.size());
     metrics::SummaryOptions so;
-    const auto number = [&](const char* k, double lo, double hi, bool whole) {
-        const std::string v = args.get(k);
-        std::size_t used = 0;
-        double x = 0;
-        try {
-            x = std::stod(v, &used);
-        } catch (const std::exception&) {
-            used = 0;
-        }
-        MEDIMG_CHECK(used == v.size() && x >= lo && x <= hi && (!whole || x == std::floor(x)), ConfigError, k, ": expected ",
-                     whole ? "a whole number" : "a number", " in [", lo, ", ", hi, "], got '", v, "'");
-        return x;
-    };
-    if (args.has("--threshold")) so.threshold = number("--threshold", 0.0, 1.0, false);
-    if (args.has("--bootstrap")) so.bootstrap = static_cast<std::int64_t>(number("--bootstrap", 0, 1e6, true));
-    if (args.has("--seed")) so.bootstrap_seed = static_cast<std::uint64_t>(number("--seed", 0, 9007199254740992.0, true));
+    so.threshold = args.number("--threshold", 0.0, 1.0, false, so.threshold);
+    so.bootstrap = static_cast<std::int64_t>(args.number("--bootstrap", 0, 1e6, true, 0));
+    so.bootstrap_seed = static_cast<std::uint64_t>(args.number("--seed", 0, 9007199254740992.0, true, 0));
     const double temperature = train::calibration_temperature(ck.meta(), args.get("--calibration"), args.get("--checkpoint"));
     auto ev = evaluate_on_device<Cuda>(gpu, ck, *loader, classes);
     const auto raw = metrics::summarize(ev.probs, ev.labels, classes, so);  // before calibration

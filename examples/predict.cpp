@@ -218,21 +218,8 @@ int main(int argc, char** argv) try {
     req.layer = args.get("--explain-layer", req.layer);
     req.out_dir = args.get("--explain-out", req.out_dir);
     req.class_name = args.get("--explain-class");
-    const auto positive = [&](const char* k) -> std::int64_t {
-        if (!args.has(k)) return 0;
-        const std::string v = args.get(k);
-        std::size_t used = 0;
-        long long n = 0;
-        try {
-            n = std::stoll(v, &used);
-        } catch (const std::exception&) {
-            used = 0;
-        }
-        MEDIMG_CHECK(used == v.size() && n >= 1 && n <= 4096, ConfigError, k, ": expected a whole number of pixels in [1, 4096], got '", v, "'");
-        return n;
-    };
-    req.patch = positive("--explain-patch");
-    req.stride = positive("--explain-stride");
+    req.patch = static_cast<std::int64_t>(args.number("--explain-patch", 1, 4096, true, 0));    // 0: from the image size
+    req.stride = static_cast<std::int64_t>(args.number("--explain-stride", 1, 4096, true, 0));
     MEDIMG_CHECK(!(req.patch || req.stride) || req.method == "occlusion", ConfigError,
                  "--explain-patch and --explain-stride are for --explain occlusion");
     const auto ck = io::Checkpoint::load(args.require("--checkpoint"));

@@ -107,7 +107,7 @@ expect "a layer for occlusion" "occlusion works on the input image, not on a lay
 expect "class to explain unknown" "'tumour' is not a class of this checkpoint (normal, lesao)" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain gradcam --explain-class tumour --explain-out "$work/maps"
 expect "explanation folder not creatable" "--explain-out: cannot create folder '/proc/medimg-maps'" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain gradcam --explain-out /proc/medimg-maps
 expect "explain option without --explain" "--explain-layer needs --explain" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain-layer layer4
-expect "occlusion patch of 0 pixels" "--explain-patch: expected a whole number of pixels in [1, 4096], got '0'" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain occlusion --explain-patch 0
+expect "occlusion patch of 0 pixels" "--explain-patch: expected a whole number in [1, 4096], got '0'" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain occlusion --explain-patch 0
 expect "unknown calibration mode" "--calibration: unknown mode 'platt' (none or temperature)" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --calibration platt
 expect "calibration asked of a checkpoint without one" "holds no temperature" -- "$P" --checkpoint "$work/out/checkpoints/last.safetensors" --image "$data/images/gray8.png" --calibration temperature
 expect "evaluate: calibration asked of a checkpoint without one" "holds no temperature" -- "$E" --config "$work/ok.yaml" --checkpoint "$work/out/checkpoints/last.safetensors" --split val --calibration temperature
