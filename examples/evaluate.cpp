@@ -23,7 +23,9 @@ static const char* kUsage = R"(usage: medimg-evaluate --config FILE --checkpoint
   --checkpoint FILE  a medimg checkpoint
   --split NAME       which split of the config to evaluate (default: test)
   --json             one JSON object instead of the text report
-  --threshold P      two classes: the operating point p(second class) >= P (default 0.5)
+  --threshold RULE   two classes: the operating point p(second class) >= P for a number P (default
+                     0.5), or chosen on the validation split: youden (Youden's J) or sensitivity=S
+                     (the highest threshold reaching sensitivity S), then reported on --split
   --bootstrap N      also a stratified bootstrap 95% interval for the ROC AUC, N replicates (default 0: none)
   --seed S           the bootstrap's seed (default 0)
   --calibration MODE none or temperature: the probabilities divided by the temperature medimg-train
@@ -76,18 +78,55 @@ int main(int argc, char** argv) try {
     auto loader = train::make_loader(ds, pre.eval(), pre.read_channels, cfg, false);
     const auto classes = static_cast<std::int64_t>(cfg.data.classes.size());
     metrics::SummaryOptions so;
-    so.threshold = args.number("--threshold", 0.0, 1.0, false, so.threshold);
+    // --threshold P, or chosen on the validation split: youden | sensitivity=S (docs/evaluation.md)
+    const std::string tspec = args.get("--threshold");
+    const bool choose = tspec == "youden" || tspec.rfind("sensitivity=", 0) == 0;
+    if (!choose) so.threshold = args.number("--threshold", 0.0, 1.0, false, so.threshold);
     so.bootstrap = static_cast<std::int64_t>(args.number("--bootstrap", 0, 1e6, true, 0));
     so.bootstrap_seed = static_cast<std::uint64_t>(args.number("--seed", 0, 9007199254740992.0, true, 0));
     const double temperature = train::calibration_temperature(ck.meta(), args.get("--calibration"), args.get("--checkpoint"));
+    const auto calibrate = [&](train::Evaluation& e) {
+        if (temperature == 1.0) return;  // softmax(log p / T) = softmax(z / T): the log-probabilities stand for the logits
+        std::vector<double> logp(e.probs.size());
+        for (std::size_t i = 0; i < logp.size(); ++i) logp[i] = std::log(std::max(e.probs[i], 1e-300));
+        e.probs = metrics::softmax_rows(logp, classes, temperature);
+        e.report = metrics::classification_report(e.probs, e.labels, classes);
+    };
+    std::string threshold_rule = "given";
+    if (choose) {
+        MEDIMG_CHECK(classes == 2, ConfigError, "--threshold ", tspec, ": a chosen threshold is for two classes; ", cfg.source,
+                     " has ", classes);
+        double target = 0;
+        if (tspec != "youden") {
+            const std::string v = tspec.substr(std::string("sensitivity=").size());
+            std::size_t used = 0;
+            try {
+                target = std::stod(v, &used);
+            } catch (const std::exception&) {
+                used = 0;
+            }
+            MEDIMG_CHECK(used == v.size() && target > 0 && target <= 1, ConfigError,
+                         "--threshold: sensitivity=S needs S in (0, 1], got '", v, "'");
+        }
+        MEDIMG_CHECK(!cfg.data.val.empty(), ConfigError, "--threshold ", tspec, ": chosen on the validation split, but ", cfg.source,
+                     " names none (data.val)");
+        const auto val_ds = data::FolderDataset::scan(cfg.data.val, cfg.data.classes);  // outlives its loader
+        auto val_loader = train::make_loader(val_ds, pre.eval(), pre.read_channels, cfg, false);
+        auto val = evaluate_on_device<Cuda>(gpu, ck, *val_loader, classes);
+        calibrate(val);
+        std::vector<double> score;
+        std::vector<bool> positive;
+        for (std::size_t i = 0; i < val.labels.size(); ++i) {
+            score.push_back(val.probs[i * 2 + 1]);
+            positive.push_back(val.labels[i] == 1);
+        }
+        so.threshold = tspec == "youden" ? metrics::youden_threshold(score, positive)
+                                         : metrics::threshold_for_sensitivity(score, positive, target);
+        threshold_rule = tspec == "youden" ? "Youden's J on the val split" : "sensitivity >= " + tspec.substr(12) + " on the val split";
+    }
     auto ev = evaluate_on_device<Cuda>(gpu, ck, *loader, classes);
     const auto raw = metrics::summarize(ev.probs, ev.labels, classes, so);  // before calibration
-    if (temperature != 1.0) {  // softmax(log p / T) = softmax(z / T): the log-probabilities stand for the logits
-        std::vector<double> logp(ev.probs.size());
-        for (std::size_t i = 0; i < logp.size(); ++i) logp[i] = std::log(std::max(ev.probs[i], 1e-300));
-        ev.probs = metrics::softmax_rows(logp, classes, temperature);
-        ev.report = metrics::classification_report(ev.probs, ev.labels, classes);
-    }
+    calibrate(ev);
     const auto sum = metrics::summarize(ev.probs, ev.labels, classes, so);
     if (args.has("--json")) {
         nlohmann::ordered_json j;
@@ -114,7 +153,7 @@ int main(int argc, char** argv) try {
         if (classes == 2) {
             j["roc_auc_ci"] = pair(sum.per_class[1].auc.auc);
             const auto& p = sum.at_threshold;
-            j["operating_point"] = {{"threshold", p.threshold}, {"positive_class", cfg.data.classes[1]},
+            j["operating_point"] = {{"threshold", p.threshold}, {"threshold_rule", threshold_rule}, {"positive_class", cfg.data.classes[1]},
                                     {"tp", p.tp}, {"fp", p.fp}, {"tn", p.tn}, {"fn", p.fn},
                                     {"sensitivity", p.sensitivity.value}, {"sensitivity_ci", pair(p.sensitivity)},
                                     {"specificity", p.specificity.value}, {"specificity_ci", pair(p.specificity)},
@@ -132,6 +171,10 @@ int main(int argc, char** argv) try {
         train::print_report(std::cout, split.c_str(), ev, cfg.data.classes);
         train::print_uncertainty(std::cout, sum, cfg.data.classes, so);
         char line[200];
+        if (choose) {
+            std::snprintf(line, sizeof line, "  threshold %.6g chosen by %s\n", so.threshold, threshold_rule.c_str());
+            std::cout << line;
+        }
         if (temperature != 1.0)
             std::snprintf(line, sizeof line, "  calibration: temperature %.4f from the checkpoint; uncalibrated ECE %.4f, MCE %.4f, log loss %.4f\n",
                           temperature, raw.calibration.ece, raw.calibration.mce, raw.log_loss);

@@ -125,6 +125,9 @@ expect "not an image" "notes.txt" -- "$P" --checkpoint "$ckpt" --image "$data/im
 expect "checkpoint for other classes" "other classes" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --set "data.classes=[normal,lesao,other]"
 expect "unknown split" "--split must be" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split nope
 expect "threshold outside [0, 1]" "--threshold: expected a number in [0, 1], got '1.5'" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --threshold 1.5
+expect "target sensitivity above 1" "--threshold: sensitivity=S needs S in (0, 1], got '2'" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --threshold sensitivity=2
+accept "threshold chosen on validation (youden, --json)" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --threshold youden --json
+grep -qF '"threshold_rule":"Youden'"'"'s J on the val split"' "$work/stdout" || { echo "FAIL: evaluate --threshold youden: no rule in the JSON:"; cat "$work/stdout"; fails=$((fails + 1)); }
 expect "bootstrap count not whole" "--bootstrap: expected a whole number in [0, 1e+06], got '2.5'" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --bootstrap 2.5
 accept "evaluate with a bootstrap interval (--json)" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --bootstrap 200 --json
 grep -qF '"roc_auc_bootstrap_ci":[' "$work/stdout" || { echo "FAIL: evaluate --bootstrap --json: no bootstrap interval:"; cat "$work/stdout"; fails=$((fails + 1)); }
