@@ -118,7 +118,12 @@ inline data::TransformPipeline train_transforms(const io::Config& c, const Prepr
     return data::train_pipeline(t);
 }
 
-/// A loader over `ds` that decodes with `read_channels` and applies `pipeline`.
+/// A loader over `ds` that decodes with `read_channels` and applies `pipeline`. The loader keeps a
+/// pointer to `ds`: the dataset must outlive it (a temporary is refused at compile time, below).
+inline std::unique_ptr<data::DataLoader> make_loader(const data::FolderDataset& ds, data::TransformPipeline pipeline,
+                                                     int read_channels, const io::Config& c, bool training);
+std::unique_ptr<data::DataLoader> make_loader(data::FolderDataset&& ds, data::TransformPipeline pipeline, int read_channels,
+                                              const io::Config& c, bool training) = delete;
 inline std::unique_ptr<data::DataLoader> make_loader(const data::FolderDataset& ds, data::TransformPipeline pipeline,
                                                      int read_channels, const io::Config& c, bool training) {
     data::LoaderOptions o;
