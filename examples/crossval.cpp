@@ -194,11 +194,9 @@ int main(int argc, char** argv) try {
                 auto loader = train::make_loader(test_ds, pre.eval(), pre.read_channels, fc, false);
                 const auto ev = train::evaluate(*model, *loader, K64);
                 const double t = train::calibration_temperature(ck.meta(), "", "best");
-                std::vector<double> logp(ev.probs.size());
-                for (std::size_t i = 0; i < logp.size(); ++i) logp[i] = std::log(std::max(ev.probs[i], 1e-300));
                 nlohmann::json j;
                 j["temperature"] = t;
-                j["probabilities"] = metrics::softmax_rows(logp, K64, t);
+                j["probabilities"] = metrics::with_temperature(ev.probs, K64, t);
                 j["labels"] = ev.labels;
                 std::vector<std::string> tpaths;
                 for (auto idx : ev.indices) tpaths.push_back(test_ds.path(idx));

@@ -86,10 +86,8 @@ int main(int argc, char** argv) try {
     so.bootstrap_seed = static_cast<std::uint64_t>(args.number("--seed", 0, 9007199254740992.0, true, 0));
     const double temperature = train::calibration_temperature(ck.meta(), args.get("--calibration"), args.get("--checkpoint"));
     const auto calibrate = [&](train::Evaluation& e) {
-        if (temperature == 1.0) return;  // softmax(log p / T) = softmax(z / T): the log-probabilities stand for the logits
-        std::vector<double> logp(e.probs.size());
-        for (std::size_t i = 0; i < logp.size(); ++i) logp[i] = std::log(std::max(e.probs[i], 1e-300));
-        e.probs = metrics::softmax_rows(logp, classes, temperature);
+        if (temperature == 1.0) return;
+        e.probs = metrics::with_temperature(e.probs, classes, temperature);
         e.report = metrics::classification_report(e.probs, e.labels, classes);
     };
     std::string threshold_rule = "given";

@@ -58,28 +58,36 @@ inline Tensor<float, Cpu> heatmap_on_source(const Tensor<float, Cpu>& heat, std:
     const auto [rh, rw] = data::shorter_side_size(src_h, src_w, resize);  // the resized image
     const double top = static_cast<double>(data::detail::round_half_even((rh - H) / 2.0));
     const double left = static_cast<double>(data::detail::round_half_even((rw - W) / 2.0));
-    auto out = Tensor<float, Cpu>::zeros({src_h, src_w});
-    const auto axis = [](double c, std::int64_t n, std::int64_t& i0, double& f) {  // clamped bilinear taps
-        c = std::clamp(c, 0.0, static_cast<double>(n - 1));
-        i0 = std::min(static_cast<std::int64_t>(c), n - 1);
-        f = c - static_cast<double>(i0);
+    // Per source row / column: the two map taps and the weight of the second, or none when the
+    // pixel centre lies outside the crop. Computed once per axis.
+    struct Tap {
+        std::int64_t i0 = 0, i1 = 0;
+        double f = 0;
+        bool inside = false;
     };
+    const auto taps = [](std::int64_t src, std::int64_t resized, double offset, std::int64_t n) {
+        std::vector<Tap> t(static_cast<std::size_t>(src));
+        for (std::int64_t i = 0; i < src; ++i) {
+            double c = (i + 0.5) * static_cast<double>(resized) / static_cast<double>(src) - 0.5 - offset;
+            auto& tap = t[static_cast<std::size_t>(i)];
+            tap.inside = c >= -0.5 && c <= n - 0.5;
+            c = std::clamp(c, 0.0, static_cast<double>(n - 1));  // clamped bilinear
+            tap.i0 = std::min(static_cast<std::int64_t>(c), n - 1);
+            tap.i1 = std::min(tap.i0 + 1, n - 1);
+            tap.f = c - static_cast<double>(tap.i0);
+        }
+        return t;
+    };
+    const auto ty = taps(src_h, rh, top, H), tx = taps(src_w, rw, left, W);
+    auto out = Tensor<float, Cpu>::zeros({src_h, src_w});
     for (std::int64_t y = 0; y < src_h; ++y) {
-        const double cy = (y + 0.5) * static_cast<double>(rh) / static_cast<double>(src_h) - 0.5 - top;
-        if (cy < -0.5 || cy > H - 0.5) continue;
-        std::int64_t y0;
-        double fy;
-        axis(cy, H, y0, fy);
-        const std::int64_t y1 = std::min(y0 + 1, H - 1);
+        const auto& a = ty[static_cast<std::size_t>(y)];
+        if (!a.inside) continue;
         for (std::int64_t x = 0; x < src_w; ++x) {
-            const double cx = (x + 0.5) * static_cast<double>(rw) / static_cast<double>(src_w) - 0.5 - left;
-            if (cx < -0.5 || cx > W - 0.5) continue;
-            std::int64_t x0;
-            double fx;
-            axis(cx, W, x0, fx);
-            const std::int64_t x1 = std::min(x0 + 1, W - 1);
-            const double v = (1 - fy) * ((1 - fx) * heat[y0 * W + x0] + fx * heat[y0 * W + x1]) +
-                             fy * ((1 - fx) * heat[y1 * W + x0] + fx * heat[y1 * W + x1]);
+            const auto& b = tx[static_cast<std::size_t>(x)];
+            if (!b.inside) continue;
+            const double v = (1 - a.f) * ((1 - b.f) * heat[a.i0 * W + b.i0] + b.f * heat[a.i0 * W + b.i1]) +
+                             a.f * ((1 - b.f) * heat[a.i1 * W + b.i0] + b.f * heat[a.i1 * W + b.i1]);
             out[y * src_w + x] = static_cast<float>(v);
         }
     }

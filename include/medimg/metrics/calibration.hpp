@@ -80,6 +80,18 @@ inline std::vector<double> softmax_rows(const std::vector<double>& logits, std::
     return p;
 }
 
+/// Probabilities standing in for logits: log p entry by entry (p floored at 1e-300). A row's
+/// log-probabilities differ from its logits by one constant, which softmax ignores at any T.
+inline std::vector<double> log_probabilities(const std::vector<double>& probs) {
+    std::vector<double> out(probs.size());
+    for (std::size_t i = 0; i < probs.size(); ++i) out[i] = std::log(std::max(probs[i], 1e-300));
+    return out;
+}
+/// Probabilities recalibrated by temperature T: softmax(log p / T) per row of k.
+inline std::vector<double> with_temperature(const std::vector<double>& probs, std::int64_t k, double temperature) {
+    return softmax_rows(log_probabilities(probs), k, temperature);
+}
+
 namespace detail {
 /// f(b) = mean(lse(b z) - b z_y) and its first two derivatives in b = 1 / T:
 /// f' = mean(E_p[z] - z_y), f'' = mean(Var_p[z]) >= 0, p = softmax(b z).

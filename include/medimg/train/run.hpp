@@ -110,8 +110,7 @@ void calibrate_best(nn::Module<T, B>& model, data::DataLoader& val, std::int64_t
     auto best = io::Checkpoint::load(best_path);
     best.load_into(model);
     const auto ev = evaluate(model, val, K);
-    std::vector<double> logp(ev.probs.size());
-    for (std::size_t i = 0; i < logp.size(); ++i) logp[i] = std::log(std::max(ev.probs[i], 1e-300));
+    const auto logp = metrics::log_probabilities(ev.probs);
     const double t = metrics::fit_temperature(logp, ev.labels, K);
     const auto calibrated = metrics::softmax_rows(logp, K, t);
     char line[256];
