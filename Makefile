@@ -21,6 +21,7 @@ demo: configure
 	BUILD=$(BUILD) bash scripts/demo.sh
 
 test: build
+	@bash scripts/install-deps.sh --tests
 	ctest --test-dir $(BUILD) --output-on-failure
 
 bench: configure

@@ -7,7 +7,9 @@
 // <output.dir>/crossval/r<repeat>/fold<f>, over a view of the data made of symbolic links (the
 // files themselves are not copied). Out-of-fold probabilities (calibrated with the fold's
 // temperature) go to oof.csv, each fold's figures to folds.csv, and the pooled out-of-fold AUC
-// with its DeLong interval and the mean +- sd over folds to the console and summary.json.
+// with its DeLong interval and the mean +- sd over folds to the console and summary.json; the
+// report (report.html: every figure with its interval, per-fold AUCs, the pooled curves, the
+// reliability diagram, each fold's training curves, the worst out-of-fold errors with Grad-CAM).
 // Resumes: a finished fold is skipped, an interrupted one continues from its last checkpoint.
 #include <medimg/medimg.hpp>
 #include <medimg/train/run.hpp>
@@ -24,6 +26,7 @@
 
 #include "cli.hpp"
 #include "device.hpp"
+#include "explain_overlay.hpp"
 
 static const char* kUsage = R"(usage: medimg-crossval --config FILE --folds K [--groups FILE.csv] [--repeats R] [--set key=value ...]
 
@@ -36,7 +39,9 @@ static const char* kUsage = R"(usage: medimg-crossval --config FILE --folds K [-
   --set key=value   override one config key (repeatable)
   --help            this text
 
-Writes <output.dir>/crossval/: r<r>/fold<f>/ (each fold's run), oof.csv, folds.csv, summary.json.
+Writes <output.dir>/crossval/: r<r>/fold<f>/ (each fold's run), oof.csv, folds.csv, summary.json and
+report.html (one self-contained page: the figures with their intervals, per-fold results, curves,
+calibration, training curves, the worst out-of-fold errors with Grad-CAM).
 Run it again to resume. Research software: not for clinical diagnosis.
 )";
 
@@ -107,6 +112,74 @@ double sd(const std::vector<double>& v) {  // sample standard deviation
     for (double x : v) s += (x - m) * (x - m);
     return std::sqrt(s / static_cast<double>(v.size() - 1));
 }
+/// <root>/report.html: the pooled out-of-fold evaluation (report/evaluation.hpp), each fold's
+/// training curves and the worst out-of-fold errors, each explained by its own fold's best model.
+void write_report(const fs::path& root, const io::Config& cfg, int K, int repeats, std::size_t images, const std::vector<double>& probs,
+                  const std::vector<double>& raw, const std::vector<std::int64_t>& labels, const std::vector<std::string>& paths,
+                  const std::vector<std::size_t>& fold_of, const std::vector<fs::path>& fold_dirs,
+                  const std::vector<report::FoldResult>& folds, const metrics::Interval& pooled_auc) {
+    const auto& classes = cfg.data.classes;
+    const auto C = static_cast<std::int64_t>(classes.size());
+    report::EvaluationInput in;
+    in.title = "medimg-crossval: " + std::to_string(K) + "-fold cross-validation, out-of-fold predictions";
+    in.about = {{"configuration", cfg.source},
+                {"data", std::to_string(images) + " images (train + val pooled): " + cfg.data.train + ", " + cfg.data.val},
+                {"folds", std::to_string(K) + (repeats > 1 ? " x " + std::to_string(repeats) + " repeats" : "") +
+                              " (stratified, groups kept whole; for fold f: test f, validation f+1)"},
+                {"architecture", cfg.model.name}};
+    in.classes = classes;
+    in.probs = probs;
+    in.uncalibrated = raw;
+    in.calibration_name = "each fold's temperature";
+    in.labels = labels;
+    in.pooled_auc = pooled_auc;
+    in.folds = folds;
+    for (std::size_t d = 0; d < fold_dirs.size(); ++d) {
+        const auto log = fold_dirs[d] / "run" / "metrics.csv";
+        try {
+            in.training.push_back({folds[d].name, train::read_metrics_csv(log.string(), INT64_MAX)});
+        } catch (const std::exception&) {
+            in.training.push_back({folds[d].name, {}});  // a fold finished by an older version: no log
+        }
+    }
+    const auto [fn, fp] = report::worst_errors(probs, labels, C, in.options.threshold, 6);
+    const std::int64_t target = C == 2 ? 1 : -1;
+    // each fold's model loaded once, for the cases it tested; the thumbnails keep the cases' order
+    const auto thumbs = [&](const std::vector<std::size_t>& which) {
+        std::vector<report::Thumbnail> out(which.size(), report::Thumbnail{report::Canvas(1, 1), ""});
+        for (std::size_t d = 0; d < fold_dirs.size(); ++d) {
+            std::vector<std::size_t> slots;
+            for (std::size_t n = 0; n < which.size(); ++n)
+                if (fold_of[which[n]] == d) slots.push_back(n);
+            if (slots.empty()) continue;
+            const auto ck = io::Checkpoint::load((fold_dirs[d] / "run" / "checkpoints" / "best.safetensors").string());
+            const auto pre = train::Preprocessing::from_meta(ck.meta());
+            auto model = nn::make_resnet<float, Cpu>(ck.meta().architecture, nn::ResNetOptions{C, ck.meta().in_channels});
+            ck.load_into(*model, ck.meta().architecture);
+            std::vector<GalleryCase> cases;
+            for (auto n : slots) {
+                const auto i = which[n];
+                cases.push_back({paths[i], labels[i],
+                                 std::vector<double>(probs.begin() + static_cast<std::ptrdiff_t>(i * static_cast<std::size_t>(C)),
+                                                     probs.begin() + static_cast<std::ptrdiff_t>((i + 1) * static_cast<std::size_t>(C)))});
+            }
+            auto t = gallery_thumbnails<Cpu>(*model, pre, classes, cases, target);
+            for (std::size_t m = 0; m < slots.size(); ++m) {
+                // oof paths are canonical: shown from the working folder, as the user named the data
+                const auto& path = cases[m].path;
+                const auto shown = fs::path(path).lexically_proximate(fs::current_path()).string();
+                t[m].caption = folds[d].name + ": " + io::escape_invalid_utf8(shown.empty() ? path : shown);
+                out[slots[m]] = std::move(t[m]);
+            }
+        }
+        return out;
+    };
+    in.false_negatives = thumbs(fn);
+    in.false_positives = thumbs(fp);
+    in.gallery_note = std::string("Each image explained by the model of the fold that tested it: Grad-CAM for ") +
+                      (C == 2 ? "'" + classes[1] + "'" : std::string("the predicted class")) + ", min-max scaled per image; at most 6 of each.";
+    report::evaluation_report(in).save((root / "report.html").string());
+}
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -162,8 +235,12 @@ int main(int argc, char** argv) try {
     oof << "\n";
     folds_csv << "repeat,fold,images,accuracy,roc_auc,roc_auc_lo,roc_auc_hi,log_loss,ece,temperature\n";
     std::vector<double> fold_auc, fold_acc;
-    std::vector<double> pooled_probs;
+    std::vector<double> pooled_probs, pooled_raw;  // calibrated; as the softmax gave them
     std::vector<std::int64_t> pooled_labels;
+    std::vector<std::string> pooled_paths;           // the original files
+    std::vector<std::size_t> pooled_fold;            // index into fold_dirs
+    std::vector<fs::path> fold_dirs;
+    std::vector<report::FoldResult> fold_results;
     const auto K64 = static_cast<std::int64_t>(classes.size());
     for (int r = 0; r < repeats; ++r) {
         const auto& fold = folds_of[static_cast<std::size_t>(r)];
@@ -221,6 +298,13 @@ int main(int argc, char** argv) try {
                         auc.value, auc.lo, auc.hi, s.calibration.ece, y.size());
             fold_auc.push_back(auc.value);
             fold_acc.push_back(s.accuracy.value);
+            const double temperature = j.at("temperature").get<double>();
+            fold_results.push_back({(repeats > 1 ? "r" + std::to_string(r) + "/" : std::string()) + "fold" + std::to_string(f),
+                                    static_cast<std::int64_t>(y.size()), s.accuracy, auc, s.calibration.ece, temperature});
+            fold_dirs.push_back(dir);
+            // the softmax's own probabilities: undoing the temperature (softmax(T log p_T) = softmax(z))
+            const auto raw = metrics::with_temperature(probs, K64, 1.0 / temperature);
+            pooled_raw.insert(pooled_raw.end(), raw.begin(), raw.end());
             for (std::size_t i = 0; i < y.size(); ++i) {
                 // the original file's path (the link's target), not the fold's link
                 std::error_code ec;
@@ -229,6 +313,8 @@ int main(int argc, char** argv) try {
                 for (std::int64_t c = 0; c < K64; ++c) oof << "," << probs[i * static_cast<std::size_t>(K64) + static_cast<std::size_t>(c)];
                 oof << "\n";
                 pooled_labels.push_back(y[i]);
+                pooled_paths.push_back(ec ? tp[i] : target.string());
+                pooled_fold.push_back(fold_dirs.size() - 1);
             }
             pooled_probs.insert(pooled_probs.end(), probs.begin(), probs.end());
         }
@@ -259,7 +345,9 @@ int main(int argc, char** argv) try {
     js["oof_ece"] = pooled.calibration.ece;
     const std::string summary = js.dump(2) + "\n";
     io::write_file_atomically((root / "summary.json").string(), {{summary.data(), summary.size()}}, "crossval");
-    std::cout << "wrote " << (root / "oof.csv").string() << ", folds.csv, summary.json\n";
+    write_report(root, cfg, K, repeats, items.size(), pooled_probs, pooled_raw, pooled_labels, pooled_paths, pooled_fold, fold_dirs,
+                 fold_results, pauc);
+    std::cout << "wrote " << (root / "oof.csv").string() << ", folds.csv, summary.json, report.html\n";
     std::cout << "Research software: not for clinical diagnosis.\n";
     return 0;
 } catch (const std::exception& e) {

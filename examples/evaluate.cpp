@@ -3,21 +3,26 @@
 // one-vs-rest for more classes) and the confusion matrix of a checkpoint on a split of the
 // configured data (--split train|val|test, default test), then every figure with its 95%
 // interval (metrics/summary.hpp: Wilson, DeLong, optional bootstrap), PR AUC, Brier, log loss
-// and ECE / MCE (docs/evaluation.md). Preprocessing comes from the checkpoint.
+// and ECE / MCE (docs/evaluation.md). Preprocessing comes from the checkpoint. --report DIR also
+// writes DIR/report.html: every figure with its interval, the curves, the confusion matrix, the
+// reliability diagram, the training curves and the worst errors with their Grad-CAM.
 #include <medimg/medimg.hpp>
 #include <medimg/train/run.hpp>
 
+#include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
 #include "cli.hpp"
 #include "device.hpp"
+#include "explain_overlay.hpp"
 
 static const char* kUsage = R"(usage: medimg-evaluate --config FILE --checkpoint FILE [--split test|val|train] [--json]
                        [--threshold P] [--bootstrap N] [--seed S] [--calibration none|temperature]
-                       [--set key=value ...]
+                       [--report DIR] [--set key=value ...]
 
   --config FILE      the configuration naming the data folders and classes
   --checkpoint FILE  a medimg checkpoint
@@ -30,6 +35,11 @@ static const char* kUsage = R"(usage: medimg-evaluate --config FILE --checkpoint
   --seed S           the bootstrap's seed (default 0)
   --calibration MODE none or temperature: the probabilities divided by the temperature medimg-train
                      fitted on the validation split (default: temperature when the checkpoint holds one)
+  --report DIR       also write DIR/report.html (created if missing): one self-contained page with
+                     every figure and its interval, the ROC curve with a bootstrap band, the PR curve,
+                     the confusion matrix, the reliability diagram before and after calibration, the
+                     training curves (the metrics.csv beside the checkpoint's folder) and the worst
+                     false negatives and false positives with their Grad-CAM
   --help             this text
 
 Research software: not for clinical diagnosis.
@@ -55,10 +65,29 @@ medimg::train::Evaluation evaluate_on_device(bool gpu, const medimg::io::Checkpo
     return evaluate_on<medimg::Cpu>(ck, loader, classes);
 }
 
+/// The report gallery's thumbnails (explain_overlay.hpp) with the checkpoint's model on the GPU
+/// when `gpu`, else on the CPU.
+template <class Gpu>
+std::vector<medimg::report::Thumbnail> gallery_on_device(bool gpu, const medimg::io::Checkpoint& ck, const medimg::train::Preprocessing& pre,
+                                                         const std::vector<GalleryCase>& cases, std::int64_t target) {
+    using namespace medimg;
+    const auto run = [&](auto backend) {
+        using B = decltype(backend);
+        const auto& m = ck.meta();
+        auto model = nn::make_resnet<float, B>(m.architecture, nn::ResNetOptions{static_cast<std::int64_t>(m.classes.size()), m.in_channels});
+        ck.load_into(*model, m.architecture);
+        return gallery_thumbnails<B>(*model, pre, m.classes, cases, target);
+    };
+    if constexpr (backend_available<Gpu>) {
+        if (gpu) return run(Gpu{});
+    }
+    return run(Cpu{});
+}
+
 int main(int argc, char** argv) try {
     using namespace medimg;
     const auto args = cli::parse(argc, argv, {"--config", "--checkpoint", "--split", "--set", "--threshold", "--bootstrap", "--seed",
-                                  "--calibration"},
+                                  "--calibration", "--report"},
                                  {"--json", "--help"});
     if (args.has("--help")) {
         std::cout << kUsage;
@@ -69,6 +98,14 @@ int main(int argc, char** argv) try {
     const std::string split = args.get("--split", "test");
     const std::string root = split == "train" ? cfg.data.train : split == "val" ? cfg.data.val : split == "test" ? cfg.data.test : "";
     MEDIMG_CHECK(!root.empty(), ConfigError, "--split must be train, val or test (with a folder configured), got '", split, "'");
+    const std::string report_dir = args.get("--report");
+    MEDIMG_CHECK(!args.has("--report") || !report_dir.empty(), ConfigError, "--report needs a folder");
+    if (!report_dir.empty()) {  // before the evaluation: a folder that cannot be made fails at once
+        std::error_code ec;
+        std::filesystem::create_directories(report_dir, ec);
+        MEDIMG_CHECK(!ec && std::filesystem::is_directory(report_dir), IoError, "--report: cannot create the folder '", report_dir,
+                     "'", ec ? ": " + ec.message() : std::string(" (a file of that name exists)"));
+    }
     const auto ck = io::Checkpoint::load(args.require("--checkpoint"));
     MEDIMG_CHECK(ck.meta().classes == cfg.data.classes, IoError, "evaluate: ", args.get("--checkpoint"),
                  " was trained on other classes than data.classes of ", cfg.source);
@@ -124,6 +161,7 @@ int main(int argc, char** argv) try {
     }
     auto ev = evaluate_on_device<Cuda>(gpu, ck, *loader, classes);
     const auto raw = metrics::summarize(ev.probs, ev.labels, classes, so);  // before calibration
+    const std::vector<double> raw_probs = ev.probs;
     calibrate(ev);
     const auto sum = metrics::summarize(ev.probs, ev.labels, classes, so);
     if (args.has("--json")) {
@@ -179,6 +217,53 @@ int main(int argc, char** argv) try {
         else
             std::snprintf(line, sizeof line, "  calibration: none (probabilities as the softmax gives them)\n");
         std::cout << line;
+    }
+    if (!report_dir.empty()) {
+        const auto t0 = std::chrono::steady_clock::now();
+        namespace fs = std::filesystem;
+        report::EvaluationInput in;
+        in.title = "medimg-evaluate: the " + split + " split";
+        in.about = {{"configuration", cfg.source},
+                    {"checkpoint", args.get("--checkpoint") + " (" + ck.meta().architecture + ", epoch " + std::to_string(ck.meta().epoch) + ")"},
+                    {"split", split + ": " + root},
+                    {"device", gpu ? "cuda" : "cpu"}};
+        in.classes = cfg.data.classes;
+        in.probs = ev.probs;
+        in.labels = ev.labels;
+        if (temperature != 1.0) in.uncalibrated = raw_probs;
+        in.temperature = temperature;
+        in.options = so;
+        in.threshold_rule = threshold_rule;
+        // the training log: <run>/metrics.csv beside <run>/checkpoints/
+        const auto log = fs::path(args.get("--checkpoint")).parent_path().parent_path() / "metrics.csv";
+        try {
+            in.training.push_back({"", train::read_metrics_csv(log.string(), INT64_MAX)});
+        } catch (const std::exception& e) {
+            in.training_note = "No training curves: " + log.string() + " " +
+                               (fs::exists(log) ? std::string("is not a medimg metrics.csv (") + e.what() + ")" : "does not exist") + ".";
+        }
+        const auto [fn, fp] = report::worst_errors(ev.probs, ev.labels, classes, so.threshold, 6);
+        const auto cases = [&](const std::vector<std::size_t>& which) {
+            std::vector<GalleryCase> out;
+            for (auto i : which)
+                out.push_back({ds.path(ev.indices[i]), ev.labels[i],
+                               std::vector<double>(ev.probs.begin() + static_cast<std::ptrdiff_t>(i * static_cast<std::size_t>(classes)),
+                                                   ev.probs.begin() + static_cast<std::ptrdiff_t>((i + 1) * static_cast<std::size_t>(classes)))});
+            return out;
+        };
+        const std::int64_t target = classes == 2 ? 1 : -1;  // two classes: what the model saw of the positive class
+        in.false_negatives = gallery_on_device<Cuda>(gpu, ck, pre, cases(fn), target);
+        in.false_positives = gallery_on_device<Cuda>(gpu, ck, pre, cases(fp), target);
+        in.gallery_note = std::string("Grad-CAM at ") + default_layer(pre.image_size) + " for " +
+                          (classes == 2 ? "'" + cfg.data.classes[1] + "' (what the model saw of the positive class)" : "the predicted class") +
+                          ", min-max scaled per image; at most 6 of each.";
+        const auto page = report::evaluation_report(in);
+        const std::string file = (fs::path(report_dir) / "report.html").string();
+        page.save(file);
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        char line[160];
+        std::snprintf(line, sizeof line, " (%zu figures, %.2f s)\n", page.images(), secs);
+        std::cerr << "medimg-evaluate: report: " << file << line;
     }
     if (loader->skipped()) std::cerr << "medimg-evaluate: skipped " << loader->skipped() << " unreadable images\n";
     return 0;

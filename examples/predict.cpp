@@ -17,6 +17,7 @@
 
 #include "cli.hpp"
 #include "device.hpp"
+#include "explain_overlay.hpp"
 
 static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image FILE|FOLDER [--image ...] [--config FILE] [--json] [--calibration none|temperature]
                       [--explain gradcam|gradcam++|occlusion [--explain-layer NAME] [--explain-out DIR]
@@ -43,73 +44,6 @@ static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image F
 
 Research software: not for clinical diagnosis.
 )";
-
-/// What --explain asked for (method empty: no explanation).
-struct ExplainRequest {
-    std::string method, layer, out_dir = "explanations", class_name;  // layer "": default_layer()
-    std::int64_t patch = 0, stride = 0;  // occlusion; 0 = from the image size
-};
-
-/// The deepest ResNet stage whose map is at least 4x4 for this input size: layer4 (1/32 of the
-/// side) from 128 px up (7x7 at 224, pytorch-grad-cam's usual choice), layer3 (1/16) from 64 px,
-/// layer2 below. A 2x2 map cannot point finer than a quadrant (docs/explain.md).
-inline std::string default_layer(std::int64_t image_size) {
-    const auto side = [&](std::int64_t stride) { return (image_size + stride - 1) / stride; };
-    return side(32) >= 4 ? "layer4" : side(16) >= 4 ? "layer3" : "layer2";
-}
-
-/// The overlay's file name for `path`: its stem and the method, made unique within this run.
-inline std::string overlay_name(const std::string& path, const std::string& method, std::set<std::string>& used) {
-    std::string tag = method == "gradcam++" ? "gradcampp" : method;
-    const std::string stem = std::filesystem::path(path).stem().string() + "_" + tag;
-    std::string name = stem + ".png";
-    for (int k = 2; used.count(name); ++k) name = stem + "_" + std::to_string(k) + ".png";
-    used.insert(name);
-    return name;
-}
-
-/// Explains the class `target` of one preprocessed image x (1, C, s, s) and writes the overlay over
-/// the exam as read from `path` (gray, its own resolution). Returns the explanation's JSON.
-template <class B>
-nlohmann::ordered_json explain_one(medimg::nn::Module<float, B>& model, const medimg::Tensor<float, B>& x,
-                                   const std::string& path, const medimg::train::Preprocessing& pre,
-                                   const std::vector<std::string>& classes, std::int64_t target, double p_predicted,
-                                   std::size_t predicted, const ExplainRequest& req, const std::string& file) {
-    using namespace medimg;
-    explain::Explanation e;
-    if (req.method == "occlusion") {
-        explain::OcclusionOptions o;
-        o.patch = req.patch > 0 ? req.patch : std::max<std::int64_t>(1, pre.image_size / 7);
-        o.stride = req.stride > 0 ? req.stride : std::max<std::int64_t>(1, o.patch / 2);
-        o.classes = {target};
-        e = explain::occlusion(model, x, o);
-    } else {
-        explain::CamOptions o;
-        o.method = req.method == "gradcam" ? explain::CamMethod::grad_cam : explain::CamMethod::grad_cam_pp;
-        o.layer = req.layer.empty() ? default_layer(pre.image_size) : req.layer;
-        o.classes = {target};
-        e = explain::grad_cam(model, x, o);
-    }
-    const auto gray = data::read_image(path, 1).pixels;  // (1, H, W), the exam as stored
-    const auto heat = explain::heatmap_on_source(e.heatmap.reshape({e.heatmap.size(1), e.heatmap.size(2)}),
-                                                 gray.size(1), gray.size(2), pre.resize);
-    report::OverlayOptions ov;
-    char title[256];
-    std::snprintf(title, sizeof title, "%s %.3f", classes[predicted].c_str(), p_predicted);
-    ov.title = title;
-    const std::string what = req.method == "gradcam" ? "Grad-CAM" : req.method == "gradcam++" ? "Grad-CAM++" : "occlusion";
-    ov.subtitle = what + (e.layer.empty() ? "" : " at " + e.layer) + " for '" + classes[static_cast<std::size_t>(target)] +
-                  "' | " + std::filesystem::path(path).filename().string();
-    report::heatmap_overlay(gray, heat, ov).save_png(file);
-    const auto [row, col] = explain::peak(heat.reshape({1, heat.size(0), heat.size(1)}), 0);
-    nlohmann::ordered_json j;
-    j["method"] = req.method;
-    if (!e.layer.empty()) j["layer"] = e.layer;
-    j["class"] = classes[static_cast<std::size_t>(target)];
-    j["file"] = io::escape_invalid_utf8(file);
-    j["peak"] = {{"x", col}, {"y", row}};  // in the exam's own pixels
-    return j;
-}
 
 /// Prints the class probabilities of every image, the network on backend B (the image is decoded
 /// and transformed on the host, then copied; the logits come back for the softmax).
@@ -152,7 +86,11 @@ void predict_on(const medimg::io::Checkpoint& ck, const medimg::train::Preproces
         if (!req.method.empty()) {
             const auto target = explain_class >= 0 ? explain_class : static_cast<std::int64_t>(best);
             const auto file = (std::filesystem::path(req.out_dir) / overlay_name(path, req.method, used_names)).string();
-            explanation = explain_one<B>(*model, xb, path, pre, meta.classes, target, p[best], best, req, file);
+            char title[256];
+            std::snprintf(title, sizeof title, "%s %.3f", meta.classes[best].c_str(), p[best]);
+            auto ex = explained_overlay<B>(*model, xb, path, pre, meta.classes, target, req, title, file);
+            ex.canvas.save_png(file);
+            explanation = std::move(ex.info);
         }
         if (json) {
             nlohmann::ordered_json j;

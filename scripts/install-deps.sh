@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: MIT
 # Installs everything medimg needs to build, test and benchmark, from Debian's packages.
 # Idempotent: when every package is already present it touches nothing and returns at once.
-# Run as root (or with sudo available). Usage: bash scripts/install-deps.sh
+# Run as root (or with sudo available). Usage: bash scripts/install-deps.sh [--tests]
+#   --tests  also what only the tests use: chromium, in which tests/programs/report.sh opens an
+#            HTML report headless (that check is skipped, with a message, where it is absent)
 set -euo pipefail
 
 packages=(
@@ -10,6 +12,12 @@ packages=(
   libeigen3-dev libxtensor-dev nlohmann-json3-dev libstb-dev libyaml-cpp-dev libjpeg62-turbo-dev
   libboost-test-dev libbenchmark-dev
 )
+for arg in "$@"; do
+  case "$arg" in
+    --tests) packages+=(chromium) ;;
+    *) echo "install-deps: unknown option '$arg' (only --tests)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

@@ -49,7 +49,11 @@
 
 #include "medimg/report/canvas.hpp"
 #include "medimg/report/colormap.hpp"
+#include "medimg/report/evaluation.hpp"
+#include "medimg/report/figures.hpp"
+#include "medimg/report/html.hpp"
 #include "medimg/report/overlay.hpp"
+#include "medimg/report/plot.hpp"
 
 #include "medimg/io/checkpoint.hpp"
 #include "medimg/io/config.hpp"

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Tests for the evaluation metrics with uncertainty and calibration: metrics/intervals.hpp
 // (Wilson, DeLong, stratified bootstrap), metrics/curves.hpp (ROC and PR curves, average
-// precision, operating points and thresholds) and metrics/calibration.hpp (Brier, log loss,
+// precision, operating points and thresholds, the ROC curve's bootstrap band) and metrics/calibration.hpp (Brier, log loss,
 // temperature scaling, ECE / MCE). Reference values from scikit-learn 1.2 and SciPy in
 // tests/data/metrics/reference.json (tests/data/make_metrics_fixtures.py), Newcombe's published
 // Wilson intervals, and properties (intervals hold the estimate and narrow as n grows).
@@ -16,6 +16,7 @@
 #include "medimg/metrics/classification.hpp"
 #include "medimg/metrics/curves.hpp"
 #include "medimg/metrics/intervals.hpp"
+#include "medimg/core/rng.hpp"
 
 using namespace medimg;
 using medimg::test::message_contains;
@@ -186,6 +187,59 @@ BOOST_AUTO_TEST_CASE(curves_and_operating_points_on_a_hand_worked_case) {
     BOOST_CHECK_EXCEPTION(metrics::threshold_for_sensitivity(s, p, 0.0), ValueError, message_contains("target must be in (0, 1]"));
     BOOST_CHECK_EXCEPTION(metrics::youden_threshold(s, std::vector<bool>(6, true)), ValueError,
                           message_contains("needs positive and negative samples"));
+}
+
+BOOST_AUTO_TEST_CASE(tpr_at_follows_the_plotted_curve_and_takes_the_top_of_a_vertical_run) {
+    // the hand-worked curve: (0,0) (0,1/3) (1/3,2/3) (1/3,1) (2/3,1) (1,1)
+    const std::vector<double> s{0.9, 0.8, 0.8, 0.6, 0.4, 0.2};
+    const std::vector<bool> p{true, true, false, true, false, false};
+    const auto roc = metrics::roc_curve(s, p);
+    BOOST_TEST(metrics::tpr_at(roc, 0.0) == 1. / 3);               // top of the rise at 0
+    BOOST_TEST(metrics::tpr_at(roc, 1. / 6) == 0.5, tt::tolerance(1e-15));  // halfway along the tie's diagonal
+    BOOST_TEST(metrics::tpr_at(roc, 1. / 3) == 1.0);               // top of the rise at 1/3
+    BOOST_TEST(metrics::tpr_at(roc, 0.9) == 1.0);
+    BOOST_TEST(metrics::tpr_at(roc, 1.0) == 1.0);
+    BOOST_CHECK_EXCEPTION(metrics::tpr_at(metrics::Curve{}, 0.5), ValueError, message_contains("the ROC curve is empty"));
+}
+
+BOOST_AUTO_TEST_CASE(the_roc_band_is_seeded_ordered_holds_the_curve_and_narrows_with_n) {
+    const auto make = [](std::size_t n) {
+        Binary b;
+        Rng rng(11);
+        for (std::size_t i = 0; i < n; ++i) {
+            const bool pos = i % 2 == 0;
+            b.scores.push_back((pos ? 0.6 : 0.4) + 0.5 * (static_cast<double>(rng.next_u64() % 100000) / 100000.0 - 0.5));
+            b.positive.push_back(pos);
+        }
+        return b;
+    };
+    const auto small = make(60), large = make(2000);
+    const auto band = metrics::roc_band(small.scores, small.positive, 400, 7);
+    BOOST_TEST(band.fpr.size() == 101u);
+    BOOST_TEST(band.fpr.front() == 0.0);
+    BOOST_TEST(band.fpr.back() == 1.0);
+    const auto again = metrics::roc_band(small.scores, small.positive, 400, 7);
+    BOOST_TEST(band.lo == again.lo, tt::per_element());
+    BOOST_TEST(band.hi == again.hi, tt::per_element());
+    const auto roc = metrics::roc_curve(small.scores, small.positive);
+    int outside = 0;
+    double width_small = 0, width_large = 0;
+    const auto wide = metrics::roc_band(large.scores, large.positive, 400, 7);
+    for (std::size_t i = 0; i < band.fpr.size(); ++i) {
+        BOOST_TEST(band.lo[i] <= band.hi[i]);
+        BOOST_TEST(band.lo[i] >= 0.0);
+        BOOST_TEST(band.hi[i] <= 1.0);
+        if (i > 0) BOOST_TEST(band.lo[i] >= band.lo[i - 1] - 1e-12);  // a quantile of non-decreasing curves
+        const double t = metrics::tpr_at(roc, band.fpr[i]);
+        outside += (t < band.lo[i] - 1e-12 || t > band.hi[i] + 1e-12) ? 1 : 0;
+        width_small += band.hi[i] - band.lo[i];
+        width_large += wide.hi[i] - wide.lo[i];
+    }
+    BOOST_TEST(band.hi.back() == 1.0);  // every curve ends at (1, 1)
+    BOOST_TEST(outside <= 5, "the observed curve leaves its own band at " << outside << " of 101 rates");
+    BOOST_TEST(width_large < 0.5 * width_small, "band area " << width_large << " (n = 2000) vs " << width_small << " (n = 60)");
+    BOOST_TEST(metrics::roc_band(small.scores, std::vector<bool>(60, true), 10).fpr.empty());
+    BOOST_CHECK_EXCEPTION(metrics::roc_band(small.scores, small.positive, 10, 0, 1), ValueError, message_contains("points >= 2"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

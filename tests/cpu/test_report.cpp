@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 // test_report.cpp: the drawing layer under include/medimg/report/: viridis against matplotlib's
-// colours, Canvas (rectangles, blending, text boxes, UTF-8 text, PNG round trip) and
-// heatmap_overlay (layout, the blend formula, tiny exams, long titles, refused inputs).
+// colours, Canvas (rectangles, blending, text boxes, UTF-8 text, anti-aliased lines and polygons,
+// PNG round trip), heatmap_overlay (layout, the blend formula, tiny exams, long titles, refused
+// inputs), charts (ticks, layout, refused ranges), and the HTML report (base64, escaping, tables,
+// self-contained pages, the gallery's choice of errors).
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
@@ -16,11 +18,16 @@
 #include "medimg/data/image.hpp"
 #include "medimg/report/canvas.hpp"
 #include "medimg/report/colormap.hpp"
+#include "medimg/report/evaluation.hpp"
+#include "medimg/report/figures.hpp"
+#include "medimg/report/html.hpp"
 #include "medimg/report/overlay.hpp"
+#include "medimg/report/plot.hpp"
 
 using namespace medimg;
 using namespace medimg::report;
 using medimg::test::message_contains;
+namespace tt = boost::test_tools;
 
 namespace {
 
@@ -363,6 +370,207 @@ BOOST_AUTO_TEST_CASE(overlay_saves_as_a_png_of_the_canvas_size) {
     BOOST_TEST(back.width() == c.width());
     BOOST_TEST(back.height() == c.height());
     MEDIMG_CHECK_CLOSE_TENSORS(back.pixels, c.to_tensor(), 0.0, 0.0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(report_drawing)
+
+BOOST_AUTO_TEST_CASE(a_horizontal_line_covers_its_width_and_blends_each_pixel_once) {
+    Canvas c(40, 20);
+    // centre line y = 10, width 2: rows 9 and 10 (centres 9.5 and 10.5) fully inside
+    c.stroke({{5, 10}, {35, 10}}, Rgb{0, 0, 0}, 2.0);
+    for (int x = 6; x < 34; ++x) {
+        BOOST_TEST(str(c.at(x, 9)) == str(Rgb{0, 0, 0}));
+        BOOST_TEST(str(c.at(x, 10)) == str(Rgb{0, 0, 0}));
+        BOOST_TEST((c.at(x, 7) == Rgb{255, 255, 255}));   // 2.5 from the line: untouched
+        BOOST_TEST((c.at(x, 12) == Rgb{255, 255, 255}));
+    }
+    // a translucent polyline doubling back over itself is blended once: the same as one pass
+    Canvas a(40, 20), b(40, 20);
+    a.stroke({{5, 10}, {35, 10}, {5, 10}}, Rgb{0, 0, 0}, 3.0, 0.5);
+    b.stroke({{5, 10}, {35, 10}}, Rgb{0, 0, 0}, 3.0, 0.5);
+    for (int y = 0; y < 20; ++y)
+        for (int x = 0; x < 40; ++x) BOOST_TEST_REQUIRE((a.at(x, y) == b.at(x, y)));
+    BOOST_TEST(str(a.at(20, 10)) == str(Rgb{128, 128, 128}));  // round(0.5 * 255)
+}
+
+BOOST_AUTO_TEST_CASE(dashes_leave_gaps_and_a_single_point_draws_a_dot) {
+    Canvas c(100, 10);
+    c.stroke({{0, 5}, {100, 5}}, Rgb{0, 0, 0}, 2.0, 1.0, 10.0);  // dashes [0,10] [20,30] ...
+    BOOST_TEST((c.at(5, 4) == Rgb{0, 0, 0}));
+    BOOST_TEST((c.at(15, 4) == Rgb{255, 255, 255}));
+    BOOST_TEST((c.at(25, 4) == Rgb{0, 0, 0}));
+    Canvas d(10, 10);
+    d.stroke({{5, 5}}, Rgb{0, 0, 0}, 4.0);
+    BOOST_TEST((d.at(4, 4) == Rgb{0, 0, 0}));
+    BOOST_TEST((d.at(0, 0) == Rgb{255, 255, 255}));
+    BOOST_CHECK_EXCEPTION(d.stroke({{0, 0}, {NAN, 1}}, Rgb{}, 1.0), ValueError, message_contains("Canvas::stroke: point 1 is (nan, 1); points must be finite"));
+    BOOST_CHECK_EXCEPTION(d.stroke({{0, 0}, {1, 1}}, Rgb{}, 0.0), ValueError, message_contains("0 < width <= 256"));
+}
+
+BOOST_AUTO_TEST_CASE(a_polygon_covers_its_area_with_partial_edges) {
+    // a 10.5 x 6 rectangle from (2, 3): the column x = 12 is half covered
+    Canvas c(20, 12);
+    c.fill_polygon({{2, 3}, {12.5, 3}, {12.5, 9}, {2, 9}}, Rgb{0, 0, 0});
+    double ink = 0;
+    for (int y = 0; y < 12; ++y)
+        for (int x = 0; x < 20; ++x) ink += (255 - c.at(x, y).r) / 255.0;
+    BOOST_TEST(ink == 63.0, tt::tolerance(0.01));
+    BOOST_TEST((c.at(5, 5) == Rgb{0, 0, 0}));
+    BOOST_TEST(str(c.at(12, 5)) == str(Rgb{128, 128, 128}));
+    BOOST_TEST((c.at(1, 5) == Rgb{255, 255, 255}));
+    // a triangle: half of its bounding box, to within the sampling
+    Canvas t(40, 40);
+    t.fill_polygon({{0, 0}, {40, 0}, {0, 40}}, Rgb{0, 0, 0});
+    double tri = 0;
+    for (int y = 0; y < 40; ++y)
+        for (int x = 0; x < 40; ++x) tri += (255 - t.at(x, y).r) / 255.0;
+    BOOST_TEST(tri == 800.0, tt::tolerance(0.01));
+    t.fill_polygon({{0, 0}, {1, 1}}, Rgb{255, 0, 0});  // fewer than 3 points: nothing
+    BOOST_TEST((t.at(0, 0) == Rgb{0, 0, 0}));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(report_plots)
+
+BOOST_AUTO_TEST_CASE(nice_ticks_are_one_two_or_five_times_a_power_of_ten) {
+    double step = 0;
+    auto t = medimg::report::detail::nice_ticks(0, 1, 6, step);
+    BOOST_TEST(step == 0.2, tt::tolerance(1e-12));
+    BOOST_TEST(t.size() == 6u);
+    BOOST_TEST(t.front() == 0.0);
+    BOOST_TEST(t.back() == 1.0, tt::tolerance(1e-12));
+    t = medimg::report::detail::nice_ticks(0.83, 1.0, 6, step);
+    BOOST_TEST(step == 0.05, tt::tolerance(1e-12));
+    BOOST_TEST(t.front() == 0.85, tt::tolerance(1e-12));
+    BOOST_TEST(medimg::report::detail::tick_label(0.85, 0.05) == "0.85");
+    t = medimg::report::detail::nice_ticks(1, 37, 6, step);  // Heckbert: range 50, step 10
+    BOOST_TEST(step == 10.0);
+    BOOST_TEST(t == (std::vector<double>{10, 20, 30}), tt::per_element());
+    BOOST_TEST(medimg::report::detail::tick_label(30, 10) == "30");
+}
+
+BOOST_AUTO_TEST_CASE(render_draws_the_data_inside_the_frame_and_the_legend_below_grows_the_figure) {
+    Chart c;
+    c.title = "diagonal";
+    c.lines.push_back({{0, 1}, {0, 1}, palette::vermillion, 3.0, false, "y = x"});
+    const Canvas a = render(c);
+    BOOST_TEST(a.width() == 480);
+    BOOST_TEST(a.height() == 400);
+    // the line's colour appears, and only between the frame's corners
+    int red = 0;
+    for (int y = 0; y < a.height(); ++y)
+        for (int x = 0; x < a.width(); ++x) red += a.at(x, y) == palette::vermillion ? 1 : 0;
+    BOOST_TEST(red > 300);
+    c.legend = LegendAt::below;
+    const Canvas b = render(c);
+    BOOST_TEST(b.height() > 400);
+    BOOST_TEST(b.width() == 480);
+}
+
+BOOST_AUTO_TEST_CASE(render_refuses_empty_ranges_tiny_figures_and_ragged_series) {
+    Chart c;
+    c.title = "bad";
+    c.x_max = 0;
+    BOOST_CHECK_EXCEPTION(render(c), ValueError, message_contains("chart 'bad' needs finite ranges with min < max"));
+    c.x_max = 1;
+    c.width = 100;
+    BOOST_CHECK_EXCEPTION(render(c), ValueError, message_contains("must be between 160 x 120"));
+    c.width = 480;
+    c.lines.push_back({{0, 1}, {0}, palette::blue, 1.0, false, ""});
+    BOOST_CHECK_EXCEPTION(render(c), ValueError, message_contains("a line has 2 x and 1 y values"));
+}
+
+BOOST_AUTO_TEST_CASE(the_confusion_canvas_colours_rows_by_their_share) {
+    const Canvas c = confusion_canvas({{9, 1}, {0, 10}}, {"normal", "lesao"}, "confusion");
+    BOOST_TEST(c.width() >= 2 * 56);
+    BOOST_CHECK_EXCEPTION(confusion_canvas({{1, 2}}, {"a", "b"}, "x"), ShapeError, message_contains("1 rows for 2 classes"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(report_pages)
+
+BOOST_AUTO_TEST_CASE(base64_matches_rfc_4648_test_vectors) {
+    const auto b = [](const std::string& s) { return base64(std::vector<std::uint8_t>(s.begin(), s.end())); };
+    BOOST_TEST(b("") == "");
+    BOOST_TEST(b("f") == "Zg==");
+    BOOST_TEST(b("fo") == "Zm8=");
+    BOOST_TEST(b("foo") == "Zm9v");
+    BOOST_TEST(b("foob") == "Zm9vYg==");
+    BOOST_TEST(b("fooba") == "Zm9vYmE=");
+    BOOST_TEST(b("foobar") == "Zm9vYmFy");
+    BOOST_TEST(base64({0xff, 0xfe, 0x00}) == "//4A");
+}
+
+BOOST_AUTO_TEST_CASE(text_is_escaped_and_ragged_tables_are_refused) {
+    BOOST_TEST(html_escape("<a href=\"x\">&'</a>") == "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
+    BOOST_TEST(html_escape("les\xff") == "les\\xff");  // invalid UTF-8 shown, not passed on
+    HtmlPage p("t");
+    BOOST_CHECK_EXCEPTION(p.table({"a", "b"}, {{"1"}}), ValueError, message_contains("row 0 has 1 cells for 2 columns"));
+    p.table({}, {{"k", "v"}, {"k2", "v2"}});  // no header: a list of pairs
+    BOOST_TEST(p.str().find("<th>") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(an_evaluation_report_is_one_self_contained_file_with_every_figure) {
+    // 120 scores, a quarter of them wrong
+    EvaluationInput in;
+    in.classes = {"normal", "les\xc3\xa3o"};
+    Rng rng(3);
+    for (int i = 0; i < 120; ++i) {
+        const std::int64_t y = i % 2;
+        const double u = static_cast<double>(rng.next_u64() % 1000) / 1000.0;
+        const double p = y ? 0.25 + 0.75 * u : 0.75 * u;
+        in.probs.push_back(1 - p);
+        in.probs.push_back(p);
+        in.labels.push_back(y);
+    }
+    in.uncalibrated = metrics::with_temperature(in.probs, 2, 0.5);
+    in.temperature = 2.0;
+    in.band_replicates = 200;
+    in.training = {{"", {{1, 0.7, 0.5, 0.69, 0.5, 0.6, 0.001, 1.0}, {2, 0.5, 0.7, 0.55, 0.7, 0.8, 0.001, 1.0}}}};
+    const HtmlPage page = evaluation_report(in);
+    const std::string html = page.str();
+    // ROC, PR, confusion, reliability, loss, accuracy; no gallery images were given
+    BOOST_TEST(page.images() == 6u);
+    std::size_t uris = 0;
+    for (auto at = html.find("src=\"data:image/png;base64,"); at != std::string::npos; at = html.find("src=\"data:image/png;base64,", at + 1))
+        ++uris;
+    BOOST_TEST(uris == 6u);
+    BOOST_TEST(html.find("http://") == std::string::npos);
+    BOOST_TEST(html.find("https://") == std::string::npos);
+    BOOST_TEST(html.find("not for clinical diagnosis") != std::string::npos);
+    BOOST_TEST(html.find("les\xc3\xa3o") != std::string::npos);  // UTF-8 class names kept
+    BOOST_TEST(html.find("uncalibrated") != std::string::npos);
+    BOOST_TEST(html.find("false negatives at this threshold; no thumbnails given.") != std::string::npos);
+    TempDir dir;
+    page.save(dir.file("report.html"));
+    BOOST_TEST(std::filesystem::file_size(dir.file("report.html")) == html.size());
+    // more than two classes: one-vs-rest curves, no operating point
+    EvaluationInput three;
+    three.classes = {"a", "b", "c"};
+    for (int i = 0; i < 30; ++i) {
+        three.labels.push_back(i % 3);
+        for (int k = 0; k < 3; ++k) three.probs.push_back(k == (i + (i % 5 == 0)) % 3 ? 0.8 : 0.1);
+    }
+    const std::string h3 = evaluation_report(three).str();
+    BOOST_TEST(h3.find("a vs rest") != std::string::npos);
+    BOOST_TEST(h3.find("Most confident errors") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(worst_errors_are_the_surest_misses_first) {
+    //             p(positive): 0.1 0.4 0.9 0.6 0.05 0.7     labels 1 1 0 0 1 1
+    const std::vector<double> p{0.9, 0.1, 0.6, 0.4, 0.1, 0.9, 0.4, 0.6, 0.95, 0.05, 0.3, 0.7};
+    const std::vector<std::int64_t> y{1, 1, 0, 0, 1, 1};
+    const auto [fn, fp] = worst_errors(p, y, 2, 0.5, 10);
+    BOOST_TEST(fn == (std::vector<std::size_t>{4, 0, 1}), tt::per_element());  // 0.05, 0.1, 0.4
+    BOOST_TEST(fp == (std::vector<std::size_t>{2, 3}), tt::per_element());     // 0.9, 0.6
+    const auto [fn1, fp1] = worst_errors(p, y, 2, 0.5, 1);
+    BOOST_TEST(fn1.size() == 1u);
+    BOOST_TEST(fp1.size() == 1u);
+    BOOST_CHECK_EXCEPTION(worst_errors(p, {1, 0}, 2, 0.5, 1), ShapeError, message_contains("report::worst_errors"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

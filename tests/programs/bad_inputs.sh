@@ -132,6 +132,8 @@ expect "bootstrap count not whole" "--bootstrap: expected a whole number in [0, 
 accept "evaluate with a bootstrap interval (--json)" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --bootstrap 200 --json
 grep -qF '"roc_auc_bootstrap_ci":[' "$work/stdout" || { echo "FAIL: evaluate --bootstrap --json: no bootstrap interval:"; cat "$work/stdout"; fails=$((fails + 1)); }
 # Without a usable GPU (a CPU build, or a CUDA build on a machine without a device) cuda is refused.
+: > "$work/not_a_folder"
+expect "evaluate: --report onto a file" "--report: cannot create the folder '$work/not_a_folder'" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --report "$work/not_a_folder"
 expect "evaluate: CUDA asked for, none usable" "no CUDA backend" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --set runtime.device=cuda
 expect "predict: CUDA asked for, none usable" "no CUDA backend" -- "$P" --config "$work/ok.yaml" --set runtime.device=cuda --checkpoint "$ckpt" --image "$data/images/gray8.png"
 # Mixed precision is a GPU feature: on the CPU (auto without a GPU, or a CPU build) it is refused.

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # medimg-crossval end to end (ctest: programs.crossval): 3 folds of a tiny phantom set with a
 # groups CSV, 1 epoch each. Requires: every pooled image exactly once in oof.csv; the images of a
-# group in one fold; folds.csv with one row per fold; a second run resumes (every fold "done
+# group in one fold; folds.csv with one row per fold; report.html with the per-fold section and
+# its figures embedded (tests/programs/report.sh opens such a page in a browser); a second run resumes (every fold "done
 # earlier") and writes the same oof.csv; a fold whose result is removed is redone from its last
 # checkpoint with the same numbers.
 # Usage: crossval.sh BIN_DIR
@@ -33,6 +34,10 @@ for c in normal lesao; do
 done
 [ "$(($(wc -l < out/crossval/folds.csv) - 1))" -eq 3 ] || fail "folds.csv does not have 3 rows"
 grep -q "^out-of-fold (pooled, 36 predictions): ROC AUC" run1.log || { cat run1.log; fail "no pooled out-of-fold line"; }
+rep=out/crossval/report.html
+[ -s $rep ] || fail "no report.html"
+grep -q "Cross-validation folds" $rep || fail "the report has no per-fold section"
+[ "$(grep -o '<img src="data:image/png;base64,' $rep | wc -l)" -ge 7 ] || fail "the report has fewer than 7 embedded figures"
 cp $oof oof1.csv
 "$bin/medimg-crossval" --config cv.yaml --folds 3 --groups groups.csv > run2.log 2>&1 || { cat run2.log; fail "the second run failed"; }
 [ "$(grep -c 'done earlier' run2.log)" -eq 3 ] || { cat run2.log; fail "the second run did not resume every fold"; }

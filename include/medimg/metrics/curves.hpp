@@ -9,8 +9,11 @@
 //                           sensitivity, specificity, PPV, NPV with Wilson intervals;
 //   youden_threshold        the threshold maximising J = sensitivity + specificity - 1 (choose it on
 //                           validation data, report it on test data);
-//   threshold_for_sensitivity  the highest threshold whose sensitivity reaches a target.
-// Not here: interpolated or smoothed curves, cost-weighted thresholds.
+//   threshold_for_sensitivity  the highest threshold whose sensitivity reaches a target;
+//   roc_band                a pointwise 95% band around the ROC curve: the sensitivity at fixed
+//                           false-positive rates over stratified bootstrap replicates (pROC's
+//                           ci.se; Fawcett 2006's "vertical averaging" of bootstrap curves).
+// Not here: smoothed (binormal) curves, simultaneous bands, cost-weighted thresholds.
 #pragma once
 
 #include <algorithm>
@@ -143,6 +146,58 @@ inline double threshold_for_sensitivity(const std::vector<double>& scores, const
     for (const auto& p : pts)
         if (static_cast<double>(p.tp) / P >= target) return p.threshold;
     return pts.back().threshold;
+}
+
+/// The true-positive rate of the ROC curve c (roc_curve's output) at false-positive rate f in
+/// [0, 1], along the plotted curve: the highest point where the curve rises straight up at f,
+/// otherwise linear between the two points around f (the segment a tie of scores draws).
+inline double tpr_at(const Curve& c, double f) {
+    MEDIMG_CHECK(!c.x.empty(), ValueError, "metrics::tpr_at: the ROC curve is empty (a class is missing)");
+    // the last point with x <= f: x is non-decreasing, so every point of a vertical run at f is before it
+    const auto it = std::upper_bound(c.x.begin(), c.x.end(), f);
+    const auto i = static_cast<std::size_t>(std::max<std::ptrdiff_t>(it - c.x.begin() - 1, 0));
+    if (c.x[i] >= f || i + 1 == c.x.size()) return c.y[i];
+    const double t = (f - c.x[i]) / (c.x[i + 1] - c.x[i]);
+    return c.y[i] + t * (c.y[i + 1] - c.y[i]);
+}
+
+/// A band around the ROC curve: at each false-positive rate fpr[i], [lo[i], hi[i]].
+struct RocBand {
+    std::vector<double> fpr, lo, hi;
+};
+
+/// Pointwise percentile band of the ROC curve: `replicates` stratified bootstrap resamples
+/// (positives and negatives drawn separately, Rng(seed)), each one's tpr_at at `points` evenly
+/// spaced false-positive rates 0, 1/(points-1), ..., 1; lo and hi are the alpha/2 and 1 - alpha/2
+/// quantiles there. Pointwise: each rate's interval holds 95% of the replicate curves at that
+/// rate, not 95% of whole curves. Empty when a class is missing. Requires points >= 2.
+inline RocBand roc_band(const std::vector<double>& scores, const std::vector<bool>& positive, std::int64_t replicates = 2000,
+                        std::uint64_t seed = 0, int points = 101, double alpha = 0.05) {
+    detail::check_scores("metrics::roc_band", scores, positive);
+    MEDIMG_CHECK(replicates >= 1 && points >= 2 && alpha > 0 && alpha < 1, ValueError,
+                 "metrics::roc_band: need replicates >= 1, points >= 2 and alpha in (0, 1), got ", replicates, ", ", points,
+                 " and ", alpha);
+    std::vector<double> x, y;
+    for (std::size_t i = 0; i < scores.size(); ++i) (positive[i] ? x : y).push_back(scores[i]);
+    RocBand band;
+    if (x.empty() || y.empty()) return band;
+    const auto P = static_cast<std::size_t>(points);
+    std::vector<std::vector<double>> at(P);  // at[i]: the replicates' TPR at fpr[i]
+    Rng rng(seed);
+    std::vector<double> s;
+    std::vector<bool> pos;
+    for (std::int64_t b = 0; b < replicates; ++b) {
+        detail::stratified_resample(x, y, rng, s, pos);
+        const auto c = roc_curve(s, pos);
+        for (std::size_t i = 0; i < P; ++i) at[i].push_back(tpr_at(c, static_cast<double>(i) / static_cast<double>(P - 1)));
+    }
+    for (std::size_t i = 0; i < P; ++i) {
+        std::sort(at[i].begin(), at[i].end());
+        band.fpr.push_back(static_cast<double>(i) / static_cast<double>(P - 1));
+        band.lo.push_back(detail::quantile_sorted(at[i], alpha / 2));
+        band.hi.push_back(detail::quantile_sorted(at[i], 1 - alpha / 2));
+    }
+    return band;
 }
 
 }  // namespace medimg::metrics

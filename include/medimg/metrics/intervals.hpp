@@ -119,6 +119,27 @@ inline DelongAuc delong_auc(const std::vector<double>& scores, const std::vector
     return r;
 }
 
+namespace detail {
+/// The q-quantile of sorted, non-empty v by linear interpolation (numpy's default).
+inline double quantile_sorted(const std::vector<double>& v, double q) {
+    const double at = q * static_cast<double>(v.size() - 1);
+    const auto i = static_cast<std::size_t>(std::floor(at));
+    const std::size_t j = std::min(i + 1, v.size() - 1);
+    return v[i] + (at - static_cast<double>(i)) * (v[j] - v[i]);
+}
+
+/// One stratified bootstrap replicate: |x| draws with replacement from the positive scores x, then
+/// |y| from the negative ones y, into s (positives first) with their labels in pos.
+inline void stratified_resample(const std::vector<double>& x, const std::vector<double>& y, Rng& rng, std::vector<double>& s,
+                                std::vector<bool>& pos) {
+    s.resize(x.size() + y.size());
+    pos.resize(s.size());
+    std::size_t k = 0;
+    for (std::size_t i = 0; i < x.size(); ++i, ++k) s[k] = x[rng.next_u64() % x.size()], pos[k] = true;
+    for (std::size_t j = 0; j < y.size(); ++j, ++k) s[k] = y[rng.next_u64() % y.size()], pos[k] = false;
+}
+}  // namespace detail
+
 /// ROC AUC with a stratified percentile bootstrap interval: `replicates` resamples drawn with
 /// replacement within the positives and within the negatives (Rng(seed): the same seed gives the
 /// same interval), the interval is the (alpha/2, 1 - alpha/2) quantiles of the replicate AUCs
@@ -136,23 +157,15 @@ inline Interval bootstrap_auc(const std::vector<double>& scores, const std::vect
     Rng rng(seed);
     std::vector<double> aucs;
     aucs.reserve(static_cast<std::size_t>(replicates));
-    std::vector<double> s(scores.size());
-    std::vector<bool> pos(scores.size());
+    std::vector<double> s;
+    std::vector<bool> pos;
     for (std::int64_t b = 0; b < replicates; ++b) {
-        std::size_t k = 0;
-        for (std::size_t i = 0; i < x.size(); ++i, ++k) s[k] = x[rng.next_u64() % x.size()], pos[k] = true;
-        for (std::size_t j = 0; j < y.size(); ++j, ++k) s[k] = y[rng.next_u64() % y.size()], pos[k] = false;
+        detail::stratified_resample(x, y, rng, s, pos);
         aucs.push_back(delong_auc(s, pos).auc.value);
     }
     std::sort(aucs.begin(), aucs.end());
-    const auto quantile = [&](double q) {
-        const double at = q * static_cast<double>(aucs.size() - 1);
-        const auto i = static_cast<std::size_t>(std::floor(at));
-        const std::size_t j = std::min(i + 1, aucs.size() - 1);
-        return aucs[i] + (at - static_cast<double>(i)) * (aucs[j] - aucs[i]);
-    };
-    r.lo = quantile(alpha / 2);
-    r.hi = quantile(1 - alpha / 2);
+    r.lo = detail::quantile_sorted(aucs, alpha / 2);
+    r.hi = detail::quantile_sorted(aucs, 1 - alpha / 2);
     return r;
 }
 

@@ -3,9 +3,13 @@
 // alpha blending, and one-line text in the built-in 8x15 bitmap font (report/font.hpp, printable
 // ASCII), saved as PNG through data::write_png or handed on as a (3, H, W) float tensor.
 // Coordinates are pixels, x right and y down from the top-left corner; drawing clips at the edges.
+// Lines and polygons take real coordinates: pixel (x, y) is the unit square from (x, y) to
+// (x + 1, y + 1), so its centre is (x + 0.5, y + 0.5). Lines are anti-aliased by the distance of
+// each pixel centre to the line; polygons by 4 sub-rows per pixel row and exact span ends.
 // Text is UTF-8, one cell per character: accented Latin-1 letters lose the accent ("les\xc3\xa3o",
 // with a-tilde, is drawn "lesao"); any other non-printable character or invalid byte is drawn '?'.
-// Deliberately not here: lines, curves, anti-aliased shapes, other fonts, alpha in saved files.
+// Deliberately not here: curves (a polyline of short segments draws them), joins other than round,
+// other fonts, alpha in saved files.
 #pragma once
 
 #include <algorithm>
@@ -93,6 +97,95 @@ public:
         blend_unchecked(pixel(x, y), colour, std::clamp(alpha, 0.0, 1.0));
     }
 
+    /// A point in canvas coordinates (real: see the file comment).
+    struct PointF {
+        double x, y;
+    };
+
+    /// Strokes the polyline through `points`, `width` pixels wide with round caps and joins, in
+    /// `colour` at opacity `alpha`. Each pixel is blended once with its largest coverage, so joins
+    /// and overlaps do not darken a translucent line. dash > 0: dashes and gaps of dash pixels
+    /// along the line. Non-finite points are refused (ValueError); fewer than 2 points draw a dot.
+    void stroke(const std::vector<PointF>& points, Rgb colour, double width = 1.0, double alpha = 1.0, double dash = 0.0) {
+        MEDIMG_CHECK(width > 0 && width <= 256 && !std::isnan(alpha) && dash >= 0, ValueError,
+                     "Canvas::stroke: need 0 < width <= 256, alpha not NaN and dash >= 0; got width ", width, ", dash ", dash);
+        check_finite("Canvas::stroke", points);
+        if (points.empty()) return;
+        std::vector<std::pair<PointF, PointF>> segments;
+        if (points.size() == 1) segments.push_back({points[0], points[0]});
+        for (std::size_t i = 0; i + 1 < points.size(); ++i) {
+            if (dash <= 0) {
+                segments.push_back({points[i], points[i + 1]});
+                continue;
+            }
+            cut_dashes(points[i], points[i + 1], dash, segments);
+        }
+        // the coverage of each pixel of the bounding box, the largest over the segments
+        const double r = width / 2;
+        Box box = bounds(points, r + 1);
+        if (box.empty()) return;
+        std::vector<float> cover(static_cast<std::size_t>(box.w()) * static_cast<std::size_t>(box.h()), 0.0f);
+        for (const auto& [a, b] : segments) {
+            const Box sb = Box::around(a, b, r + 1).clipped(box);
+            const double dx = b.x - a.x, dy = b.y - a.y, len2 = dx * dx + dy * dy;
+            for (int py = sb.y0; py < sb.y1; ++py)
+                for (int px = sb.x0; px < sb.x1; ++px) {
+                    const double cx = px + 0.5 - a.x, cy = py + 0.5 - a.y;
+                    const double t = len2 > 0 ? std::clamp((cx * dx + cy * dy) / len2, 0.0, 1.0) : 0.0;
+                    const double d = std::hypot(cx - t * dx, cy - t * dy);
+                    const auto c = static_cast<float>(std::clamp(r + 0.5 - d, 0.0, 1.0));
+                    float& slot = cover[static_cast<std::size_t>(py - box.y0) * static_cast<std::size_t>(box.w()) +
+                                        static_cast<std::size_t>(px - box.x0)];
+                    slot = std::max(slot, c);
+                }
+        }
+        apply_cover(box, cover, colour, std::clamp(alpha, 0.0, 1.0));
+    }
+
+    /// Fills the polygon through `points` (closed: the last point joins the first) by the even-odd
+    /// rule, in `colour` at opacity `alpha`. Non-finite points are refused; fewer than 3 fill nothing.
+    void fill_polygon(const std::vector<PointF>& points, Rgb colour, double alpha = 1.0) {
+        MEDIMG_CHECK(!std::isnan(alpha), ValueError, "Canvas::fill_polygon: alpha is NaN");
+        check_finite("Canvas::fill_polygon", points);
+        if (points.size() < 3) return;
+        Box box = bounds(points, 1);
+        if (box.empty()) return;
+        constexpr int sub = 4;  // sub-rows per pixel row
+        std::vector<float> cover(static_cast<std::size_t>(box.w()) * static_cast<std::size_t>(box.h()), 0.0f);
+        std::vector<double> xs;
+        for (int py = box.y0; py < box.y1; ++py)
+            for (int s = 0; s < sub; ++s) {
+                const double y = py + (s + 0.5) / sub;
+                xs.clear();
+                for (std::size_t i = 0; i < points.size(); ++i) {
+                    const PointF& a = points[i];
+                    const PointF& b = points[(i + 1) % points.size()];
+                    if ((a.y <= y) != (b.y <= y)) xs.push_back(a.x + (y - a.y) / (b.y - a.y) * (b.x - a.x));
+                }
+                std::sort(xs.begin(), xs.end());
+                float* row = cover.data() + static_cast<std::size_t>(py - box.y0) * static_cast<std::size_t>(box.w());
+                for (std::size_t k = 0; k + 1 < xs.size(); k += 2) {  // the span [xs[k], xs[k + 1]]
+                    const double l = std::max(xs[k], double(box.x0)), rr = std::min(xs[k + 1], double(box.x1));
+                    if (rr <= l) continue;
+                    for (int px = static_cast<int>(std::floor(l)); px < box.x1 && px < rr; ++px) {
+                        const double inside = std::min(rr, px + 1.0) - std::max(l, double(px));  // of this pixel's width
+                        row[px - box.x0] += static_cast<float>(std::max(inside, 0.0) / sub);
+                    }
+                }
+            }
+        for (float& c : cover) c = std::min(c, 1.0f);
+        apply_cover(box, cover, colour, std::clamp(alpha, 0.0, 1.0));
+    }
+
+    /// The outline of the w x h rectangle at (x, y), one pixel wide, inside the rectangle.
+    void frame_rect(int x, int y, int w, int h, Rgb colour) {
+        if (w <= 0 || h <= 0) return;
+        fill_rect(x, y, w, 1, colour);
+        fill_rect(x, y + h - 1, w, 1, colour);
+        fill_rect(x, y, 1, h, colour);
+        fill_rect(x + w - 1, y, 1, h, colour);
+    }
+
     /// Writes UTF-8 `text` on one line with its top-left corner at (x, y), each glyph's coverage
     /// alpha-blended in `colour`, every font pixel enlarged to scale x scale. The box it may touch is
     /// text_width(text, scale) x text_height(scale); characters the font lacks (newlines included)
@@ -147,6 +240,52 @@ private:
     struct Point {
         std::int64_t x, y;
     };
+    /// Pixels [x0, x1) x [y0, y1), clipped to the canvas.
+    struct Box {
+        int x0 = 0, y0 = 0, x1 = 0, y1 = 0;
+        int w() const { return x1 - x0; }
+        int h() const { return y1 - y0; }
+        bool empty() const { return x1 <= x0 || y1 <= y0; }
+        static Box around(PointF a, PointF b, double pad) {
+            const auto lo = [](double v) { return static_cast<int>(std::clamp(std::floor(v), -1.0, double(max_side + 1))); };
+            const auto hi = [](double v) { return static_cast<int>(std::clamp(std::ceil(v), -1.0, double(max_side + 1))); };
+            return Box{lo(std::min(a.x, b.x) - pad), lo(std::min(a.y, b.y) - pad), hi(std::max(a.x, b.x) + pad),
+                       hi(std::max(a.y, b.y) + pad)};
+        }
+        Box clipped(const Box& o) const {
+            return Box{std::max(x0, o.x0), std::max(y0, o.y0), std::min(x1, o.x1), std::min(y1, o.y1)};
+        }
+    };
+    Box bounds(const std::vector<PointF>& points, double pad) const {
+        Box b = Box::around(points[0], points[0], pad);
+        for (const auto& p : points) {
+            const Box q = Box::around(p, p, pad);
+            b = Box{std::min(b.x0, q.x0), std::min(b.y0, q.y0), std::max(b.x1, q.x1), std::max(b.y1, q.y1)};
+        }
+        return b.clipped(Box{0, 0, width_, height_});
+    }
+    static void check_finite(const char* fn, const std::vector<PointF>& points) {
+        for (std::size_t i = 0; i < points.size(); ++i)
+            MEDIMG_CHECK(std::isfinite(points[i].x) && std::isfinite(points[i].y), ValueError, fn, ": point ", i, " is (",
+                         points[i].x, ", ", points[i].y, "); points must be finite");
+    }
+    /// Splits the segment a-b into dashes of length `dash` separated by gaps of the same length.
+    static void cut_dashes(PointF a, PointF b, double dash, std::vector<std::pair<PointF, PointF>>& out) {
+        const double len = std::hypot(b.x - a.x, b.y - a.y);
+        for (double t = 0; t < len; t += 2 * dash) {
+            const double e = std::min(t + dash, len);
+            out.push_back({PointF{a.x + (b.x - a.x) * t / len, a.y + (b.y - a.y) * t / len},
+                           PointF{a.x + (b.x - a.x) * e / len, a.y + (b.y - a.y) * e / len}});
+        }
+    }
+    void apply_cover(const Box& box, const std::vector<float>& cover, Rgb colour, double alpha) {
+        for (int py = box.y0; py < box.y1; ++py)
+            for (int px = box.x0; px < box.x1; ++px) {
+                const float c = cover[static_cast<std::size_t>(py - box.y0) * static_cast<std::size_t>(box.w()) +
+                                      static_cast<std::size_t>(px - box.x0)];
+                if (c > 0) blend_unchecked(pixel(px, py), colour, alpha * c);
+            }
+    }
 
     static void check_scale(const char* fn, int scale) {
         MEDIMG_CHECK(scale >= 1 && scale <= max_text_scale, ValueError, fn, ": scale must be in [1, ", max_text_scale,
