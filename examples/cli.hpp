@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <medimg/error.hpp>
+#include <medimg/io/text.hpp>
 
 namespace medimg::cli {
 
@@ -36,14 +37,8 @@ struct Args {
     double number(const std::string& k, double lo, double hi, bool whole, double dflt) const {
         if (!values.count(k)) return dflt;
         const std::string v = get(k);
-        std::size_t used = 0;
         double x = 0;
-        try {
-            x = std::stod(v, &used);
-        } catch (const std::exception&) {
-            used = 0;
-        }
-        MEDIMG_CHECK(used == v.size() && x >= lo && x <= hi && (!whole || x == std::floor(x)), ConfigError, k, ": expected ",
+        MEDIMG_CHECK(io::parse_number(v, x) && x >= lo && x <= hi && (!whole || x == std::floor(x)), ConfigError, k, ": expected ",
                      whole ? "a whole number" : "a number", " in [", lo, ", ", hi, "], got '", v, "'");
         return x;
     }

@@ -134,13 +134,7 @@ int main(int argc, char** argv) try {
         double target = 0;
         if (tspec != "youden") {
             const std::string v = tspec.substr(std::string("sensitivity=").size());
-            std::size_t used = 0;
-            try {
-                target = std::stod(v, &used);
-            } catch (const std::exception&) {
-                used = 0;
-            }
-            MEDIMG_CHECK(used == v.size() && target > 0 && target <= 1, ConfigError,
+            MEDIMG_CHECK(io::parse_number(v, target) && target > 0 && target <= 1, ConfigError,
                          "--threshold: sensitivity=S needs S in (0, 1], got '", v, "'");
         }
         MEDIMG_CHECK(!cfg.data.val.empty(), ConfigError, "--threshold ", tspec, ": chosen on the validation split, but ", cfg.source,
