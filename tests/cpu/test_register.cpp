@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT
+// test_register.cpp: image alignment (include/medimg/register/): transforms and resampling, and
+// reg::align recovering known motions. Fixtures: tests/data/register (make_register_fixtures.py:
+// phantom slices moved by known translations, rotations up to 15 degrees with shifts up to 10% of
+// the side, and affine maps, with SimpleITK's registration of each pair and scikit-image's
+// phase_cross_correlation for the translations).
+#include <boost/test/unit_test.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "helpers.hpp"
+#include "medimg/core/rng.hpp"
+#include "medimg/data/image.hpp"
+#include "medimg/register/register.hpp"
+
+using namespace medimg;
+using medimg::test::message_contains;
+namespace tt = boost::test_tools;
+
+namespace {
+
+std::string fixture(const std::string& name) { return std::string(MEDIMG_TEST_DATA_DIR) + "/register/" + name; }
+
+const nlohmann::json& cases() {
+    static const nlohmann::json j = [] {
+        std::ifstream in(fixture("cases.json"));
+        BOOST_REQUIRE_MESSAGE(in, "cannot open tests/data/register/cases.json");
+        return nlohmann::json::parse(in);
+    }();
+    return j;
+}
+
+Tensor<float, Cpu> gray(const std::string& file) {
+    const auto t = data::read_image(fixture(file), 1).pixels;
+    return t.reshape(Shape{t.size(1), t.size(2)});
+}
+
+/// A transform as the fixtures write it: A (row-major) and t about the centre of a side x side image.
+reg::Transform2D from_json(const nlohmann::json& j, double side) {
+    auto T = reg::Transform2D::identity(reg::Motion::affine, static_cast<std::int64_t>(side), static_cast<std::int64_t>(side));
+    const auto A = j.at("A").get<std::vector<double>>();
+    T.a = {A[0], A[1], A[2], A[3]};
+    T.tx = j.at("tx").get<double>();
+    T.ty = j.at("ty").get<double>();
+    return T;
+}
+
+/// The largest distance between where two transforms send the image's four corners: how far apart
+/// they put the exam, in pixels.
+double corner_distance(const reg::Transform2D& p, const reg::Transform2D& q, double side) {
+    double worst = 0;
+    for (double x : {0.0, side - 1})
+        for (double y : {0.0, side - 1}) {
+            double u1 = 0, v1 = 0, u2 = 0, v2 = 0;
+            p.apply(x, y, u1, v1);
+            q.apply(x, y, u2, v2);
+            worst = std::max(worst, std::hypot(u1 - u2, v1 - v2));
+        }
+    return worst;
+}
+
+reg::Motion motion_of(const std::string& m) {
+    return m == "translation" ? reg::Motion::translation : m == "rigid" ? reg::Motion::rigid : reg::Motion::affine;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(registration)
+
+BOOST_AUTO_TEST_CASE(transforms_map_about_the_centre_and_survive_a_pyramid_level) {
+    auto T = reg::Transform2D::identity(reg::Motion::rigid, 64, 128);
+    BOOST_TEST(T.cx == 63.5);
+    BOOST_TEST(T.cy == 31.5);
+    T.set_parameters({reg::kPi / 2, 1.0, -2.0});  // a quarter turn: (x - c) -> (-(y - cy), x - cx)
+    double u = 0, v = 0;
+    T.apply(73.5, 31.5, u, v);                    // 10 px right of the centre
+    BOOST_TEST(u == 64.5, tt::tolerance(1e-12));  // ends 10 px below it, shifted by (1, -2)
+    BOOST_TEST(v == 39.5, tt::tolerance(1e-12));
+    BOOST_TEST(T.angle_degrees() == 90.0, tt::tolerance(1e-12));
+    // the same point, in the pixels of a level half the size
+    const auto h = T.scaled(2);
+    double uh = 0, vh = 0;
+    h.apply((73.5 - 0.5) / 2, (31.5 - 0.5) / 2, uh, vh);
+    BOOST_TEST(uh == (u - 0.5) / 2, tt::tolerance(1e-12));
+    BOOST_TEST(vh == (v - 0.5) / 2, tt::tolerance(1e-12));
+    BOOST_CHECK_EXCEPTION(T.set_parameters({1.0, 2.0}), ValueError, message_contains("2 parameters for a rigid transform, which has 3"));
+}
+
+BOOST_AUTO_TEST_CASE(resampling_is_bilinear_and_marks_what_the_target_does_not_cover) {
+    auto img = Tensor<float, Cpu>::empty(Shape{4, 4});
+    for (std::int64_t i = 0; i < 16; ++i) img[i] = static_cast<float>(i);  // value = 4 y + x
+    auto T = reg::Transform2D::identity(reg::Motion::translation, 4, 4);
+    T.tx = 0.5;
+    T.ty = 1.25;
+    const auto r = reg::resample(img, T, 4, 4, -1.0f);
+    BOOST_TEST(r.image[0] == 0.5f + 4 * 1.25f);   // linear data: bilinear is exact
+    BOOST_TEST(r.image[1 * 4 + 2] == 2.5f + 4 * 2.25f);
+    BOOST_TEST(r.mask[3] == 0.0f);                 // x = 3.5: outside
+    BOOST_TEST(r.image[3] == -1.0f);
+    BOOST_TEST(r.mask[3 * 4 + 0] == 0.0f);         // y = 4.25: outside
+    BOOST_TEST(r.inside == 6);                     // columns 0..2 of rows 0..1
+}
+
+BOOST_AUTO_TEST_CASE(identical_images_give_the_identity_exactly) {
+    const auto ref = gray("ref_0.png");
+    for (auto m : {reg::Motion::translation, reg::Motion::rigid, reg::Motion::affine}) {
+        reg::AlignOptions o;
+        o.motion = m;
+        const auto a = reg::align(ref, ref, o);
+        const auto p = a.transform.parameters();
+        for (double v : p) BOOST_TEST(v == 0.0);
+        BOOST_TEST(a.transform.a[0] == 1.0);
+        BOOST_TEST(a.transform.a[1] == 0.0);
+        BOOST_TEST(a.ncc_after == 1.0, tt::tolerance(1e-12));
+        BOOST_TEST(a.overlap == ref.numel());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(known_motions_are_recovered_within_half_a_pixel_and_half_a_degree_as_well_as_simpleitk) {
+    const double side = cases().at("side").get<double>();
+    for (const auto& c : cases().at("cases")) {
+        const std::string name = c.at("name");
+        BOOST_TEST_CONTEXT(name) {
+            reg::AlignOptions o;
+            o.motion = motion_of(c.at("motion"));
+            const auto a = reg::align(gray(c.at("reference")), gray(c.at("target")), o);
+            const auto truth = from_json(c.at("truth"), side);
+            const auto sitk = from_json(c.at("simpleitk"), side);
+            const double ours = corner_distance(a.transform, truth, side), theirs = corner_distance(sitk, truth, side);
+            BOOST_TEST(ours < 0.5, "corners " << ours << " px from the truth");
+            BOOST_TEST(std::abs(a.transform.angle_degrees() - c.at("truth").at("angle_deg").get<double>()) < 0.5);
+            // Both land within a few hundredths of a pixel; below that the interpolation noise of
+            // 8-bit exams decides which is closer, so "as close" allows 0.01 px (docs/compare.md).
+            BOOST_TEST(ours <= theirs + 0.01, "medimg " << ours << " px, SimpleITK " << theirs << " px from the truth");
+            BOOST_TEST(a.ncc_after > a.ncc_before);
+            BOOST_TEST(a.ncc_after > 0.99);
+            if (c.contains("skimage_phase")) {
+                BOOST_TEST(std::abs(a.transform.tx - c.at("skimage_phase").at("tx").get<double>()) <= 0.1);
+                BOOST_TEST(std::abs(a.transform.ty - c.at("skimage_phase").at("ty").get<double>()) <= 0.1);
+            }
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_target_of_another_size_is_found_inside_it) {
+    // the reference pasted into a larger, darker canvas, moved by (17.25, 9.5)
+    const auto ref = gray("ref_1.png");
+    const std::int64_t H = ref.size(0), W = ref.size(1), BH = H + 40, BW = W + 30;
+    auto big = Tensor<float, Cpu>::empty(Shape{BH, BW});
+    for (std::int64_t y = 0; y < BH; ++y)
+        for (std::int64_t x = 0; x < BW; ++x) {
+            double v = 0.02;
+            reg::bilinear(ref.data(), H, W, static_cast<double>(x) - 17.25, static_cast<double>(y) - 9.5, v);
+            big[y * BW + x] = static_cast<float>(v);
+        }
+    reg::AlignOptions o;
+    o.motion = reg::Motion::translation;
+    const auto a = reg::align(ref, big, o);
+    BOOST_TEST(std::abs(a.transform.tx - 17.25) < 0.03);
+    BOOST_TEST(std::abs(a.transform.ty - 9.5) < 0.03);
+}
+
+BOOST_AUTO_TEST_CASE(constant_images_and_lost_overlap_are_one_clear_error) {
+    const auto ref = gray("ref_0.png");
+    auto flat = Tensor<float, Cpu>::empty(Shape{64, 64});
+    for (std::int64_t i = 0; i < flat.numel(); ++i) flat[i] = 0.4f;
+    BOOST_CHECK_EXCEPTION(reg::align(ref, flat), ValueError, message_contains("align: the target is constant where the images overlap"));
+    BOOST_CHECK_EXCEPTION(reg::align(flat, ref), ValueError, message_contains("align: the reference is constant"));
+    auto tiny = Tensor<float, Cpu>::empty(Shape{4, 40});
+    BOOST_CHECK_EXCEPTION(reg::align(ref, tiny), ShapeError, message_contains("at least 8x8 pixels, got shape"));
+    reg::AlignOptions bad;
+    bad.max_levels = 0;
+    BOOST_CHECK_EXCEPTION(reg::align(ref, ref, bad), ValueError, message_contains("max_levels >= 1"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
