@@ -4,7 +4,8 @@
 # user runs. 1) medimg-phantoms writes 16-bit phantom slices to build/demo/data (never touching a
 # data/ folder of yours); 2) medimg-train trains ResNet18 from scratch on the CPU (configs/demo.yaml);
 # 3) medimg-predict classifies a held-out image and shows where the model looked (Grad-CAM);
-# 4) medimg-compare compares a normal and a lesion slice.
+# 4) medimg-compare aligns a follow-up exam (the same phantom with a lesion, in another pose) to its
+#    normal reference and shows where they differ.
 # Research software: not for clinical diagnosis.
 set -euo pipefail
 BUILD=${BUILD:-build}
@@ -25,9 +26,11 @@ echo "== medimg-predict on a held-out lesion slice, with a Grad-CAM overlay =="
 "$bin/medimg-predict" --checkpoint "$demo/artifacts/checkpoints/best.safetensors" --image "$demo/data/test/lesao/0003.png" \
   --explain gradcam --explain-out "$demo/explanations"
 echo
-echo "== medimg-compare: a normal slice vs a lesion slice =="
-"$bin/medimg-compare" --reference "$demo/data/test/normal/0003.png" --target "$demo/data/test/lesao/0003.png" \
-  --ssim-map "$demo/ssim-map.png" --diff-map "$demo/diff-map.png"
+echo "== medimg-compare: a normal exam vs a follow-up with a lesion, taken in another pose =="
+# the same phantom twice: without a lesion, then with one, turned and shifted (pairs.csv: the truth)
+[ -d "$demo/pairs" ] || "$bin/medimg-phantoms" --out "$demo/pairs" --pairs 8 --size 128
+"$bin/medimg-compare" --reference "$demo/pairs/0000_reference.png" --target "$demo/pairs/0000_moved_lesion.png" \
+  --panel "$demo/compare-panel.png" --ssim-map "$demo/ssim-map.png" --diff-map "$demo/diff-map.png"
 echo
-echo "artifacts: $demo/artifacts/metrics.csv, $demo/artifacts/checkpoints/{best,last}.safetensors, $demo/{ssim,diff}-map.png,"
-echo "           $demo/explanations/0003_gradcam.png"
+echo "artifacts: $demo/artifacts/metrics.csv, $demo/artifacts/checkpoints/{best,last}.safetensors, $demo/compare-panel.png,"
+echo "           $demo/{ssim,diff}-map.png, $demo/explanations/0003_gradcam.png"

@@ -45,6 +45,7 @@
 #include "medimg/metrics/compare.hpp"
 #include "medimg/metrics/curves.hpp"
 #include "medimg/metrics/intervals.hpp"
+#include "medimg/metrics/regions.hpp"
 #include "medimg/metrics/ssim.hpp"
 
 #include "medimg/report/canvas.hpp"
@@ -53,12 +54,17 @@
 #include "medimg/report/figures.hpp"
 #include "medimg/report/html.hpp"
 #include "medimg/report/overlay.hpp"
+#include "medimg/report/panel.hpp"
 #include "medimg/report/plot.hpp"
+
+#include "medimg/register/register.hpp"
+#include "medimg/register/transform.hpp"
 
 #include "medimg/io/checkpoint.hpp"
 #include "medimg/io/config.hpp"
 #include "medimg/io/utf8.hpp"
 #include "medimg/io/safetensors.hpp"
+#include "medimg/io/text.hpp"
 
 #include "medimg/train/csv.hpp"
 #include "medimg/train/fit.hpp"

@@ -185,7 +185,10 @@ fi
 
 if [ -x "$bin/medimg-compare" ]; then
   C="$bin/medimg-compare"
-  expect "compare: images of different sizes" "gray8.png" -- "$C" --reference "$data/images/gray8.png" --target "$work/data/val/normal/0000.png"
+  expect "compare: images of different sizes, not aligned" "gray8.png" -- "$C" --reference "$data/images/gray8.png" --target "$work/data/val/normal/0000.png" --align none
+  printf 'P5\n16 16\n255\n' > "$work/flat.pgm"; head -c 256 /dev/zero | tr '\0' '\140' >> "$work/flat.pgm"
+  expect "compare: a flat target cannot be aligned" "the target is constant where the images overlap" -- "$C" --reference "$work/data/val/normal/0000.png" --target "$work/flat.pgm"
+  expect "compare: unknown motion" "unknown motion 'elastic' for --align" -- "$C" --reference "$work/data/val/normal/0000.png" --target "$work/data/val/lesao/0000.png" --align elastic
   expect "compare: missing file" "missing.png" -- "$C" --reference "$work/missing.png" --target "$data/images/gray8.png"
 fi
 
