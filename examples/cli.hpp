@@ -6,7 +6,9 @@
 
 #include <cmath>
 #include <exception>
+#include <cctype>
 #include <map>
+#include <stdexcept>
 #include <set>
 #include <string>
 #include <vector>
@@ -44,8 +46,28 @@ struct Args {
     }
 };
 
-/// `valued`: options that take a value; `boolean`: options that do not.
-inline Args parse(int argc, char** argv, const std::set<std::string>& valued, const std::set<std::string>& boolean) {
+/// True when `usage` names `option` as a whole word ("--set", not the "--set" of "--settle").
+inline bool mentions(const std::string& usage, const std::string& option) {
+    for (auto at = usage.find(option); at != std::string::npos; at = usage.find(option, at + 1)) {
+        const std::size_t end = at + option.size();
+        const bool word_end = end == usage.size() || !(std::isalnum(static_cast<unsigned char>(usage[end])) || usage[end] == '-');
+        if (word_end) return true;
+    }
+    return false;
+}
+
+/// `valued`: options that take a value; `boolean`: options that do not; `usage`: the --help text,
+/// which must name every one of them (checked whenever --help is asked for, so a test of --help
+/// catches an option the text forgot: std::logic_error naming it).
+inline Args parse(int argc, char** argv, const std::set<std::string>& valued, const std::set<std::string>& boolean,
+                  const std::string& usage) {
+    for (int i = 1; i < argc; ++i)
+        if (std::string(argv[i]) == "--help") {
+            for (const auto* set : {&valued, &boolean})
+                for (const auto& o : *set)
+                    if (!mentions(usage, o)) throw std::logic_error("the --help text does not mention " + o);
+            break;
+        }
     Args a;
     for (int i = 1; i < argc; ++i) {
         std::string k = argv[i];

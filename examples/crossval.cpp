@@ -183,7 +183,7 @@ void write_report(const fs::path& root, const io::Config& cfg, int K, int repeat
 }  // namespace
 
 int main(int argc, char** argv) try {
-    const auto args = cli::parse(argc, argv, {"--config", "--set", "--folds", "--groups", "--repeats"}, {"--help"});
+    const auto args = cli::parse(argc, argv, {"--config", "--set", "--folds", "--groups", "--repeats"}, {"--help"}, kUsage);
     if (args.has("--help")) {
         std::cout << kUsage;
         return 0;

@@ -88,7 +88,7 @@ int main(int argc, char** argv) try {
     using namespace medimg;
     const auto args = cli::parse(argc, argv, {"--config", "--checkpoint", "--split", "--set", "--threshold", "--bootstrap", "--seed",
                                   "--calibration", "--report"},
-                                 {"--json", "--help"});
+                                 {"--json", "--help"}, kUsage);
     if (args.has("--help")) {
         std::cout << kUsage;
         return 0;

@@ -23,12 +23,14 @@ without a lesion) and DIR/NNNN_moved_lesion.png (the same phantom with a lesion,
 10 degrees and shifted by up to 6% of the side, with its own noise), and DIR/pairs.csv (the
 motion and where the lesion lies in the reference's frame).
 DIR must not exist or be empty: existing data is never overwritten.
+
+  --help   this text
 )";
 
 int main(int argc, char** argv) try {
     using namespace medimg;
     namespace fs = std::filesystem;
-    const auto args = cli::parse(argc, argv, {"--out", "--size", "--train", "--val", "--test", "--seed", "--pairs"}, {"--help"});
+    const auto args = cli::parse(argc, argv, {"--out", "--size", "--train", "--val", "--test", "--seed", "--pairs"}, {"--help"}, kUsage);
     if (args.has("--help")) {
         std::cout << kUsage;
         return 0;

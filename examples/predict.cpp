@@ -19,7 +19,7 @@
 #include "device.hpp"
 #include "explain_overlay.hpp"
 
-static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image FILE|FOLDER [--image ...] [--config FILE] [--json] [--calibration none|temperature]
+static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image FILE|FOLDER [--image ...] [--config FILE [--set key=value ...]] [--json] [--calibration none|temperature]
                       [--explain gradcam|gradcam++|occlusion [--explain-layer NAME] [--explain-out DIR]
                        [--explain-class NAME] [--explain-patch N] [--explain-stride N]]
 
@@ -27,6 +27,7 @@ static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image F
   --image PATH         an image, or a folder whose images are all predicted (repeatable)
   --config FILE        optional; runtime.threads and runtime.device are used (preprocessing comes
                        from the checkpoint)
+  --set key=value      override one key of --config (repeatable), e.g. --set runtime.device=cpu
   --calibration MODE   none or temperature: divide the logits by the temperature medimg-train fitted
                        on the validation split (default: temperature when the checkpoint holds one)
   --json               one JSON object per image: {"image", "probabilities", "predicted"}, and with
@@ -133,7 +134,7 @@ int main(int argc, char** argv) try {
     const auto args = cli::parse(argc, argv,
                                  {"--config", "--checkpoint", "--image", "--set", "--explain", "--explain-layer",
                                   "--explain-out", "--explain-class", "--explain-patch", "--explain-stride", "--calibration"},
-                                 {"--json", "--help"});
+                                 {"--json", "--help"}, kUsage);
     if (args.has("--help")) {
         std::cout << kUsage;
         return 0;

@@ -15,12 +15,14 @@
 #include "cli.hpp"
 #include "device.hpp"
 
-static const char* kUsage = R"(usage: medimg-train --config FILE [--set key=value ...] [--resume] [--stop-after-epoch N]
+static const char* kUsage = R"(usage: medimg-train --config FILE [--set key=value ...] [--resume] [--stop-after-epoch N] [--print-config]
 
   --config FILE      YAML configuration (see configs/default.yaml, docs/configuration.md)
   --set key=value    override one key, e.g. --set train.lr=0.01 (repeatable)
   --resume           continue from <output.dir>/checkpoints/last.safetensors
   --stop-after-epoch N  stop after epoch N (e.g. to fit a time slot); continue later with --resume
+  --print-config     print the configuration as it will be used (the file, the defaults it leaves
+                     out and every --set, checked), as YAML, and exit without training
   --help             this text
 
 Research software: not for clinical diagnosis.
@@ -45,14 +47,17 @@ void run_on(const medimg::io::Config& cfg, bool resume, bool progress, std::int6
 
 int main(int argc, char** argv) try {
     using namespace medimg;
-    const auto args = cli::parse(argc, argv, {"--config", "--set", "--stop-after-epoch"}, {"--resume", "--help"});
+    const auto args = cli::parse(argc, argv, {"--config", "--set", "--stop-after-epoch"}, {"--resume", "--print-config", "--help"}, kUsage);
     if (args.has("--help")) {
         std::cout << kUsage;
         return 0;
     }
     const auto cfg = io::load_config(args.require("--config"), args.all("--set"));
-    const std::int64_t stop = args.has("--stop-after-epoch") ? std::stoll(args.get("--stop-after-epoch")) : 0;
-    MEDIMG_CHECK(stop >= 0, ConfigError, "--stop-after-epoch must be >= 0, got ", stop);
+    if (args.has("--print-config")) {
+        std::cout << io::to_yaml(cfg);
+        return 0;
+    }
+    const auto stop = static_cast<std::int64_t>(args.number("--stop-after-epoch", 0, 1e9, true, 0));
     run_on<Cuda>(cfg, args.has("--resume"), isatty(STDOUT_FILENO) != 0, stop);
     return 0;
 } catch (const std::exception& e) {

@@ -192,6 +192,14 @@ if [ -x "$bin/medimg-compare" ]; then
   expect "compare: missing file" "missing.png" -- "$C" --reference "$work/missing.png" --target "$data/images/gray8.png"
 fi
 
+# Every program's --help names every option it accepts (cli::parse checks it when --help is asked).
+for prog in medimg-train medimg-predict medimg-evaluate medimg-crossval medimg-phantoms medimg-compare; do
+  [ -x "$bin/$prog" ] && accept "$prog --help names every option" -- "$bin/$prog" --help
+done
+accept "train --print-config" -- "$T" --config "$work/ok.yaml" --set train.lr=0.25 --print-config
+grep -qE '^ +lr: 0\.25$' "$work/stdout" || { echo "FAIL: --print-config does not show the --set value:"; cat "$work/stdout"; fails=$((fails + 1)); }
+expect "train: --stop-after-epoch below 0" "--stop-after-epoch: expected a whole number in [0, 1e+09], got '-1'" -- "$T" --config "$work/ok.yaml" --stop-after-epoch -1
+
 [ "$(md5sum "$ckpt" | cut -d' ' -f1)" = "$sum_before" ] || { echo "FAIL: an existing checkpoint was modified"; fails=$((fails + 1)); }
 echo "bad_inputs: $passes passed, $fails failed"
 [ "$fails" -eq 0 ]
