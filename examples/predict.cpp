@@ -71,16 +71,11 @@ void predict_on(const medimg::io::Checkpoint& ck, const medimg::train::Preproces
     for (const auto& path : images) {
         auto x = pre.load_eval(path);
         const auto xb = on_backend<B>(x.reshape({1, x.size(0), x.size(1), x.size(2)}));
-        const auto logits = on_host((*model)(autograd::Var<float, B>(xb)).value());
-        auto scaled = logits.clone();
-        if (temperature != 1.0)
-            for (std::int64_t i = 0; i < scaled.numel(); ++i) scaled[i] = static_cast<float>(scaled[i] / temperature);
-        auto logp = Tensor<float>::empty(scaled.shape());
-        ops::log_softmax_forward(scaled, logp);
+        const auto probs = nn::functional::softmax(on_host((*model)(autograd::Var<float, B>(xb)).value()), temperature);
         std::size_t best = 0;
         std::vector<double> p;
         for (std::size_t k = 0; k < meta.classes.size(); ++k) {
-            p.push_back(std::exp(static_cast<double>(logp[static_cast<std::int64_t>(k)])));
+            p.push_back(probs[static_cast<std::int64_t>(k)]);
             if (p[k] > p[best]) best = k;
         }
         nlohmann::ordered_json explanation;

@@ -206,6 +206,61 @@ BOOST_AUTO_TEST_CASE(resnet34_and_resnet50_match_pytorch_in_eval) {
     }
 }
 
+BOOST_AUTO_TEST_CASE(parameters_buffers_and_modules_are_found_by_their_dotted_names) {
+    nn::ResNet18<float> m(nn::ResNetOptions{2, 1});
+    BOOST_TEST(m.parameter("layer4.1.conv2.weight").shape() == (Shape{512, 512, 3, 3}));
+    BOOST_TEST(m.get_parameter("fc.bias").shape() == (Shape{2}));
+    BOOST_TEST(m.get_buffer("layer4.1.bn2.running_var").shape() == (Shape{512}));
+    BOOST_TEST(&m.module("layer4") == &m.get_submodule("layer4"));
+    // the same storage the model computes with: a change through the name is seen by the model
+    m.parameter("fc.bias").value()[1] = 7.0f;
+    BOOST_TEST(m.fc().bias().value()[1] == 7.0f);
+    BOOST_CHECK_EXCEPTION(m.parameter("layer4.1.conv2.bias"), ValueError,
+                          message_contains("no parameter named 'layer4.1.conv2.bias'; module 'layer4.1.conv2' has parameters weight "
+                                           "and buffers (none)"));
+    BOOST_CHECK_EXCEPTION(m.get_buffer("bn1.running_mode"), ValueError,
+                          message_contains("buffers running_mean, running_var, num_batches_tracked"));
+    BOOST_CHECK_EXCEPTION(m.module("layer9"), ValueError, message_contains("no module named 'layer9'; valid names: conv1, bn1"));
+}
+
+BOOST_AUTO_TEST_CASE(forward_is_forward_head_of_forward_features_and_features_is_the_pooled_embedding) {
+    nn::ResNet18<float> m(nn::ResNetOptions{3, 1});
+    m.eval();
+    autograd::NoGrad guard;
+    Rng rng(5);
+    auto x = Tensor<float>::empty({2, 1, 64, 64});
+    for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>(rng.uniform());
+    const auto logits = m(V(x)).value();
+    const auto fmap = m.forward_features(V(x)).value();
+    BOOST_TEST(fmap.shape() == (Shape{2, 512, 2, 2}));
+    const auto emb = m.features(V(x)).value();
+    BOOST_TEST(emb.shape() == (Shape{2, 512}));
+    const auto head = m.forward_head(V(fmap)).value();
+    const auto via_fc = m.fc()(V(emb)).value();
+    for (std::int64_t i = 0; i < logits.numel(); ++i) {
+        BOOST_TEST(head[i] == logits[i]);
+        BOOST_TEST(via_fc[i] == logits[i]);
+    }
+    // predict_proba: the softmax of those logits, rows summing to 1; a temperature above 1 softens it
+    m.train();
+    const auto p = nn::predict_proba(m, x);
+    BOOST_TEST(!m.is_training());  // evaluated in eval mode
+    const auto q = nn::functional::softmax(logits);
+    const auto soft = nn::predict_proba(m, x, 4.0);
+    for (std::int64_t r = 0; r < 2; ++r) {
+        double sum = 0, top = 0, top_soft = 0;
+        for (std::int64_t k = 0; k < 3; ++k) {
+            BOOST_TEST(p[r * 3 + k] == q[r * 3 + k]);
+            sum += p[r * 3 + k];
+            top = std::max(top, p[r * 3 + k]);
+            top_soft = std::max(top_soft, soft[r * 3 + k]);
+        }
+        BOOST_TEST(sum == 1.0, boost::test_tools::tolerance(1e-6));
+        BOOST_TEST(top_soft <= top);
+    }
+    BOOST_CHECK_EXCEPTION(nn::functional::softmax(logits, 0.0), ValueError, message_contains("temperature must be > 0, got 0"));
+}
+
 BOOST_AUTO_TEST_CASE(resnet_rejects_wrong_input_channels) {
     nn::ResNet18<float> m(nn::ResNetOptions{2, 1});
     BOOST_CHECK_EXCEPTION(m(V(Tensor<float>::zeros({1, 3, 32, 32}))), ShapeError,

@@ -133,6 +133,33 @@ public:
                          (valid.empty() ? std::string("(none: this module has no children)") : valid));
     }
 
+    /// The same, as the short name a researcher types: model.module("layer4").
+    Module& module(const std::string& name) { return get_submodule(name); }
+
+    /// The parameter with this dotted name (torch's get_parameter): "layer4.1.conv2.weight".
+    /// Throws ValueError naming the module it looked in and that module's parameters.
+    Var& get_parameter(const std::string& name) {
+        const auto dot = name.rfind('.');
+        Module& owner = get_submodule(dot == std::string::npos ? "" : name.substr(0, dot));
+        const std::string local = dot == std::string::npos ? name : name.substr(dot + 1);
+        for (auto& [n, p] : owner.params_)
+            if (n == local) return p;
+        throw ValueError("Module::get_parameter: no parameter named '" + name + "'; " +
+                         owner.local_names(dot == std::string::npos ? "" : name.substr(0, dot)));
+    }
+    Var& parameter(const std::string& name) { return get_parameter(name); }
+
+    /// The buffer with this dotted name (torch's get_buffer): "layer4.1.bn2.running_mean".
+    Tensor<T, B>& get_buffer(const std::string& name) {
+        const auto dot = name.rfind('.');
+        Module& owner = get_submodule(dot == std::string::npos ? "" : name.substr(0, dot));
+        const std::string local = dot == std::string::npos ? name : name.substr(dot + 1);
+        for (auto& e : owner.buffers_)
+            if (e.name == local) return e.value;
+        throw ValueError("Module::get_buffer: no buffer named '" + name + "'; " +
+                         owner.local_names(dot == std::string::npos ? "" : name.substr(0, dot)));
+    }
+
     /// Switches this module and all children to training (true) or evaluation (false) mode.
     void train(bool on = true) {
         training_ = on;
@@ -236,6 +263,13 @@ private:
         for (const auto& [n, p] : params_) out.push_back({prefix + n, p.value(), false});
         for (const auto& e : buffers_) out.push_back({prefix + e.name, e.value, e.integer});
         for (const auto& [n, c] : children_) c->collect(prefix + n + ".", out);
+    }
+    /// "module 'layer4.1.bn2' has parameters weight, bias and buffers running_mean, ...".
+    std::string local_names(const std::string& where) const {
+        std::string ps, bs;
+        for (const auto& [n, p] : params_) ps += (ps.empty() ? "" : ", ") + n;
+        for (const auto& e : buffers_) bs += (bs.empty() ? "" : ", ") + e.name;
+        return "module '" + where + "' has parameters " + (ps.empty() ? "(none)" : ps) + " and buffers " + (bs.empty() ? "(none)" : bs);
     }
     static std::string describe(const char* what, const std::vector<std::string>& keys) {
         if (keys.empty()) return "";

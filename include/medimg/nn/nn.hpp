@@ -2,6 +2,7 @@
 // nn/nn.hpp: every module.
 #pragma once
 
+#include "medimg/nn/functional.hpp"
 #include "medimg/nn/init.hpp"
 #include "medimg/nn/layers.hpp"
 #include "medimg/nn/module.hpp"

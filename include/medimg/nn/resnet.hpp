@@ -127,14 +127,25 @@ public:
         reset_parameters(rng);
     }
 
-    Var forward(const Var& x) override {
+    Var forward(const Var& x) override { return forward_head(forward_features(x)); }
+
+    /// The last stage's feature map, (N, 512 x expansion, H/32, W/32) (timm's forward_features).
+    Var forward_features(const Var& x) {
         MEDIMG_CHECK(x.shape().rank() == 4 && x.size(1) == o_.in_channels, ShapeError, "ResNet: input must be (N, ",
                      o_.in_channels, ", H, W), got ", x.shape());
         auto h = autograd::relu((*bn1_)((*conv1_)(x)));
         h = autograd::max_pool2d(h, ops::MaxPool2dParams{3, 3, 2, 2, 1, 1});
         for (auto& stage : layers_) h = (*stage)(h);
-        return (*fc_)(autograd::flatten(autograd::adaptive_avg_pool2d(h, 1, 1)));
+        return h;
     }
+    /// Global average pooling, then fc: the logits (N, num_classes); with pre_logits, the pooled
+    /// embedding (N, 512 x expansion) fc would read (timm's forward_head).
+    Var forward_head(const Var& features, bool pre_logits = false) {
+        auto pooled = autograd::flatten(autograd::adaptive_avg_pool2d(features, 1, 1));
+        return pre_logits ? pooled : (*fc_)(pooled);
+    }
+    /// The pooled embedding of x: forward_head(forward_features(x), true).
+    Var features(const Var& x) { return forward_head(forward_features(x), true); }
 
     const ResNetOptions& options() const { return o_; }
     Linear<T, B>& fc() { return *fc_; }
