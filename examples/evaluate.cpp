@@ -65,18 +65,22 @@ medimg::train::Evaluation evaluate_on_device(bool gpu, const medimg::io::Checkpo
     return evaluate_on<medimg::Cpu>(ck, loader, classes);
 }
 
-/// The report gallery's thumbnails (explain_overlay.hpp) with the checkpoint's model on the GPU
-/// when `gpu`, else on the CPU.
+/// The report gallery's thumbnails (explain_overlay.hpp) of each list of cases, with one copy of the
+/// checkpoint's model, on the GPU when `gpu`, else on the CPU.
 template <class Gpu>
-std::vector<medimg::report::Thumbnail> gallery_on_device(bool gpu, const medimg::io::Checkpoint& ck, const medimg::train::Preprocessing& pre,
-                                                         const std::vector<GalleryCase>& cases, std::int64_t target) {
+std::vector<std::vector<medimg::report::Thumbnail>> gallery_on_device(bool gpu, const medimg::io::Checkpoint& ck,
+                                                                      const medimg::train::Preprocessing& pre,
+                                                                      const std::vector<std::vector<GalleryCase>>& lists,
+                                                                      std::int64_t target) {
     using namespace medimg;
     const auto run = [&](auto backend) {
         using B = decltype(backend);
         const auto& m = ck.meta();
         auto model = nn::make_resnet<float, B>(m.architecture, nn::ResNetOptions{static_cast<std::int64_t>(m.classes.size()), m.in_channels});
         ck.load_into(*model, m.architecture);
-        return gallery_thumbnails<B>(*model, pre, m.classes, cases, target);
+        std::vector<std::vector<report::Thumbnail>> out;
+        for (const auto& cases : lists) out.push_back(gallery_thumbnails<B>(*model, pre, m.classes, cases, target));
+        return out;
     };
     if constexpr (backend_available<Gpu>) {
         if (gpu) return run(Gpu{});
@@ -246,8 +250,9 @@ int main(int argc, char** argv) try {
             return out;
         };
         const std::int64_t target = classes == 2 ? 1 : -1;  // two classes: what the model saw of the positive class
-        in.false_negatives = gallery_on_device<Cuda>(gpu, ck, pre, cases(fn), target);
-        in.false_positives = gallery_on_device<Cuda>(gpu, ck, pre, cases(fp), target);
+        auto thumbs = gallery_on_device<Cuda>(gpu, ck, pre, {cases(fn), cases(fp)}, target);
+        in.false_negatives = std::move(thumbs[0]);
+        in.false_positives = std::move(thumbs[1]);
         in.gallery_note = std::string("Grad-CAM at ") + default_layer(pre.image_size) + " for " +
                           (classes == 2 ? "'" + cfg.data.classes[1] + "' (what the model saw of the positive class)" : "the predicted class") +
                           ", min-max scaled per image; at most 6 of each.";
