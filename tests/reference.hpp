@@ -43,7 +43,8 @@ Tensor<T, Cpu> random(const Shape& s, std::uint64_t seed, double lo = -1.0, doub
     return t;
 }
 
-/// y[n,o,i,j] = b[o] + sum_{c,u,v} x[n, c, i*s - p + u*d, j*s - p + v*d] * w[o,c,u,v]
+/// y[n,o,i,j] = b[o] + sum_{c,u,v} x[n, g*Cg + c, i*s - p + u*d, j*s - p + v*d] * w[o,c,u,v], where
+/// c runs over the Cg = C_in/groups channels of output o's group g = o / (C_out/groups).
 template <class T>
 Tensor<double, Cpu> conv2d(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& w, const Tensor<T, Cpu>& b,
                            const ops::Conv2dParams& p) {
@@ -58,13 +59,14 @@ Tensor<double, Cpu> conv2d(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& w, con
             for (std::int64_t i = 0; i < ys[2]; ++i)
                 for (std::int64_t j = 0; j < ys[3]; ++j) {
                     double s = b.defined() ? static_cast<double>(b[o]) : 0.0;
-                    for (std::int64_t c = 0; c < x.size(1); ++c)
+                    const std::int64_t Cg = w.size(1), g = o / (ys[1] / p.groups);
+                    for (std::int64_t c = 0; c < Cg; ++c)
                         for (std::int64_t u = 0; u < w.size(2); ++u)
                             for (std::int64_t v = 0; v < w.size(3); ++v) {
                                 const std::int64_t ih = i * p.stride_h - p.pad_h + u * p.dilation_h;
                                 const std::int64_t iw = j * p.stride_w - p.pad_w + v * p.dilation_w;
                                 if (ih < 0 || ih >= H || iw < 0 || iw >= Wd) continue;
-                                s += static_cast<double>(X(n, c, ih, iw)) * static_cast<double>(W(o, c, u, v));
+                                s += static_cast<double>(X(n, g * Cg + c, ih, iw)) * static_cast<double>(W(o, c, u, v));
                             }
                     Y(n, o, i, j) = s;
                 }
@@ -148,8 +150,9 @@ inline double det_uniform(std::uint64_t k, std::uint64_t i) {
 }
 
 /// Mirror of det_value in make_resnet_fixtures.py: every state_dict entry of m from the closed form
-/// (used by the ResNet and explanation fixtures: no weights are stored).
-inline void det_init(nn::Module<float, Cpu>& m) {
+/// (used by the ResNet, model and explanation fixtures: no weights are stored).
+template <class T>
+void det_init(nn::Module<T, Cpu>& m) {
     std::uint64_t k = 0;
     for (auto& e : m.state_dict()) {
         auto& t = e.value;
@@ -168,7 +171,7 @@ inline void det_init(nn::Module<float, Cpu>& m) {
             else if (s.rank() == 2) v = x / std::sqrt(static_cast<double>(s[1]));
             else if (ends("weight")) v = 1.0 + 0.2 * x;
             else v = 0.1 * x;
-            t[i] = static_cast<float>(v);
+            t[i] = static_cast<T>(v);
         }
         ++k;
     }

@@ -118,7 +118,10 @@ BOOST_AUTO_TEST_CASE(conv2d_backward_matches_finite_differences) {
         ops::Conv2dParams p;
     };
     for (const auto& c : {Case{{2, 2, 5, 5}, {3, 2, 3, 3}, {1, 1, 1, 1, 1, 1}}, Case{{1, 2, 7, 6}, {2, 2, 3, 3}, {2, 2, 1, 0, 1, 1}},
-                          Case{{3, 3, 4, 4}, {2, 3, 1, 1}, {1, 1, 0, 0, 1, 1}}, Case{{2, 1, 7, 7}, {2, 1, 3, 2}, {1, 2, 2, 1, 2, 1}}}) {
+                          Case{{3, 3, 4, 4}, {2, 3, 1, 1}, {1, 1, 0, 0, 1, 1}}, Case{{2, 1, 7, 7}, {2, 1, 3, 2}, {1, 2, 2, 1, 2, 1}},
+                          Case{{2, 3, 6, 5}, {3, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 3}},   // depthwise
+                          Case{{2, 2, 7, 7}, {4, 1, 5, 5}, {2, 2, 2, 2, 1, 1, 2}},   // depthwise, multiplier 2, stride 2
+                          Case{{1, 4, 5, 5}, {6, 2, 3, 3}, {1, 1, 1, 1, 1, 1, 2}}}) {  // 2 groups
         Vs in{param(c.x, 10), param(c.w, 11), param({c.w[0]}, 12)};
         expect_gradients_match([&](const Vs& v) { return weighted_sum(conv2d(v[0], v[1], v[2], c.p)); }, in);
     }
@@ -154,6 +157,48 @@ BOOST_AUTO_TEST_CASE(relu_and_pooling_backward_match_finite_differences) {
     expect_gradients_match([](const Vs& v) { return weighted_sum(max_pool2d(v[0], {2, 2, 2, 2, 0, 0})); }, in);
     expect_gradients_match([](const Vs& v) { return weighted_sum(adaptive_avg_pool2d(v[0], 1, 1)); }, in);
     expect_gradients_match([](const Vs& v) { return weighted_sum(adaptive_avg_pool2d(v[0], 4, 3)); }, in);
+}
+
+BOOST_AUTO_TEST_CASE(avg_pool_activations_and_channel_ops_backward_match_finite_differences) {
+    Vs in{param({2, 3, 6, 7}, 31, -4, 4)};
+    expect_gradients_match([](const Vs& v) { return weighted_sum(avg_pool2d(v[0])); }, in);
+    expect_gradients_match([](const Vs& v) { return weighted_sum(avg_pool2d(v[0], {3, 2, 2, 1})); }, in);  // overlapping
+    expect_gradients_match([](const Vs& v) { return weighted_sum(sigmoid(v[0])); }, in);
+    expect_gradients_match([](const Vs& v) { return weighted_sum(silu(v[0])); }, in);
+    Vs xs{param({2, 3, 4, 5}, 32), param({2, 3}, 33)};
+    expect_gradients_match([](const Vs& v) { return weighted_sum(scale_channels(v[0], v[1])); }, xs);
+    Vs parts{param({2, 1, 3, 3}, 34), param({2, 4, 3, 3}, 35), param({2, 2, 3, 3}, 36)};
+    expect_gradients_match([](const Vs& v) { return weighted_sum(cat_channels(v)); }, parts);
+}
+
+BOOST_AUTO_TEST_CASE(dropout_and_stochastic_depth_are_seeded_scaled_and_identity_in_eval) {
+    auto x = V::parameter(Tensor<double>::ones({400, 5}));
+    Rng r1(7), r2(7);
+    auto y1 = dropout(x, 0.25, true, r1), y2 = dropout(x, 0.25, true, r2);
+    BOOST_TEST(y1.value().to_vector() == y2.value().to_vector());  // same seed, same mask
+    std::int64_t zeros = 0;
+    for (double v : y1.value().to_vector()) {
+        BOOST_TEST((v == 0.0 || std::abs(v - 1.0 / 0.75) < 1e-12));
+        zeros += v == 0.0;
+    }
+    BOOST_TEST((zeros > 400 && zeros < 600));  // 25% of 2000, well inside 5 sigma
+    sum(y1).backward();
+    BOOST_TEST(x.grad().to_vector() == y1.value().to_vector());  // dx = mask
+    Rng r3(7);
+    BOOST_TEST(dropout(x, 0.25, false, r3).value().shares_storage_with(x.value()));
+    auto s = stochastic_depth(V(Tensor<double>::ones({300, 2, 2})), 0.5, true, r3).value();
+    std::int64_t dropped = 0;
+    for (std::int64_t n = 0; n < 300; ++n) {
+        BOOST_TEST(s[4 * n] == s[4 * n + 3]);  // the whole row together
+        BOOST_TEST((s[4 * n] == 0.0 || s[4 * n] == 2.0));
+        dropped += s[4 * n] == 0.0;
+    }
+    BOOST_TEST((dropped > 100 && dropped < 200));
+    Vs in{param({3, 2, 2}, 37)};
+    Rng fixed(3);
+    expect_gradients_match([&](const Vs& v) { Rng r = fixed; return weighted_sum(stochastic_depth(v[0], 0.4, true, r)); }, in);
+    expect_gradients_match([&](const Vs& v) { Rng r = fixed; return weighted_sum(dropout(v[0], 0.4, true, r)); }, in);
+    BOOST_CHECK_THROW(dropout(x, 1.5, true, r3), ValueError);
 }
 
 BOOST_AUTO_TEST_CASE(linear_and_elementwise_backward_match_finite_differences) {

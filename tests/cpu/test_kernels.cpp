@@ -40,6 +40,11 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(conv2d_forward_matches_naive_reference, T, float_t
         {{4, 4, 8, 8}, {3, 4, 1, 1}, {2, 2, 0, 0, 1, 1}, false},    // 1x1 stride 2 (downsample)
         {{2, 2, 9, 7}, {3, 2, 3, 2}, {1, 2, 2, 1, 2, 1}, true},     // dilation, asymmetric kernel/stride
         {{5, 1, 6, 6}, {2, 1, 3, 3}, {3, 3, 0, 0, 1, 1}, true},     // stride > 1, no padding, one channel
+        {{2, 6, 9, 8}, {6, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 6}, true},  // depthwise 3x3 (MBConv)
+        {{3, 4, 11, 9}, {4, 1, 5, 5}, {2, 2, 2, 2, 1, 1, 4}, false},  // depthwise 5x5 stride 2
+        {{2, 3, 7, 7}, {6, 1, 3, 3}, {1, 2, 1, 0, 2, 1, 3}, true},  // depthwise, multiplier 2, dilation
+        {{2, 6, 8, 8}, {4, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 2}, true},  // 2 groups of 3 channels
+        {{1, 8, 5, 5}, {8, 2, 1, 1}, {1, 1, 0, 0, 1, 1, 4}, false}, // 4 groups, pointwise
     };
     std::uint64_t seed = 1;
     for (const auto& c : cases) {

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "cuda_helpers.hpp"
+#include "medimg/ops/activation.hpp"
+#include "medimg/ops/channel.hpp"
 #include "reference.hpp"
 
 using namespace medimg;
@@ -99,6 +101,11 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(conv2d_forward_and_backward_match_the_cpu, T, floa
         {{2, 2, 9, 7}, {3, 2, 3, 2}, {1, 2, 2, 1, 2, 1}, true},       // dilation, asymmetric kernel/stride
         {{5, 1, 6, 6}, {2, 1, 3, 3}, {3, 3, 0, 0, 1, 1}, true},       // stride > 1, no padding, one channel
         {{8, 64, 14, 14}, {64, 64, 3, 3}, {1, 1, 1, 1, 1, 1}, false}, // a real layer3-sized body conv
+        {{2, 6, 9, 8}, {6, 1, 3, 3}, {1, 1, 1, 1, 1, 1, 6}, true},    // depthwise 3x3 (MBConv)
+        {{3, 4, 11, 9}, {4, 1, 5, 5}, {2, 2, 2, 2, 1, 1, 4}, false},  // depthwise 5x5 stride 2
+        {{2, 3, 7, 7}, {6, 1, 3, 3}, {1, 2, 1, 0, 2, 1, 3}, true},    // depthwise, multiplier 2, dilation
+        {{2, 6, 8, 8}, {4, 3, 3, 3}, {1, 1, 1, 1, 1, 1, 2}, true},    // 2 groups of 3 channels
+        {{4, 96, 28, 28}, {96, 1, 3, 3}, {2, 2, 1, 1, 1, 1, 96}, false}, // an EfficientNet-B0-sized depthwise layer
     };
     std::uint64_t seed = 100;
     for (const auto& c : cases) {
@@ -278,6 +285,62 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(adaptive_avg_pool_matches_the_cpu, T, float_types)
             MEDIMG_CHECK_GPU_CPU_EXACT("adaptive_avg_pool2d dx (same order of additions)", gdx, dx);
         }
     }
+}
+
+BOOST_TEST_DECORATOR(*utf::precondition(has_cuda_device))
+BOOST_AUTO_TEST_CASE_TEMPLATE(avg_pool_activations_and_channel_ops_match_the_cpu, T, float_types) {
+    for (const auto& [xs, p] : std::vector<std::pair<Shape, ops::AvgPool2dParams>>{
+             {{2, 3, 8, 8}, {2, 2, 2, 2}}, {{2, 2, 7, 9}, {2, 2, 2, 2}}, {{1, 2, 6, 7}, {3, 2, 2, 1}}}) {
+        BOOST_TEST_CONTEXT("avg_pool2d x " << xs) {
+            const auto x = ref::random<T>(xs, 43);
+            const Shape ys = ops::avg_pool2d_output_shape("test", xs, p);
+            auto y = Tensor<T, Cpu>::empty(ys);
+            auto gy = Tensor<T, Cuda>::empty(ys);
+            ops::avg_pool2d_forward(x, y, p);
+            ops::avg_pool2d_forward(gpu(x), gy, p);
+            MEDIMG_CHECK_GPU_CPU_EXACT("avg_pool2d y (double sums)", gy, y);
+            const auto dy = ref::random<T>(ys, 44);
+            auto dx = Tensor<T, Cpu>::empty(xs);
+            auto gdx = Tensor<T, Cuda>::full(xs, T(123));
+            ops::avg_pool2d_backward(dy, dx, p);
+            ops::avg_pool2d_backward(gpu(dy), gdx, p);
+            MEDIMG_CHECK_GPU_CPU("avg_pool2d dx", gdx, dx, gpu_rtol<T>(), gpu_atol<T>());
+        }
+    }
+    const Shape s{3, 5, 7, 6};
+    const auto x = ref::random<T>(s, 45, -6.0, 6.0), dy = ref::random<T>(s, 46);
+    auto c = Tensor<T, Cpu>::empty(s);
+    auto g = Tensor<T, Cuda>::empty(s);
+    ops::sigmoid_forward(x, c);
+    ops::sigmoid_forward(gpu(x), g);
+    MEDIMG_CHECK_GPU_CPU("sigmoid_forward", g, c, gpu_rtol<T>(), gpu_atol<T>());
+    const auto y = c.clone();
+    ops::sigmoid_backward(y, dy, c);
+    ops::sigmoid_backward(gpu(y), gpu(dy), g);
+    MEDIMG_CHECK_GPU_CPU("sigmoid_backward", g, c, gpu_rtol<T>(), gpu_atol<T>());
+    ops::silu_forward(x, c);
+    ops::silu_forward(gpu(x), g);
+    MEDIMG_CHECK_GPU_CPU("silu_forward", g, c, gpu_rtol<T>(), gpu_atol<T>());
+    ops::silu_backward(x, dy, c);
+    ops::silu_backward(gpu(x), gpu(dy), g);
+    MEDIMG_CHECK_GPU_CPU("silu_backward", g, c, gpu_rtol<T>(), gpu_atol<T>());
+
+    const auto sc = ref::random<T>({3, 5}, 47);
+    ops::scale_channels(x, sc, c);
+    ops::scale_channels(gpu(x), gpu(sc), g);
+    MEDIMG_CHECK_GPU_CPU_EXACT("scale_channels", g, c);
+    auto dx = Tensor<T, Cpu>::empty(s), ds = Tensor<T, Cpu>::empty({3, 5});
+    auto gdx = Tensor<T, Cuda>::empty(s), gds = Tensor<T, Cuda>::empty({3, 5});
+    ops::scale_channels_backward(x, sc, dy, dx, ds);
+    ops::scale_channels_backward(gpu(x), gpu(sc), gpu(dy), gdx, gds);
+    MEDIMG_CHECK_GPU_CPU_EXACT("scale_channels dx", gdx, dx);
+    MEDIMG_CHECK_GPU_CPU("scale_channels dscale (double sums)", gds, ds, gpu_rtol<T>(), gpu_atol<T>());
+
+    auto cat = Tensor<T, Cpu>::zeros({3, 9, 7, 6});
+    auto gcat = Tensor<T, Cuda>::zeros({3, 9, 7, 6});
+    ops::copy_channels(x, 1, cat, 4, 3);
+    ops::copy_channels(gpu(x), 1, gcat, 4, 3);
+    MEDIMG_CHECK_GPU_CPU_EXACT("copy_channels", gcat, cat);
 }
 
 BOOST_TEST_DECORATOR(*utf::precondition(has_cuda_device))

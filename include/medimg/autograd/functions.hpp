@@ -8,14 +8,19 @@
 // fp16 under autocast); batch_norm, relu, the poolings and add keep their input's storage (add of
 // two storages widens both); linear gives float32 (the logits and the loss stay float32); mul,
 // affine, sum, log_softmax, the losses and SSIM widen a half input through to_storage (a
-// differentiable cast); every gradient is stored as its value is (Node::storage).
+// differentiable cast), as do sigmoid, silu, scale_channels, cat_channels, avg_pool2d, dropout and
+// stochastic_depth; every gradient is stored as its value is (Node::storage).
 #pragma once
 
 #include <cstdint>
 #include <utility>
+#include <vector>
 
 #include "medimg/autograd/variable.hpp"
+#include "medimg/core/rng.hpp"
+#include "medimg/ops/activation.hpp"
 #include "medimg/ops/batch_norm.hpp"
+#include "medimg/ops/channel.hpp"
 #include "medimg/ops/conv2d.hpp"
 #include "medimg/ops/elementwise.hpp"
 #include "medimg/ops/linear.hpp"
@@ -169,6 +174,21 @@ Var<T, B> adaptive_avg_pool2d(const Var<T, B>& x, std::int64_t out_h = 1, std::i
     });
 }
 
+/// x: (N, C, H, W) -> (N, C, Ho, Wo), the mean of each window (torch.nn.AvgPool2d, no padding).
+template <class T, class B>
+Var<T, B> avg_pool2d(const Var<T, B>& x_in, const ops::AvgPool2dParams& p = {}) {
+    const Var<T, B> x = detail::widened(x_in);
+    auto y = Tensor<T, B>::empty(ops::avg_pool2d_output_shape("avg_pool2d", x.shape(), p));
+    ops::avg_pool2d_forward(x.value(), y, p);
+    auto xn = x.node();
+    // backward: each output's gradient spread evenly over its window
+    return Var<T, B>::from_op("avg_pool2d", std::move(y), {xn}, [xn, p](const Tensor<T, B>& dy) {
+        auto dx = Tensor<T, B>::empty(xn->shape);
+        ops::avg_pool2d_backward(dy, dx, p);
+        xn->accumulate(dx, true);
+    });
+}
+
 // ---- linear -------------------------------------------------------------------------------
 /// x: (N, in), w: (out, in), b: (out) or undefined -> (N, out)
 template <class T, class B>
@@ -256,6 +276,157 @@ Var<T, B> scale(const Var<T, B>& x, T alpha) {
 template <class T, class B>
 Var<T, B> add_scalar(const Var<T, B>& x, T beta) {
     return affine(x, T(1), beta);
+}
+
+// ---- smooth activations -------------------------------------------------------------------
+/// sigmoid(x) = 1 / (1 + exp(-x)).  backward: dx = dy * y * (1 - y)
+template <class T, class B>
+Var<T, B> sigmoid(const Var<T, B>& x_in) {
+    const Var<T, B> x = detail::widened(x_in);
+    auto y = Tensor<T, B>::empty(x.shape());
+    ops::sigmoid_forward(x.value(), y);
+    auto xn = x.node();
+    return Var<T, B>::from_op("sigmoid", y, {xn}, [xn, y](const Tensor<T, B>& dy) {
+        auto dx = Tensor<T, B>::empty(y.shape());
+        ops::sigmoid_backward(y, dy, dx);
+        xn->accumulate(dx, true);
+    });
+}
+/// silu(x) = x * sigmoid(x) (torch.nn.SiLU, Swish).  backward: dx = dy * s * (1 + x (1 - s))
+template <class T, class B>
+Var<T, B> silu(const Var<T, B>& x_in) {
+    const Var<T, B> x = detail::widened(x_in);
+    auto y = Tensor<T, B>::empty(x.shape());
+    ops::silu_forward(x.value(), y);
+    auto xn = x.node();
+    const Tensor<T, B> xs = x.value();  // saved: the backward needs x
+    return Var<T, B>::from_op("silu", std::move(y), {xn}, [xn, xs](const Tensor<T, B>& dy) {
+        auto dx = Tensor<T, B>::empty(xs.shape());
+        ops::silu_backward(xs, dy, dx);
+        xn->accumulate(dx, true);
+    });
+}
+
+// ---- per-channel scaling and concatenation ------------------------------------------------
+/// y[n, c, ...] = x[n, c, ...] * s[n, c]: x (N, C, ...), s (N, C) (squeeze-and-excitation).
+/// backward: dx = dy * s;  ds[n, c] = sum over the plane of dy * x
+template <class T, class B>
+Var<T, B> scale_channels(const Var<T, B>& x_in, const Var<T, B>& s_in) {
+    const Var<T, B> x = detail::widened(x_in), s = detail::widened(s_in);
+    auto y = Tensor<T, B>::empty(x.shape());
+    ops::scale_channels(x.value(), s.value(), y);
+    auto xn = x.node(), sn = s.node();
+    const Tensor<T, B> xs = detail::wants(sn) ? x.value() : Tensor<T, B>();  // saved: the other factor
+    const Tensor<T, B> ss = detail::wants(xn) ? s.value() : Tensor<T, B>();
+    return Var<T, B>::from_op("scale_channels", std::move(y), {xn, sn}, [xn, sn, xs, ss](const Tensor<T, B>& dy) {
+        Tensor<T, B> dx = detail::wants(xn) ? Tensor<T, B>::empty(xn->shape) : Tensor<T, B>();
+        Tensor<T, B> ds = detail::wants(sn) ? Tensor<T, B>::empty(sn->shape) : Tensor<T, B>();
+        ops::scale_channels_backward(xs, ss, dy, dx, ds);
+        if (dx.defined()) xn->accumulate(dx, true);
+        if (ds.defined()) sn->accumulate(ds, true);
+    });
+}
+
+/// torch.cat(xs, dim=1): (N, C_i, ...) with equal N and plane shape -> (N, sum C_i, ...).
+/// backward: each input gets its channel slice of dy.
+template <class T, class B>
+Var<T, B> cat_channels(const std::vector<Var<T, B>>& xs_in) {
+    MEDIMG_CHECK(!xs_in.empty(), ShapeError, "cat_channels: no inputs");
+    std::vector<Var<T, B>> xs;
+    for (const auto& x : xs_in) xs.push_back(detail::widened(x));
+    Shape out = xs[0].shape();
+    MEDIMG_CHECK(out.rank() >= 2, ShapeError, "cat_channels: inputs must be (N, C, ...), got ", out);
+    std::int64_t C = 0;
+    for (const auto& x : xs) {
+        Shape a = x.shape(), b = out;
+        MEDIMG_CHECK(a.rank() == b.rank(), ShapeError, "cat_channels: ", xs[0].shape(), " and ", x.shape(),
+                     " differ in rank");
+        a[1] = b[1] = 0;
+        MEDIMG_CHECK(a == b, ShapeError, "cat_channels: ", xs[0].shape(), " and ", x.shape(),
+                     " differ outside the channel dimension");
+        C += x.size(1);
+    }
+    out[1] = C;
+    auto y = Tensor<T, B>::empty(out);
+    std::vector<std::shared_ptr<Node<T, B>>> parents;
+    std::vector<std::int64_t> offsets;
+    std::int64_t c0 = 0;
+    for (const auto& x : xs) {
+        ops::copy_channels(x.value(), 0, y, c0, x.size(1));
+        parents.push_back(x.node());
+        offsets.push_back(c0);
+        c0 += x.size(1);
+    }
+    auto ps = parents;
+    return Var<T, B>::from_op("cat_channels", std::move(y), std::move(parents), [ps, offsets](const Tensor<T, B>& dy) {
+        for (std::size_t i = 0; i < ps.size(); ++i) {
+            if (!detail::wants(ps[i])) continue;
+            auto dx = Tensor<T, B>::empty(ps[i]->shape);
+            ops::copy_channels(dy, offsets[i], dx, 0, dx.size(1));
+            ps[i]->accumulate(dx, true);
+        }
+    });
+}
+
+// ---- regularisation -----------------------------------------------------------------------
+/// Inverted dropout (torch.nn.functional.dropout): in training each element is zeroed with
+/// probability p and the rest scaled by 1 / (1 - p), the mask drawn from `rng` on the host (one
+/// uniform per element in row-major order); identity when !training or p == 0.
+/// backward: dx = dy * mask
+template <class T, class B>
+Var<T, B> dropout(const Var<T, B>& x_in, double p, bool training, Rng& rng) {
+    MEDIMG_CHECK(p >= 0.0 && p <= 1.0, ValueError, "dropout: probability must be in [0, 1], got ", p);
+    if (!training || p == 0.0) return x_in;
+    const Var<T, B> x = detail::widened(x_in);
+    auto host = Tensor<T, Cpu>::empty(x.shape());
+    const T keep = p < 1.0 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);
+    for (std::int64_t i = 0; i < host.numel(); ++i) host[i] = rng.uniform() < p ? T(0) : keep;
+    Tensor<T, B> mask;
+    if constexpr (std::is_same_v<B, Cpu>)
+        mask = host;
+    else
+        mask = host.template to<B>();
+    auto y = Tensor<T, B>::empty(x.shape());
+    ops::mul(x.value(), mask, y);
+    auto xn = x.node();
+    return Var<T, B>::from_op("dropout", std::move(y), {xn}, [xn, mask](const Tensor<T, B>& dy) {
+        auto dx = Tensor<T, B>::empty(dy.shape());
+        ops::mul(dy, mask, dx);
+        xn->accumulate(dx, true);
+    });
+}
+
+/// Stochastic depth, torchvision.ops.stochastic_depth(mode="row") (Huang et al. 2016): in
+/// training each sample's whole residual branch x[n] is dropped with probability p and the kept
+/// ones scaled by 1 / (1 - p), one uniform per sample from `rng`; identity when !training or p == 0.
+/// backward: dx[n] = dy[n] * mask[n]
+template <class T, class B>
+Var<T, B> stochastic_depth(const Var<T, B>& x_in, double p, bool training, Rng& rng) {
+    MEDIMG_CHECK(p >= 0.0 && p <= 1.0, ValueError, "stochastic_depth: probability must be in [0, 1], got ", p);
+    if (!training || p == 0.0) return x_in;
+    const Var<T, B> x = detail::widened(x_in);
+    MEDIMG_CHECK(x.shape().rank() >= 1, ShapeError, "stochastic_depth: input must be (N, ...), got ", x.shape());
+    const std::int64_t N = x.size(0);
+    auto host = Tensor<T, Cpu>::empty(Shape{N, 1});
+    const T keep = p < 1.0 ? static_cast<T>(1.0 / (1.0 - p)) : T(0);
+    for (std::int64_t n = 0; n < N; ++n) host[n] = rng.uniform() < p ? T(0) : keep;
+    Tensor<T, B> mask;
+    if constexpr (std::is_same_v<B, Cpu>)
+        mask = host;
+    else
+        mask = host.template to<B>();
+    const Shape rows{N, 1, N ? x.value().numel() / N : 0};  // one "channel" per sample
+    auto y = Tensor<T, B>::empty(x.shape());
+    auto yv = y.reshape(rows);
+    ops::scale_channels(x.value().reshape(rows), mask, yv);
+    auto xn = x.node();
+    return Var<T, B>::from_op("stochastic_depth", std::move(y), {xn}, [xn, mask, rows](const Tensor<T, B>& dy) {
+        auto dx = Tensor<T, B>::empty(dy.shape());
+        auto dxv = dx.reshape(rows);
+        Tensor<T, B> none;
+        ops::scale_channels_backward(Tensor<T, B>(), mask, dy.reshape(rows), dxv, none);
+        xn->accumulate(dx, true);
+    });
 }
 
 // ---- reductions and views -----------------------------------------------------------------

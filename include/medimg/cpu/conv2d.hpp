@@ -8,13 +8,17 @@
 // Images go in groups side by side through one GEMM (see image_groups); threads go over groups
 // when there are enough, otherwise into the GEMM. 3x3 stride-1 pad-1 convolutions (forward and
 // input gradient, weight gradient) go through Winograd F(2x2, 3x3) instead (cpu/winograd.hpp):
-// 2.25x fewer multiply-adds. Deliberately not here: NHWC, grouped convolution.
+// 2.25x fewer multiply-adds. Grouped convolutions: depthwise ones (one input channel per group)
+// through direct per-plane loops (cpu/depthwise.hpp); other group counts run the groups=1 path per
+// group on channel slices gathered into contiguous buffers (ResNeXt-style groups are not used by any
+// medimg model yet, so that path is plain rather than fast). Deliberately not here: NHWC.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -178,6 +182,7 @@ void for_each_group(std::int64_t N, const Groups& gr, F&& f) {
 
 }  // namespace medimg::cpu
 
+#include "medimg/cpu/depthwise.hpp"
 #include "medimg/cpu/winograd.hpp"
 
 namespace medimg::ops {
@@ -189,6 +194,15 @@ struct Conv2dImpl<Cpu> {
     template <class T>
     static void forward(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& w, const Tensor<T, Cpu>& b, Tensor<T, Cpu>& y,
                         const Conv2dParams& p) {
+        if (p.groups > 1) {
+            if (is_depthwise(x.shape(), w.shape(), p))
+                return cpu::depthwise::forward(x.data(), x.size(0), x.size(1), w.data(), b.defined() ? b.data() : nullptr,
+                                               w.size(0), plane(x.shape(), w.shape(), y.shape(), p), y.data());
+            return per_group(x, w, y, p, [&](const Tensor<T, Cpu>& xg, const Tensor<T, Cpu>& wg, Tensor<T, Cpu>& yg,
+                                             std::int64_t o0, const Conv2dParams& q) {
+                forward(xg, wg, b.defined() ? b.slice0(o0, wg.size(0)) : Tensor<T, Cpu>(), yg, q);
+            });
+        }
         const auto g = cpu::conv_geom(x, w.shape(), y.shape(), p);
         const std::int64_t N = x.size(0), Co = w.size(0), K = g.K(), P = g.P(), CHW = g.C * g.H * g.W;
         if (N == 0 || Co == 0) return;
@@ -225,6 +239,47 @@ struct Conv2dImpl<Cpu> {
         });
     }
 
+    // ---- groups > 1 ----
+    static bool is_depthwise(const Shape& x, const Shape& w, const Conv2dParams& p) {
+        return p.groups == x[1] && w[1] == 1;
+    }
+    static cpu::depthwise::Plane plane(const Shape& x, const Shape& w, const Shape& y, const Conv2dParams& p) {
+        return {x[2], x[3], y[2], y[3], w[2], w[3], p};
+    }
+    /// Copies `count` channels of every image: src channels [s0, s0+count) of (N, Cs, P) into dst
+    /// channels [d0, d0+count) of (N, Cd, P).
+    template <class T>
+    static void copy_channels(const T* src, std::int64_t Cs, std::int64_t s0, T* dst, std::int64_t Cd, std::int64_t d0,
+                              std::int64_t count, std::int64_t N, std::int64_t P) {
+        for (std::int64_t n = 0; n < N; ++n)
+            std::copy(src + (n * Cs + s0) * P, src + (n * Cs + s0 + count) * P, dst + (n * Cd + d0) * P);
+    }
+    enum class Direction { forward, data, filter };
+    /// The general grouped case: for each group gi, the input-side slice of `x` (channels
+    /// [gi*C/G, ...)) and the output-side slice of `y` (channels [gi*Co/G, ...)) gathered into
+    /// contiguous tensors, w's rows for the group as a view, f(x_g, w_g, y_g, first output channel,
+    /// params with groups = 1), then the slice the direction writes scattered back: y (forward),
+    /// x (= dx, data); the filter direction writes its w view in place.
+    template <class T, class X, class F>
+    static void per_group(X& x, const Tensor<T, Cpu>& w, Tensor<T, Cpu>& y, const Conv2dParams& p, F&& f,
+                          Direction dir = Direction::forward) {
+        const std::int64_t N = x.size(0), C = x.size(1), Co = w.size(0), G = p.groups, Cg = C / G, Cog = Co / G;
+        const std::int64_t HW = x.size(2) * x.size(3), P = y.size(2) * y.size(3);
+        Conv2dParams q = p;
+        q.groups = 1;
+        auto xg = Tensor<T, Cpu>::empty({N, Cg, x.size(2), x.size(3)});
+        auto yg = Tensor<T, Cpu>::empty({N, Cog, y.size(2), y.size(3)});
+        for (std::int64_t gi = 0; gi < G; ++gi) {
+            if (dir != Direction::data) copy_channels(x.data(), C, gi * Cg, xg.data(), Cg, 0, Cg, N, HW);
+            if (dir != Direction::forward) copy_channels(y.data(), Co, gi * Cog, yg.data(), Cog, 0, Cog, N, P);
+            auto wg = w.slice0(gi * Cog, Cog);
+            f(xg, wg, yg, gi * Cog, q);
+            if (dir == Direction::forward) copy_channels(yg.data(), Cog, 0, y.data(), Co, gi * Cog, Cog, N, P);
+            if constexpr (!std::is_const_v<X>)
+                if (dir == Direction::data) copy_channels(xg.data(), Cg, 0, x.data(), C, gi * Cg, Cg, N, HW);
+        }
+    }
+
     /// Copies dy of images [n0, n0+ng) side by side: (C_out, ng*P).
     template <class T>
     static void gather_dy(const Tensor<T, Cpu>& dy, std::int64_t n0, std::int64_t ng, std::int64_t Co, std::int64_t P, T* dst) {
@@ -239,6 +294,16 @@ struct Conv2dImpl<Cpu> {
     template <class T>
     static void backward_data(const Tensor<T, Cpu>& dy, const Tensor<T, Cpu>& w, Tensor<T, Cpu>& dx,
                               const Conv2dParams& p) {
+        if (p.groups > 1) {
+            if (is_depthwise(dx.shape(), w.shape(), p))
+                return cpu::depthwise::backward_data(dy.data(), w.data(), dx.size(0), dx.size(1), w.size(0),
+                                                     plane(dx.shape(), w.shape(), dy.shape(), p), dx.data());
+            // gathered: dx's group slice as "x" (written back), dy's as "y" (read)
+            auto dyc = dy;
+            return per_group(dx, w, dyc, p, [&](Tensor<T, Cpu>& dxg, const Tensor<T, Cpu>& wg, Tensor<T, Cpu>& dyg,
+                                                std::int64_t, const Conv2dParams& q) { backward_data(dyg, wg, dxg, q); },
+                             Direction::data);
+        }
         const auto g = cpu::conv_geom(dx, w.shape(), dy.shape(), p);
         const std::int64_t N = dx.size(0), Co = w.size(0), K = g.K(), P = g.P(), CHW = g.C * g.H * g.W;
         if (N == 0 || g.C == 0) return;
@@ -283,6 +348,17 @@ struct Conv2dImpl<Cpu> {
     template <class T>
     static void backward_filter(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& dy, Tensor<T, Cpu>& dw,
                                 const Conv2dParams& p) {
+        if (p.groups > 1) {
+            if (is_depthwise(x.shape(), dw.shape(), p))
+                return cpu::depthwise::backward_filter(x.data(), dy.data(), x.size(0), x.size(1), dw.size(0),
+                                                       plane(x.shape(), dw.shape(), dy.shape(), p), dw.data());
+            auto dyc = dy;
+            return per_group(x, dw, dyc, p, [&](const Tensor<T, Cpu>& xg, const Tensor<T, Cpu>& dwg, Tensor<T, Cpu>& dyg,
+                                                std::int64_t, const Conv2dParams& q) {
+                auto view = dwg;  // a view of dw's rows for this group: written in place
+                backward_filter(xg, dyg, view, q);
+            }, Direction::filter);
+        }
         const auto g = cpu::conv_geom(x, dw.shape(), dy.shape(), p);
         const std::int64_t N = x.size(0), Co = dw.size(0), K = g.K(), P = g.P(), CHW = g.C * g.H * g.W;
         if (N > 0 && Co > 0 && g.C > 0 && cpu::winograd::use(g.kh, g.kw, p, N, g.H, g.W)) {

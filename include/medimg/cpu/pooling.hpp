@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// cpu/pooling.hpp: host max pooling and adaptive average pooling, one (n, c) plane per task.
+// cpu/pooling.hpp: host max pooling, average pooling and adaptive average pooling, one (n, c)
+// plane per task.
 // Ties in max pooling go to the first maximum in row-major window order; NaN wins (as PyTorch).
 #pragma once
 
@@ -89,6 +90,44 @@ struct PoolImpl<Cpu> {
             const std::int32_t* idx = argmax.data() + nc * P;
             for (std::int64_t q = 0; q < P; ++q)
                 if (idx[q] >= 0) out[idx[q]] += g[q];
+        });
+    }
+
+    template <class T>
+    static void avg_forward(const Tensor<T, Cpu>& x, Tensor<T, Cpu>& y, const AvgPool2dParams& p) {
+        const std::int64_t H = x.size(2), W = x.size(3), Ho = y.size(2), Wo = y.size(3);
+        const double inv = 1.0 / static_cast<double>(p.kernel_h * p.kernel_w);
+        parallel_for(0, x.size(0) * x.size(1), [&](std::int64_t nc) {
+            const T* in = x.data() + nc * H * W;
+            T* out = y.data() + nc * Ho * Wo;
+            for (std::int64_t oh = 0; oh < Ho; ++oh)
+                for (std::int64_t ow = 0; ow < Wo; ++ow) {
+                    double s = 0.0;
+                    for (std::int64_t i = 0; i < p.kernel_h; ++i) {
+                        const T* row = in + (oh * p.stride_h + i) * W + ow * p.stride_w;
+                        for (std::int64_t j = 0; j < p.kernel_w; ++j) s += row[j];
+                    }
+                    out[oh * Wo + ow] = static_cast<T>(s * inv);
+                }
+        });
+    }
+
+    template <class T>
+    static void avg_backward(const Tensor<T, Cpu>& dy, Tensor<T, Cpu>& dx, const AvgPool2dParams& p) {
+        const std::int64_t H = dx.size(2), W = dx.size(3), Ho = dy.size(2), Wo = dy.size(3);
+        const T inv = static_cast<T>(1.0 / static_cast<double>(p.kernel_h * p.kernel_w));
+        parallel_for(0, dx.size(0) * dx.size(1), [&](std::int64_t nc) {
+            T* out = dx.data() + nc * H * W;
+            std::fill(out, out + H * W, T(0));
+            const T* g = dy.data() + nc * Ho * Wo;
+            for (std::int64_t oh = 0; oh < Ho; ++oh)
+                for (std::int64_t ow = 0; ow < Wo; ++ow) {
+                    const T share = g[oh * Wo + ow] * inv;
+                    for (std::int64_t i = 0; i < p.kernel_h; ++i) {
+                        T* row = out + (oh * p.stride_h + i) * W + ow * p.stride_w;
+                        for (std::int64_t j = 0; j < p.kernel_w; ++j) row[j] += share;
+                    }
+                }
         });
     }
 

@@ -11,7 +11,9 @@
 // PSEUDO_BFLOAT16 / PSEUDO_HALF configurations) and tensor-core math; each call uses operands that
 // hold half storage as they are, casts float32 ones into half blocks (cuda/precision.cuh), and
 // writes a half-storage output in place or casts the half result back into a float32 one.
-// Deliberately not here: groups, NHWC, the cuDNN v9 graph API, fused conv+bias+activation.
+// Groups (grouped and depthwise convolutions) go to cuDNN as a group count on the convolution
+// descriptor (cudnnSetConvolutionGroupCount), the filter described as (C_out, C_in/groups, kH, kW).
+// Deliberately not here: NHWC, the cuDNN v9 graph API, fused conv+bias+activation.
 #pragma once
 
 #include "medimg/config.hpp"
@@ -61,7 +63,7 @@ struct ConvPlan {
     Precision precision = Precision::fp32;  // bf16 / fp16: x, w, y are half blocks, accumulation float
 };
 
-using ConvKey = std::array<std::int64_t, 20>;
+using ConvKey = std::array<std::int64_t, 21>;
 
 inline std::mutex& conv_mutex() {
     static std::mutex m;
@@ -88,7 +90,7 @@ ConvPlan& conv_plan(const Shape& x, const Shape& w, const Shape& y, const ops::C
     const ConvKey key{current_device(), std::is_same_v<T, float> ? 0 : 1, x[0], x[1], x[2], x[3], w[0], w[2], w[3],
                       p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w,
                       s.allow_tf32, s.cudnn_benchmark, s.deterministic, static_cast<std::int64_t>(s.conv_workspace_limit),
-                      static_cast<std::int64_t>(pr)};
+                      static_cast<std::int64_t>(pr), p.groups};
     auto& slot = conv_plans()[key];
     if (!slot) {
         auto plan = std::make_unique<ConvPlan>();
@@ -110,6 +112,7 @@ ConvPlan& conv_plan(const Shape& x, const Shape& w, const Shape& y, const ops::C
                 c.set(p.pad_h, p.pad_w, p.stride_h, p.stride_w, p.dilation_h, p.dilation_w, CUDNN_DATA_FLOAT);
                 c.set_math(CUDNN_TENSOR_OP_MATH);
             }
+            if (p.groups > 1) c.set_group_count(p.groups);
         }
         slot = std::move(plan);
     }

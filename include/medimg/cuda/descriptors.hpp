@@ -102,7 +102,7 @@ private:
     cudnnFilterDescriptor_t d_ = nullptr;
 };
 
-/// A 2-d cross-correlation (torch.nn.Conv2d's operation) with one group.
+/// A 2-d cross-correlation (torch.nn.Conv2d's operation); one group unless set_group_count says more.
 class ConvolutionDescriptor {
 public:
     ConvolutionDescriptor() { MEDIMG_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&d_)); }
@@ -121,6 +121,10 @@ public:
             detail::to_int(fn, dil_h), detail::to_int(fn, dil_w), CUDNN_CROSS_CORRELATION, compute));
     }
     void set_math(cudnnMathType_t m) { MEDIMG_CUDNN_CHECK(cudnnSetConvolutionMathType(d_, m)); }
+    /// Grouped convolution: the filter is then (C_out, C_in / groups, kH, kW).
+    void set_group_count(std::int64_t groups) {
+        MEDIMG_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d_, detail::to_int("cudnnSetConvolutionGroupCount", groups)));
+    }
     ~ConvolutionDescriptor() {
         if (d_) (void)cudnnDestroyConvolutionDescriptor(d_);
     }

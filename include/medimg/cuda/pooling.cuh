@@ -166,6 +166,36 @@ __global__ void adaptive_avg_backward_kernel(const S* dy, S* dx, PoolGeom g, std
         st(dx + i, s);
     }
 }
+
+// avg_pool2d (no padding, whole windows): one thread per output element, the window summed in double
+template <class T>
+__global__ void avg_forward_kernel(const T* x, T* y, PoolGeom g, std::int64_t total) {
+    MEDIMG_GRID_STRIDE(i, total) {
+        const std::int64_t ow = i % g.Wo, oh = (i / g.Wo) % g.Ho, nc = i / (g.Wo * g.Ho);
+        const T* in = x + nc * g.H * g.W + oh * g.sh * g.W + ow * g.sw;
+        double s = 0.0;
+        for (std::int64_t u = 0; u < g.kh; ++u)
+            for (std::int64_t v = 0; v < g.kw; ++v) s += static_cast<double>(in[u * g.W + v]);
+        y[i] = static_cast<T>(s * (1.0 / static_cast<double>(g.kh * g.kw)));
+    }
+}
+// one thread per input element: dy / (kh*kw) summed over the windows containing it, in window
+// order, as the CPU reference adds them (oh, ow ascending)
+template <class T>
+__global__ void avg_backward_kernel(const T* dy, T* dx, PoolGeom g, std::int64_t total) {
+    MEDIMG_GRID_STRIDE(i, total) {
+        const std::int64_t iw = i % g.W, ih = (i / g.W) % g.H, nc = i / (g.W * g.H);
+        const T* gy = dy + nc * g.Ho * g.Wo;
+        const T inv = static_cast<T>(1.0 / static_cast<double>(g.kh * g.kw));
+        // windows oh with oh*sh <= ih < oh*sh + kh
+        const std::int64_t oh0 = ih >= g.kh ? (ih - g.kh) / g.sh + 1 : 0, oh1 = ih / g.sh + 1 < g.Ho ? ih / g.sh + 1 : g.Ho;
+        const std::int64_t ow0 = iw >= g.kw ? (iw - g.kw) / g.sw + 1 : 0, ow1 = iw / g.sw + 1 < g.Wo ? iw / g.sw + 1 : g.Wo;
+        T s = T(0);
+        for (std::int64_t oh = oh0; oh < oh1; ++oh)
+            for (std::int64_t ow = ow0; ow < ow1; ++ow) s += gy[oh * g.Wo + ow] * inv;
+        dx[i] = s;
+    }
+}
 }  // namespace
 
 template <class T>
@@ -240,6 +270,27 @@ struct PoolImpl<Cuda> {
                                                                                          scratch.as<int>());
             MEDIMG_CUDA_CHECK(cudaGetLastError());
         }
+    }
+
+    template <class T>
+    static void avg_forward(const Tensor<T, Cuda>& x, Tensor<T, Cuda>& y, const AvgPool2dParams& p) {
+        namespace cd = cuda::detail;
+        const std::int64_t total = y.numel();
+        if (total == 0) return;
+        cd::avg_forward_kernel<T><<<cd::blocks_for(total), cd::kThreads, 0, cuda::stream()>>>(
+            x.data(), y.data(), cd::pool_geom(x, y, MaxPool2dParams{p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, 0, 0}),
+            total);
+        MEDIMG_CUDA_CHECK(cudaGetLastError());
+    }
+    template <class T>
+    static void avg_backward(const Tensor<T, Cuda>& dy, Tensor<T, Cuda>& dx, const AvgPool2dParams& p) {
+        namespace cd = cuda::detail;
+        const std::int64_t total = dx.numel();
+        if (total == 0) return;
+        cd::avg_backward_kernel<T><<<cd::blocks_for(total), cd::kThreads, 0, cuda::stream()>>>(
+            dy.data(), dx.data(), cd::pool_geom(dx, dy, MaxPool2dParams{p.kernel_h, p.kernel_w, p.stride_h, p.stride_w, 0, 0}),
+            total);
+        MEDIMG_CUDA_CHECK(cudaGetLastError());
     }
 
     template <class T>

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cmath>
+#include <utility>
 #include <cstdint>
 
 #include "medimg/core/rng.hpp"
@@ -53,6 +54,12 @@ Tensor<T, B> make(const Shape& s, F&& fill) {
         return t;
     else
         return t.template to<B>();
+}
+
+/// Re-initialises dst in place from a host fill (a model's reset_parameters).
+template <class T, class B, class F>
+void refill(Tensor<T, B>& dst, F&& fill) {
+    dst.copy_(make<T, B>(dst.shape(), std::forward<F>(fill)));
 }
 
 }  // namespace medimg::nn::init

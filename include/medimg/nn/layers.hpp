@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// nn/layers.hpp: the layers a ResNet is built from, as torch.nn modules with PyTorch's names,
-// defaults and initialisation: Conv2d, BatchNorm2d, Linear, ReLU, MaxPool2d, AdaptiveAvgPool2d.
+// nn/layers.hpp: the layers the models are built from, as torch.nn modules with PyTorch's names,
+// defaults and initialisation: Conv2d (groups included), BatchNorm2d, Linear, ReLU, SiLU, Sigmoid,
+// MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, Dropout, Identity.
 // Each forward calls one autograd function (autograd/functions.hpp). Options structs document
 // the defaults (libtorch's habit).
 #pragma once
@@ -18,18 +19,21 @@ struct Conv2dOptions {
     std::int64_t in_channels, out_channels, kernel_size;
     std::int64_t stride = 1, padding = 0, dilation = 1;
     bool bias = true;
+    std::int64_t groups = 1;  // in_channels: depthwise
 };
 
-/// weight (out, in, k, k) [+ bias (out)], PyTorch's default init unless re-initialised.
+/// weight (out, in / groups, k, k) [+ bias (out)], PyTorch's default init unless re-initialised.
 template <class T, class B = Cpu>
 class Conv2d : public Module<T, B> {
 public:
     using Var = autograd::Var<T, B>;
     Conv2d(const Conv2dOptions& o, Rng& rng) : o_(o) {
-        MEDIMG_CHECK(o.in_channels >= 1 && o.out_channels >= 1 && o.kernel_size >= 1, ValueError,
-                     "Conv2d: channels and kernel_size must be >= 1, got in ", o.in_channels, ", out ", o.out_channels,
-                     ", kernel ", o.kernel_size);
-        const Shape ws{o.out_channels, o.in_channels, o.kernel_size, o.kernel_size};
+        MEDIMG_CHECK(o.in_channels >= 1 && o.out_channels >= 1 && o.kernel_size >= 1 && o.groups >= 1, ValueError,
+                     "Conv2d: channels, kernel_size and groups must be >= 1, got in ", o.in_channels, ", out ",
+                     o.out_channels, ", kernel ", o.kernel_size, ", groups ", o.groups);
+        MEDIMG_CHECK(o.in_channels % o.groups == 0 && o.out_channels % o.groups == 0, ValueError, "Conv2d: groups ",
+                     o.groups, " must divide in_channels ", o.in_channels, " and out_channels ", o.out_channels);
+        const Shape ws{o.out_channels, o.in_channels / o.groups, o.kernel_size, o.kernel_size};
         const auto fin = init::fan_in(ws);
         weight_ = this->register_parameter(
             "weight", init::make<T, B>(ws, [&](Tensor<T, Cpu>& t) { init::default_uniform(t, fin, rng); }));
@@ -38,7 +42,7 @@ public:
                 "bias", init::make<T, B>(Shape{o.out_channels}, [&](Tensor<T, Cpu>& t) { init::default_uniform(t, fin, rng); }));
     }
     Var forward(const Var& x) override {
-        const ops::Conv2dParams p{o_.stride, o_.stride, o_.padding, o_.padding, o_.dilation, o_.dilation};
+        const ops::Conv2dParams p{o_.stride, o_.stride, o_.padding, o_.padding, o_.dilation, o_.dilation, o_.groups};
         return autograd::conv2d(x, weight_, bias_, p);
     }
     Var& weight() { return weight_; }
@@ -75,11 +79,7 @@ public:
     }
     Var forward(const Var& x) override {
         MEDIMG_CHECK(x.shape().rank() == 4, ShapeError, "BatchNorm2d: input must be (N, C, H, W), got ", x.shape());
-        if (this->is_training()) {
-            autograd::NoGrad guard;
-            auto one = Tensor<T, B>::ones(Shape{});
-            ops::add_(num_batches_tracked_, one);
-        }
+        if (this->is_training()) count_batch();
         return autograd::batch_norm(x, weight_, bias_, running_mean_, running_var_, this->is_training(), o_.momentum,
                                     o_.eps);
     }
@@ -87,6 +87,14 @@ public:
     Var& bias() { return bias_; }
     Tensor<T, B>& running_mean() { return running_mean_; }
     Tensor<T, B>& running_var() { return running_var_; }
+    const BatchNorm2dOptions& options() const { return o_; }
+    /// num_batches_tracked += 1, what every training forward does (for code that normalises with
+    /// this module's parameters and statistics without calling forward, e.g. a fused op).
+    void count_batch() {
+        autograd::NoGrad guard;
+        auto one = Tensor<T, B>::ones(Shape{});
+        ops::add_(num_batches_tracked_, one);
+    }
 
 private:
     BatchNorm2dOptions o_;
@@ -127,6 +135,60 @@ template <class T, class B = Cpu>
 class ReLU : public Module<T, B> {
 public:
     autograd::Var<T, B> forward(const autograd::Var<T, B>& x) override { return autograd::relu(x); }
+};
+
+template <class T, class B = Cpu>
+class SiLU : public Module<T, B> {
+public:
+    autograd::Var<T, B> forward(const autograd::Var<T, B>& x) override { return autograd::silu(x); }
+};
+
+template <class T, class B = Cpu>
+class Sigmoid : public Module<T, B> {
+public:
+    autograd::Var<T, B> forward(const autograd::Var<T, B>& x) override { return autograd::sigmoid(x); }
+};
+
+/// Passes its input through (torch.nn.Identity): a named placeholder, e.g. a removed head.
+template <class T, class B = Cpu>
+class Identity : public Module<T, B> {
+public:
+    autograd::Var<T, B> forward(const autograd::Var<T, B>& x) override { return x; }
+};
+
+/// torch.nn.Dropout(p): inverted dropout in training mode, identity in eval mode. The mask comes
+/// from the module's own generator (seeded at construction; reseed() to restart the stream), not
+/// from a global one.
+template <class T, class B = Cpu>
+class Dropout : public Module<T, B> {
+public:
+    explicit Dropout(double p = 0.5, std::uint64_t seed = 0) : p_(p), rng_(seed) {
+        MEDIMG_CHECK(p >= 0.0 && p <= 1.0, ValueError, "Dropout: probability must be in [0, 1], got ", p);
+    }
+    autograd::Var<T, B> forward(const autograd::Var<T, B>& x) override {
+        return autograd::dropout(x, p_, this->is_training(), rng_);
+    }
+    void reseed(std::uint64_t seed) { rng_.reseed(seed); }
+    double p() const { return p_; }
+    void set_p(double p) {
+        MEDIMG_CHECK(p >= 0.0 && p <= 1.0, ValueError, "Dropout: probability must be in [0, 1], got ", p);
+        p_ = p;
+    }
+
+private:
+    double p_;
+    Rng rng_;
+};
+
+template <class T, class B = Cpu>
+class AvgPool2d : public Module<T, B> {
+public:
+    explicit AvgPool2d(std::int64_t kernel, std::int64_t stride = 0)
+        : p_{kernel, kernel, stride ? stride : kernel, stride ? stride : kernel} {}
+    autograd::Var<T, B> forward(const autograd::Var<T, B>& x) override { return autograd::avg_pool2d(x, p_); }
+
+private:
+    ops::AvgPool2dParams p_;
 };
 
 template <class T, class B = Cpu>

@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: MIT
-// ops/conv2d.hpp: the front door for 2-D convolution (cross-correlation, as torch.nn.Conv2d),
-// groups = 1. Checks shapes once, then forwards to Conv2dImpl<B> (cpu/conv2d.hpp: im2col + GEMM).
-//   x: (N, C_in, H, W), w: (C_out, C_in, kH, kW), b: (C_out) or undefined -> y: (N, C_out, Ho, Wo)
+// ops/conv2d.hpp: the front door for 2-D convolution (cross-correlation, as torch.nn.Conv2d).
+// Checks shapes once, then forwards to Conv2dImpl<B> (cpu/conv2d.hpp: im2col + GEMM, a direct
+// depthwise kernel; cuda/conv2d.cuh: cuDNN).
+//   x: (N, C_in, H, W), w: (C_out, C_in/groups, kH, kW), b: (C_out) or undefined -> y: (N, C_out, Ho, Wo)
 //   Ho = (H + 2*pad_h - dilation_h*(kH-1) - 1) / stride_h + 1   (floor), likewise Wo.
+// groups G (torch's meaning): input channels and output channels split into G equal parts; output
+// channel o reads only input part o / (C_out/G). G = C_in is the depthwise convolution
+// (MobileNet / EfficientNet), whose w is (C_out, 1, kH, kW).
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "medimg/core/tensor.hpp"
 #include "medimg/ops/storage.hpp"
@@ -17,6 +22,7 @@ struct Conv2dParams {
     std::int64_t stride_h = 1, stride_w = 1;
     std::int64_t pad_h = 0, pad_w = 0;
     std::int64_t dilation_h = 1, dilation_w = 1;
+    std::int64_t groups = 1;
 };
 
 template <class B>
@@ -28,10 +34,10 @@ inline std::int64_t conv_out_size(std::int64_t in, std::int64_t k, std::int64_t 
 }
 inline void check_conv2d_params(const char* fn, const Conv2dParams& p) {
     MEDIMG_CHECK(p.stride_h >= 1 && p.stride_w >= 1 && p.dilation_h >= 1 && p.dilation_w >= 1 && p.pad_h >= 0 &&
-                     p.pad_w >= 0,
-                 ValueError, fn, ": stride and dilation must be >= 1 and padding >= 0; got stride (", p.stride_h, ",",
-                 p.stride_w, "), padding (", p.pad_h, ",", p.pad_w, "), dilation (", p.dilation_h, ",", p.dilation_w,
-                 ")");
+                     p.pad_w >= 0 && p.groups >= 1,
+                 ValueError, fn, ": stride, dilation and groups must be >= 1 and padding >= 0; got stride (", p.stride_h,
+                 ",", p.stride_w, "), padding (", p.pad_h, ",", p.pad_w, "), dilation (", p.dilation_h, ",", p.dilation_w,
+                 "), groups ", p.groups);
 }
 }  // namespace detail
 
@@ -41,7 +47,10 @@ inline Shape conv2d_output_shape(const char* fn, const Shape& x, const Shape& w,
     detail::check_conv2d_params(fn, p);
     MEDIMG_CHECK(x.rank() == 4, ShapeError, fn, ": input must be (N, C_in, H, W), got ", x);
     MEDIMG_CHECK(w.rank() == 4, ShapeError, fn, ": weight must be (C_out, C_in, kH, kW), got ", w);
-    MEDIMG_CHECK(x[1] == w[1], ShapeError, fn, ": input has ", x[1], " channels but weight expects ", w[1], " (input ", x,
+    MEDIMG_CHECK(x[1] % p.groups == 0 && w[0] % p.groups == 0, ShapeError, fn, ": groups ", p.groups,
+                 " must divide the input channels and the output channels (input ", x, ", weight ", w, ")");
+    MEDIMG_CHECK(x[1] == w[1] * p.groups, ShapeError, fn, ": input has ", x[1], " channels but weight expects ", w[1],
+                 p.groups > 1 ? " per group x " + std::to_string(p.groups) + " groups" : std::string(), " (input ", x,
                  ", weight ", w, ")");
     const auto ho = detail::conv_out_size(x[2], w[2], p.stride_h, p.pad_h, p.dilation_h);
     const auto wo = detail::conv_out_size(x[3], w[3], p.stride_w, p.pad_w, p.dilation_w);

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
-// ops/pooling.hpp: the front door for max pooling and adaptive average pooling (as
-// torch.nn.MaxPool2d with ceil_mode=False, dilation=1, and torch.nn.AdaptiveAvgPool2d).
+// ops/pooling.hpp: the front door for max pooling, average pooling and adaptive average pooling
+// (as torch.nn.MaxPool2d with ceil_mode=False, dilation=1; torch.nn.AvgPool2d with padding=0,
+// ceil_mode=False, DenseNet's transition; and torch.nn.AdaptiveAvgPool2d).
 //   max_pool2d:  x: (N, C, H, W) -> y: (N, C, Ho, Wo), argmax: (N, C, Ho, Wo) int32 index h*W + w
 //                Ho = (H + 2*pad - k) / stride + 1; padding counts as -inf; pad <= k/2 (PyTorch's rule)
+//   avg_pool2d:  x: (N, C, H, W) -> y: (N, C, Ho, Wo), Ho = (H - k) / stride + 1, the mean of each
+//                k x k window (no padding, so every window is whole)
 //   adaptive_avg_pool2d: window of output o along a side of length L -> [floor(o*L/O), ceil((o+1)*L/O))
 #pragma once
 
@@ -18,6 +21,11 @@ struct MaxPool2dParams {
     std::int64_t kernel_h = 2, kernel_w = 2;
     std::int64_t stride_h = 2, stride_w = 2;
     std::int64_t pad_h = 0, pad_w = 0;
+};
+
+struct AvgPool2dParams {
+    std::int64_t kernel_h = 2, kernel_w = 2;
+    std::int64_t stride_h = 2, stride_w = 2;
 };
 
 template <class B>
@@ -58,6 +66,34 @@ void max_pool2d_backward(const Tensor<T, B>& dy, const Tensor<std::int32_t, B>& 
                  " do not fit");
     detail::op_storage<T, B>("max_pool2d_backward", true, {{"dy", &dy}, {"dx", &dx}});
     PoolImpl<B>::max_backward(dy, argmax, dx);
+}
+
+inline Shape avg_pool2d_output_shape(const char* fn, const Shape& x, const AvgPool2dParams& p) {
+    MEDIMG_CHECK(x.rank() == 4, ShapeError, fn, ": input must be (N, C, H, W), got ", x);
+    MEDIMG_CHECK(p.kernel_h >= 1 && p.kernel_w >= 1 && p.stride_h >= 1 && p.stride_w >= 1, ValueError, fn,
+                 ": kernel and stride must be >= 1, got kernel (", p.kernel_h, ",", p.kernel_w, "), stride (", p.stride_h,
+                 ",", p.stride_w, ")");
+    MEDIMG_CHECK(x[2] >= p.kernel_h && x[3] >= p.kernel_w, ShapeError, fn, ": kernel ", p.kernel_h, "x", p.kernel_w,
+                 " does not fit input ", x);
+    return Shape{x[0], x[1], (x[2] - p.kernel_h) / p.stride_h + 1, (x[3] - p.kernel_w) / p.stride_w + 1};
+}
+
+/// y = the mean of each window.  Ensures: y overwritten.
+template <class T, class B>
+void avg_pool2d_forward(const Tensor<T, B>& x, Tensor<T, B>& y, const AvgPool2dParams& p) {
+    const Shape ys = avg_pool2d_output_shape("avg_pool2d_forward", x.shape(), p);
+    MEDIMG_CHECK(y.shape() == ys, ShapeError, "avg_pool2d_forward: output ", y.shape(), ", expected ", ys);
+    detail::op_storage<T, B>("avg_pool2d_forward", true, {{"x", &x}, {"y", &y}});
+    PoolImpl<B>::avg_forward(x, y, p);
+}
+
+/// dx[window] += dy / (kH * kW).  Ensures: dx overwritten.
+template <class T, class B>
+void avg_pool2d_backward(const Tensor<T, B>& dy, Tensor<T, B>& dx, const AvgPool2dParams& p) {
+    MEDIMG_CHECK(dx.rank() == 4 && dy.shape() == avg_pool2d_output_shape("avg_pool2d_backward", dx.shape(), p), ShapeError,
+                 "avg_pool2d_backward: dy ", dy.shape(), " does not fit dx ", dx.shape());
+    detail::op_storage<T, B>("avg_pool2d_backward", true, {{"dy", &dy}, {"dx", &dx}});
+    PoolImpl<B>::avg_backward(dy, dx, p);
 }
 
 /// x: (N, C, H, W) -> y: (N, C, Ho, Wo) with Ho, Wo taken from y.  Ensures: y overwritten.
