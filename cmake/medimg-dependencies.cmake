@@ -9,3 +9,5 @@ find_package(nlohmann_json 3.9 REQUIRED)
 find_package(yaml-cpp 0.6 REQUIRED)
 # libjpeg-turbo (Debian: libjpeg62-turbo-dev) decodes JPEG pixels, the library PIL and torchvision use.
 find_package(JPEG REQUIRED)
+# zlib (Debian: zlib1g-dev) inflates deflated entries and checks CRC-32s of ZIP archives (io/zip.hpp: .pth files).
+find_package(ZLIB REQUIRED)

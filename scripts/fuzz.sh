@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(fuzz_image fuzz_safetensors fuzz_checkpoint fuzz_config)
+[ ${#targets[@]} -eq 0 ] && targets=(fuzz_image fuzz_safetensors fuzz_checkpoint fuzz_config fuzz_torch_pth)
 
 # Tools: clang++ with the libFuzzer and sanitizer runtimes.
 CXX=${CXX_FUZZ:-}
@@ -34,21 +34,21 @@ if ! has_fuzzer; then
   has_fuzzer || { echo "fuzz: $CXX cannot build -fsanitize=fuzzer programs" >&2; exit 1; }
 fi
 rm -f /tmp/medimg-fuzz-probe.$$
-bash scripts/install-deps.sh  # the library's own dependencies (Eigen, nlohmann-json, stb, yaml-cpp, libjpeg-turbo)
+bash scripts/install-deps.sh  # the library's own dependencies (Eigen, nlohmann-json, stb, yaml-cpp, libjpeg-turbo, zlib)
 
 out=build-fuzz
 mkdir -p "$out/logs"
 # No -fopenmp: single-threaded kernels keep each execution deterministic and cheap. Every sanitizer
-# report stops the run; nothing is suppressed. libjpeg-turbo and yaml-cpp are Debian's shared
+# report stops the run; nothing is suppressed. libjpeg-turbo, yaml-cpp and zlib are Debian's shared
 # libraries, linked as they are (not instrumented; ASan still checks what they do through memcpy,
-# malloc and the other intercepted calls, and OSS-Fuzz fuzzes both upstream).
+# malloc and the other intercepted calls, and OSS-Fuzz fuzzes all three upstream).
 flags=(-std=c++17 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
        -Iinclude -I/usr/include/eigen3)
 for t in "${targets[@]}"; do
   [ -f "tests/fuzz/$t.cpp" ] || { echo "fuzz: no tests/fuzz/$t.cpp" >&2; exit 2; }
   if [ ! -x "$out/$t" ] || [ -n "$(find include tests/fuzz/$t.cpp scripts/fuzz.sh -newer "$out/$t" -print -quit)" ]; then
     echo "fuzz: building $out/$t"
-    "$CXX" "${flags[@]}" "tests/fuzz/$t.cpp" -o "$out/$t" -lyaml-cpp -ljpeg || exit 1
+    "$CXX" "${flags[@]}" "tests/fuzz/$t.cpp" -o "$out/$t" -lyaml-cpp -ljpeg -lz || exit 1
   fi
 done
 
@@ -57,7 +57,7 @@ printf '%-18s %8s %12s %10s %8s  %s\n' target seconds executions exec/s corpus f
 for t in "${targets[@]}"; do
   mkdir -p "$out/corpus/$t" "$out/artifacts/$t"
   echo "fuzz: running $t for $secs s"
-  maxlen=65536  # images, safetensors, checkpoints: room for the seeds and bigger headers
+  maxlen=65536  # images, safetensors, checkpoints, .pth: room for the seeds and bigger headers
   [ "$t" = fuzz_config ] && maxlen=8192  # a config is a few hundred bytes; longer inputs only slow YAML down
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=1 \
     "$out/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=$maxlen -print_final_stats=1 \

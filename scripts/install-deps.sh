@@ -9,7 +9,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libeigen3-dev libxtensor-dev nlohmann-json3-dev libstb-dev libyaml-cpp-dev libjpeg62-turbo-dev
+  libeigen3-dev libxtensor-dev nlohmann-json3-dev libstb-dev libyaml-cpp-dev libjpeg62-turbo-dev zlib1g-dev
   libboost-test-dev libbenchmark-dev
 )
 for arg in "$@"; do

@@ -65,6 +65,9 @@
 #include "medimg/io/utf8.hpp"
 #include "medimg/io/safetensors.hpp"
 #include "medimg/io/text.hpp"
+#include "medimg/io/torch_pth.hpp"
+#include "medimg/io/weights_file.hpp"
+#include "medimg/io/zip.hpp"
 
 #include "medimg/train/csv.hpp"
 #include "medimg/train/fit.hpp"

@@ -3,12 +3,14 @@
 # Writes the seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/), small valid inputs
 # that libFuzzer mutates: image fixtures copied from tests/data/images, safetensors files and
 # checkpoints written here (Python stdlib only, the layout medimg's writer produces), configs and
-# --set overrides. Run from the repository root: python3 tests/fuzz/make_corpus.py
+# --set overrides, torch.save files copied from tests/data/pth and repacked with zipfile.
+# Run from the repository root: python3 tests/fuzz/make_corpus.py
 import json
 import os
 import shutil
 import struct
 import subprocess
+import zipfile
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 images = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "images")
@@ -95,3 +97,21 @@ put("fuzz_config", "flow.yaml", b"data: {train: d/train, val: d/val, test: '', i
 for i, o in enumerate(["train.lr=0.01", "data.classes=[normal,lesao,other]", "data.mean=[0.5, 0.5, 0.5]",
                        "train.class_weights=auto", "data.augment.hflip=false", "output.dir=/tmp/x y"]):
     put("fuzz_config", "set%d.txt" % i, o.encode())
+
+# torch.save files (.pth): the fixtures of tests/data/pth (written by make_pth_fixtures.py with
+# PyTorch), one repacked with every entry deflated and one with ZIP64 local headers (zipfile's
+# force_zip64), and the legacy format that must be refused.
+pth = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "pth")
+for name in ["tiny_model.pth", "checkpoint.pth", "protocol4.pth", "legacy.pth"]:
+    with open(os.path.join(pth, name), "rb") as f:
+        put("fuzz_torch_pth", name, f.read())
+with zipfile.ZipFile(os.path.join(pth, "tiny_model.pth")) as src:
+    for out_name, method, force64 in [("deflated.pth", zipfile.ZIP_DEFLATED, False),
+                                      ("zip64.pth", zipfile.ZIP_STORED, True)]:
+        path = os.path.join(root, "fuzz_torch_pth", out_name)
+        with zipfile.ZipFile(path, "w", compression=method) as dst:
+            for info in src.infolist():
+                entry = zipfile.ZipInfo(info.filename, date_time=(2026, 1, 1, 0, 0, 0))
+                entry.compress_type = method
+                with dst.open(entry, "w", force_zip64=force64) as w:
+                    w.write(src.read(info.filename))

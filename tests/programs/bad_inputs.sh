@@ -142,6 +142,8 @@ expect "fp16 when auto finds no GPU" "'runtime.precision' is fp16 but medimg-tra
 expect "evaluate: bf16 when auto finds no GPU" "'runtime.precision' is bf16 but medimg-evaluate runs on the CPU here" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --set runtime.device=auto --set runtime.precision=bf16
 expect "checkpoint of another architecture (--resume)" "holds a resnet18 but the model is a resnet34" -- "$T" --config "$work/ok.yaml" --resume --set model.name=resnet34
 expect "pretrained weights of another depth" "missing 'layer1.2.conv1.weight'" -- "$T" --config "$work/ok.yaml" --set model.name=resnet34 --set model.pretrained="$ckpt" --set output.dir="$work/out3"
+expect "pretrained .pth in the legacy format" "legacy torch.save format" -- "$T" --config "$work/ok.yaml" --set model.pretrained="$data/pth/legacy.pth" --set output.dir="$work/out3"
+expect "pretrained .pth holding a pickled module" "global 'torch.nn.modules.container.Sequential' at byte 2 is not on the allow-list" -- "$T" --config "$work/ok.yaml" --set model.pretrained="$data/pth/whole_model.pth" --set output.dir="$work/out3"
 
 # Odd but valid: 16-bit images are read at full precision (not an error; docs/data.md), and paths
 # with spaces or bytes that are not UTF-8 are only bytes to medimg. A message naming such a path

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // io/checkpoint.hpp: checkpoints and pretrained weights, as safetensors files with PyTorch's
 // parameter names, so that `safetensors.torch.load_file` + `model.load_state_dict` reads ours
-// and a torchvision/timm ResNet state_dict saved as safetensors loads here as "pretrained".
+// and a torchvision/timm ResNet state_dict saved as safetensors (or with torch.save, through
+// io/weights_file.hpp) loads here as "pretrained".
 // One file holds: the model's state_dict (F32; num_batches_tracked as I64), the optimizer state
 // under the "optimizer." prefix (PyTorch ignores it with strict=False, or filter it out), and
 // the metadata (architecture, classes, preprocessing, epoch, metrics, config) as JSON strings
@@ -17,6 +18,7 @@
 
 #include "medimg/io/safetensors.hpp"
 #include "medimg/io/utf8.hpp"
+#include "medimg/io/weights_file.hpp"
 #include "medimg/nn/module.hpp"
 
 namespace medimg::io {
@@ -191,7 +193,8 @@ struct PretrainedReport {
     std::vector<std::string> loaded, adapted, reinitialised, ignored;
 };
 
-/// Loads a torchvision/timm-named ResNet state_dict from a safetensors file as "pretrained":
+/// Loads a torchvision/timm-named ResNet state_dict from a safetensors or torch.save .pth/.pt file
+/// (io::WeightsFile decides by the first bytes) as "pretrained":
 ///  - conv1.weight (64, 3, 7, 7) into a 1-channel model: summed over the input-channel axis
 ///    (a gray image x gives the same response as the RGB image (x, x, x));
 ///  - fc.* whose shape does not match num_classes: left as initialised (re-initialised head);
@@ -199,7 +202,7 @@ struct PretrainedReport {
 ///  - keys the model does not have are ignored and listed.
 template <class T, class B>
 PretrainedReport load_pretrained(nn::Module<T, B>& model, const std::string& path) {
-    const auto file = SafetensorsFile::load(path);
+    const auto file = WeightsFile::load(path);
     PretrainedReport r;
     std::map<std::string, Tensor<T, B>> state;
     auto mine = model.state_dict();

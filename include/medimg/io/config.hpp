@@ -48,7 +48,7 @@ struct DataConfig {
 
 struct ModelConfig {
     std::string name = "resnet18";  // resnet18 | resnet34 | resnet50
-    std::string pretrained;         // .safetensors with torchvision names; "" = none
+    std::string pretrained;         // .pth/.pt/.safetensors with torchvision names; "" = none
     std::string gray_input = "sum_conv1";  // channels 1 with 3-channel weights: sum_conv1 | replicate
 };
 

@@ -430,12 +430,32 @@ inline std::string dims_string(const std::vector<std::uint64_t>& dims) {
     return s + "]";
 }
 
-/// Reads a whole regular file.
-inline std::vector<std::uint8_t> read_file(const std::string& path) {
+/// "<prefix>no tensor "k" (N tensors; closest: ...)", suggesting the names that share the longest
+/// prefix with the one asked for (typos, a missing "module."); shared by the weights-file readers.
+inline std::string missing_key_message(const std::string& prefix, const std::string& key,
+                                       const std::vector<std::string>& names) {
+    std::vector<std::pair<std::size_t, const std::string*>> ranked;
+    for (const std::string& n : names) {
+        const auto mm = std::mismatch(key.begin(), key.end(), n.begin(), n.end());
+        ranked.emplace_back(static_cast<std::size_t>(mm.first - key.begin()), &n);
+    }
+    std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+        return a.first != b.first ? a.first > b.first : *a.second < *b.second;
+    });
+    std::string list;
+    for (std::size_t i = 0; i < ranked.size() && i < 5; ++i) list += (i ? ", " : "") + quoted(*ranked[i].second, 60);
+    if (ranked.size() > 5) list += ", ...";
+    return ::medimg::detail::concat(prefix, "no tensor ", quoted(key), " (", names.size(),
+                                    names.size() == 1 ? " tensor" : " tensors", names.empty() ? "" : "; closest: ",
+                                    list, ")");
+}
+
+/// Reads a whole regular file; `who` starts each message ("safetensors", "pth", ...).
+inline std::vector<std::uint8_t> read_file(const std::string& path, const char* who = "safetensors") {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         const int err = errno;
-        throw IoError(::medimg::detail::concat("safetensors: cannot open ", path, ": ", errno_message(err)));
+        throw IoError(::medimg::detail::concat(who, ": cannot open ", path, ": ", errno_message(err)));
     }
     struct FdCloser {
         int fd;
@@ -444,9 +464,9 @@ inline std::vector<std::uint8_t> read_file(const std::string& path) {
     struct ::stat st {};
     if (::fstat(fd, &st) != 0) {
         const int err = errno;
-        throw IoError(::medimg::detail::concat("safetensors: cannot stat ", path, ": ", errno_message(err)));
+        throw IoError(::medimg::detail::concat(who, ": cannot stat ", path, ": ", errno_message(err)));
     }
-    MEDIMG_CHECK(S_ISREG(st.st_mode), IoError, "safetensors: ", path, ": not a regular file");
+    MEDIMG_CHECK(S_ISREG(st.st_mode), IoError, who, ": ", path, ": not a regular file");
     std::vector<std::uint8_t> bytes(static_cast<std::size_t>(st.st_size));
     std::size_t got = 0;
     while (got < bytes.size()) {
@@ -455,9 +475,9 @@ inline std::vector<std::uint8_t> read_file(const std::string& path) {
         if (r < 0) {
             if (errno == EINTR) continue;
             const int err = errno;
-            throw IoError(::medimg::detail::concat("safetensors: cannot read ", path, ": ", errno_message(err)));
+            throw IoError(::medimg::detail::concat(who, ": cannot read ", path, ": ", errno_message(err)));
         }
-        MEDIMG_CHECK(r > 0, IoError, "safetensors: ", path, ": file shrank while being read (", got, " of ",
+        MEDIMG_CHECK(r > 0, IoError, who, ": ", path, ": file shrank while being read (", got, " of ",
                      bytes.size(), " bytes)");
         got += static_cast<std::size_t>(r);
     }
@@ -555,22 +575,7 @@ private:
     const Entry& entry_(const std::string& key) const {
         const auto it = index_.find(key);
         if (it != index_.end()) return entries_[it->second];
-        // Suggest the names sharing the longest prefix with the one asked for (typos, missing "module.").
-        std::vector<std::pair<std::size_t, const std::string*>> ranked;
-        for (const Entry& e : entries_) {
-            const auto mm = std::mismatch(key.begin(), key.end(), e.key.begin(), e.key.end());
-            ranked.emplace_back(static_cast<std::size_t>(mm.first - key.begin()), &e.key);
-        }
-        std::sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
-            return a.first != b.first ? a.first > b.first : *a.second < *b.second;
-        });
-        std::string list;
-        for (std::size_t i = 0; i < ranked.size() && i < 5; ++i)
-            list += (i ? ", " : "") + detail::quoted(*ranked[i].second, 60);
-        if (ranked.size() > 5) list += ", ...";
-        throw IoError(::medimg::detail::concat(prefix_(), "no tensor ", detail::quoted(key), " (", entries_.size(),
-                                               entries_.size() == 1 ? " tensor" : " tensors",
-                                               entries_.empty() ? "" : "; closest: ", list, ")"));
+        throw IoError(detail::missing_key_message(prefix_(), key, keys()));
     }
 
     // Parses and validates bytes_ (see the file header); fills entries_, index_, metadata_.
