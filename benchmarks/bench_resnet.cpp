@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
-// bench_resnet.cpp: ResNet18 end to end on the CPU: the training step (forward, cross-entropy,
-// backward, Adam) at batch 32 on 3x224x224 and 3x128x128, and inference (eval mode, NoGrad) at
-// batch 1 and 32 on 3x224x224. Reports images per second. These are the workloads
-// benchmarks/compare_pytorch.py runs in PyTorch for the ratio table in RESULTS.md.
+// bench_resnet.cpp: the classification models end to end on the CPU (resnet18, densenet121,
+// efficientnet_b0, 2 classes): the training step (forward, cross-entropy, backward, Adam) at
+// batch 32 on 3x224x224 and 3x128x128, and inference (eval mode, NoGrad) at batch 1 and 32 on
+// 3x224x224. Reports images per second. Benchmarks are named BM_<model>_train_step and
+// BM_<model>_inference; these are the workloads benchmarks/compare_pytorch.py runs in PyTorch for
+// the ratio table in RESULTS.md.
 #include <benchmark/benchmark.h>
 
 #include <medimg/medimg.hpp>
@@ -18,16 +20,16 @@ Tensor<float> random_batch(std::int64_t n, std::int64_t side) {
     return x;
 }
 
-void BM_resnet18_train_step(benchmark::State& state) {
+void train_step(benchmark::State& state, const std::string& arch) {
     const auto n = state.range(0), side = state.range(1);
-    nn::ResNet18<float> model(nn::ResNetOptions{2, 3});
-    optim::Adam<float> opt(model.named_parameters(), optim::AdamOptions{});
+    auto model = nn::make_model<float>(arch, nn::ModelOptions{2, 3});
+    optim::Adam<float> opt(model->named_parameters(), optim::AdamOptions{});
     const autograd::Var<float> x(random_batch(n, side));
     auto y = Tensor<std::int64_t>::empty({n});
     for (std::int64_t i = 0; i < n; ++i) y[i] = i % 2;
-    model.train();
+    model->train();
     for (auto _ : state) {
-        auto loss = loss::cross_entropy(model(x), y);
+        auto loss = loss::cross_entropy((*model)(x), y);
         loss.backward();
         opt.step();
         opt.zero_grad();
@@ -37,19 +39,26 @@ void BM_resnet18_train_step(benchmark::State& state) {
     state.counters["threads"] = num_threads();
 }
 
-void BM_resnet18_inference(benchmark::State& state) {
+void inference(benchmark::State& state, const std::string& arch) {
     const auto n = state.range(0), side = state.range(1);
-    nn::ResNet18<float> model(nn::ResNetOptions{2, 3});
-    model.eval();
+    auto model = nn::make_model<float>(arch, nn::ModelOptions{2, 3});
+    model->eval();
     const autograd::Var<float> x(random_batch(n, side));
     autograd::NoGrad guard;
     for (auto _ : state) {
-        auto logits = model(x);
+        auto logits = (*model)(x);
         benchmark::DoNotOptimize(logits.value().data());
     }
     state.counters["img/s"] = benchmark::Counter(static_cast<double>(n), benchmark::Counter::kIsIterationInvariantRate);
 }
-}  // namespace
 
-BENCHMARK(BM_resnet18_train_step)->ArgNames({"N", "side"})->Args({32, 224})->Args({32, 128})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(5.0);
-BENCHMARK(BM_resnet18_inference)->ArgNames({"N", "side"})->Args({1, 224})->Args({32, 224})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
+const bool registered = [] {
+    for (const std::string arch : {"resnet18", "densenet121", "efficientnet_b0"}) {
+        benchmark::RegisterBenchmark(("BM_" + arch + "_train_step").c_str(), train_step, arch)
+            ->ArgNames({"N", "side"})->Args({32, 224})->Args({32, 128})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(5.0);
+        benchmark::RegisterBenchmark(("BM_" + arch + "_inference").c_str(), inference, arch)
+            ->ArgNames({"N", "side"})->Args({1, 224})->Args({32, 224})->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(3.0);
+    }
+    return true;
+}();
+}  // namespace

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-# ResNet18 on the CPU, medimg vs PyTorch, interleaved in one run (benchmarks/RESULTS.md).
+# The classification models on the CPU, medimg vs PyTorch, interleaved in one run (benchmarks/RESULTS.md):
+# resnet18 (default), densenet121 and efficientnet_b0 (--models; one RESULTS.md section per model list).
 # Workloads: training step (forward + cross-entropy + backward + Adam) at batch 32 on 3x224x224
 # and 3x128x128; inference at batch 1 and 32 on 3x224x224. PyTorch runs with 2 threads in its
 # default layout and channels_last (and frozen TorchScript for inference); its best mode is the
@@ -10,7 +11,7 @@
 # Also the compile time of examples/train.cpp (includes medimg.hpp, trains ResNet18) with the
 # project's Release flags.
 # Usage: /usr/bin/python3 benchmarks/compare_pytorch.py build/benchmarks/medimg-bench
-#            [--python /usr/bin/python3 --python VENV/bin/python] [--repeats 3] [--write]
+#            [--python /usr/bin/python3 --python VENV/bin/python] [--repeats 3] [--models resnet18,...] [--write]
 import argparse
 import datetime
 import json
@@ -28,10 +29,10 @@ WORKLOADS = [("train", 32, 224), ("train", 32, 128), ("infer", 1, 224), ("infer"
 
 TORCH_CHILD = r'''
 import sys, time, json, resource, torch, torchvision
-kind, n, side, mode, iters = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+kind, n, side, mode, iters, arch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6]
 torch.set_num_threads(%d)
 torch.manual_seed(0)
-m = torchvision.models.resnet18(num_classes=2)
+m = getattr(torchvision.models, arch)(num_classes=2)
 x = torch.randn(n, 3, side, side)
 y = torch.arange(n) %% 2
 if mode in ("channels_last", "frozen_cl"):
@@ -68,14 +69,14 @@ def run_child(cmd, env=None):
     return out.stdout, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def torch_run(python, kind, n, side, mode, iters):
-    out, _ = run_child([python, "-c", TORCH_CHILD, kind, str(n), str(side), mode, str(iters)])
+def torch_run(python, arch, kind, n, side, mode, iters):
+    out, _ = run_child([python, "-c", TORCH_CHILD, kind, str(n), str(side), mode, str(iters), arch])
     r = json.loads(out.strip().splitlines()[-1])
     return n / r["seconds"], r["rss_mib"]
 
 
-def medimg_run(bench, kind, n, side, iters):
-    name = "BM_resnet18_train_step" if kind == "train" else "BM_resnet18_inference"
+def medimg_run(bench, arch, kind, n, side, iters):
+    name = "BM_%s_%s" % (arch, "train_step" if kind == "train" else "inference")
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
     out, _ = run_child(["/usr/bin/time", "-f", "%M", bench, "--benchmark_filter=^%s/N:%d/side:%d/" % (name, n, side),
                         "--benchmark_min_time=0", "--benchmark_repetitions=%d" % iters, "--benchmark_format=json"], env)
@@ -86,8 +87,8 @@ def medimg_run(bench, kind, n, side, iters):
     return n / (statistics.median(times) * scale)
 
 
-def medimg_rss(bench, kind, n, side):
-    name = "BM_resnet18_train_step" if kind == "train" else "BM_resnet18_inference"
+def medimg_rss(bench, arch, kind, n, side):
+    name = "BM_%s_%s" % (arch, "train_step" if kind == "train" else "inference")
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
     out = subprocess.run(["/usr/bin/time", "-f", "%M", bench, "--benchmark_filter=^%s/N:%d/side:%d/" % (name, n, side),
                           "--benchmark_min_time=0", "--benchmark_repetitions=1"], capture_output=True, text=True, env=env)
@@ -99,32 +100,33 @@ def main():
     ap.add_argument("bench")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--python", action="append", help="a Python with torch + torchvision (repeatable)")
+    ap.add_argument("--models", default="resnet18", help="comma-separated architectures (resnet18, densenet121, efficientnet_b0)")
     ap.add_argument("--write", action="store_true", help="replace the CPU section of benchmarks/RESULTS.md")
     a = ap.parse_args()
     pythons = a.python or ["/usr/bin/python3"]
     versions = {py: subprocess.run([py, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True).stdout.strip()
                 for py in pythons}
     rows = []
-    for kind, n, side in WORKLOADS:
+    for arch, (kind, n, side) in [(m, w) for m in a.models.split(",") for w in WORKLOADS]:
         modes = ["default", "channels_last"] + (["frozen", "frozen_cl"] if kind == "infer" else [])
         peers = [(py, m) for py in pythons for m in modes]
         iters = 3 if (kind == "train" and side == 224) else 5
         med, peer = [], {p: [] for p in peers}
         peer_rss = {}
         for _ in range(a.repeats):  # interleaved: medimg, then each PyTorch (interpreter, mode), per repeat
-            med.append(medimg_run(a.bench, kind, n, side, iters))
+            med.append(medimg_run(a.bench, arch, kind, n, side, iters))
             for p in peers:
-                ips, rss = torch_run(p[0], kind, n, side, p[1], iters)
+                ips, rss = torch_run(p[0], arch, kind, n, side, p[1], iters)
                 peer[p].append(ips)
                 peer_rss[p] = rss
         best = max(peers, key=lambda p: statistics.median(peer[p]))
         mi, pi = statistics.median(med), statistics.median(peer[best])
-        mrss = medimg_rss(a.bench, kind, n, side)
+        mrss = medimg_rss(a.bench, arch, kind, n, side)
         others = ", ".join("%s %s %.1f" % (versions[p[0]], p[1], statistics.median(peer[p])) for p in peers)
         mode = "%s, %s" % (versions[best[0]], best[1])
-        rows.append((kind, n, side, mi, pi, mode, mi / pi, mrss, peer_rss[best], others))
-        print("%-5s N=%-2d %3d: medimg %.1f img/s, PyTorch %.1f img/s (%s), ratio %.2fx; peak RSS %.0f vs %.0f MiB [%s]"
-              % (kind, n, side, mi, pi, mode, mi / pi, mrss, peer_rss[best], others), flush=True)
+        rows.append((arch, kind, n, side, mi, pi, mode, mi / pi, mrss, peer_rss[best], others))
+        print("%-15s %-5s N=%-2d %3d: medimg %.1f img/s, PyTorch %.1f img/s (%s), ratio %.2fx; peak RSS %.0f vs %.0f MiB [%s]"
+              % (arch, kind, n, side, mi, pi, mode, mi / pi, mrss, peer_rss[best], others), flush=True)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     cxx = os.environ.get("CXX", "c++")
     t0 = time.perf_counter()
@@ -134,20 +136,22 @@ def main():
     compile_s = time.perf_counter() - t0 if cc.returncode == 0 else float("nan")
     print("compile time of examples/train.cpp: %.1f s" % compile_s, flush=True)
     cpu = re.sub(r"\s+", " ", subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | cut -d: -f2"], capture_output=True, text=True).stdout).strip()
-    lines = ["## ResNet18 on the CPU (medimg vs PyTorch)", "",
+    pretty = {"resnet18": "ResNet18", "densenet121": "DenseNet-121", "efficientnet_b0": "EfficientNet-B0"}
+    title = "## %s on the CPU (medimg vs PyTorch)" % " and ".join(pretty.get(m, m) for m in a.models.split(","))
+    lines = [title, "",
              "%s; %s, %d cores; PyTorch %s, %d threads each; medians of %d interleaved repeats; load average %s at the end; %s." %
              (datetime.date.today().isoformat(), cpu, os.cpu_count(), " and ".join(versions[py] for py in pythons), THREADS,
               a.repeats, "%.2f" % os.getloadavg()[0], platform.platform()),
              "Written by `benchmarks/compare_pytorch.py` (each measurement its own process).", "",
-             "| workload | medimg img/s | PyTorch img/s (best: version, mode) | medimg / PyTorch | peak RSS medimg / PyTorch (MiB) |",
-             "| --- | --- | --- | --- | --- |"]
-    for kind, n, side, mi, pi, mode, ratio, mr, pr, _ in rows:
+             "| model | workload | medimg img/s | PyTorch img/s (best: version, mode) | medimg / PyTorch | peak RSS medimg / PyTorch (MiB) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for arch, kind, n, side, mi, pi, mode, ratio, mr, pr, _ in rows:
         what = "training step" if kind == "train" else "inference"
-        lines.append("| %s, batch %d, 3x%dx%d | %.1f | %.1f (%s) | %.2fx | %.0f / %.0f (%.2fx) |"
-                     % (what, n, side, side, mi, pi, mode, ratio, mr, pr, mr / pr))
+        lines.append("| %s | %s, batch %d, 3x%dx%d | %.1f | %.1f (%s) | %.2fx | %.0f / %.0f (%.2fx) |"
+                     % (arch, what, n, side, side, mi, pi, mode, ratio, mr, pr, mr / pr))
     lines += ["", "Every PyTorch (version, mode), img/s:", ""]
-    for kind, n, side, _, _, _, _, _, _, others in rows:
-        lines.append("- %s batch %d at %d: %s" % (kind, n, side, others))
+    for arch, kind, n, side, _, _, _, _, _, _, others in rows:
+        lines.append("- %s %s batch %d at %d: %s" % (arch, kind, n, side, others))
     lines += ["", "Compile time of `examples/train.cpp` (includes `medimg.hpp`, trains ResNet18; `-O3 -fopenmp`, "
               "one translation unit): %.1f s." % compile_s]
     table = "\n".join(lines) + "\n"
@@ -155,7 +159,7 @@ def main():
     if a.write:
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
         text = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-        start = text.find("## ResNet18 on the CPU")
+        start = text.find(title + "\n")
         if start >= 0:
             end = text.find("\n## ", start + 1)
             text = text[:start] + table + ("\n" + text[end + 1:] if end >= 0 else "")

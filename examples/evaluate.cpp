@@ -49,7 +49,7 @@ Research software: not for clinical diagnosis.
 template <class B>
 medimg::train::Evaluation evaluate_on(const medimg::io::Checkpoint& ck, medimg::data::DataLoader& loader, std::int64_t classes) {
     using namespace medimg;
-    auto model = nn::make_resnet<float, B>(ck.meta().architecture, nn::ResNetOptions{classes, ck.meta().in_channels});
+    auto model = nn::make_model<float, B>(ck.meta().architecture, nn::ModelOptions{classes, ck.meta().in_channels});
     ck.load_into(*model, ck.meta().architecture);
     return train::evaluate(*model, loader, classes);
 }
@@ -71,13 +71,14 @@ template <class Gpu>
 std::vector<std::vector<medimg::report::Thumbnail>> gallery_on_device(bool gpu, const medimg::io::Checkpoint& ck,
                                                                       const medimg::train::Preprocessing& pre,
                                                                       const std::vector<std::vector<GalleryCase>>& lists,
-                                                                      std::int64_t target) {
+                                                                      std::int64_t target, std::string& layer) {
     using namespace medimg;
     const auto run = [&](auto backend) {
         using B = decltype(backend);
         const auto& m = ck.meta();
-        auto model = nn::make_resnet<float, B>(m.architecture, nn::ResNetOptions{static_cast<std::int64_t>(m.classes.size()), m.in_channels});
+        auto model = nn::make_model<float, B>(m.architecture, nn::ModelOptions{static_cast<std::int64_t>(m.classes.size()), m.in_channels});
         ck.load_into(*model, m.architecture);
+        layer = model->default_cam_layer(pre.image_size);
         std::vector<std::vector<report::Thumbnail>> out;
         for (const auto& cases : lists) out.push_back(gallery_thumbnails<B>(*model, pre, m.classes, cases, target));
         return out;
@@ -250,10 +251,11 @@ int main(int argc, char** argv) try {
             return out;
         };
         const std::int64_t target = classes == 2 ? 1 : -1;  // two classes: what the model saw of the positive class
-        auto thumbs = gallery_on_device<Cuda>(gpu, ck, pre, {cases(fn), cases(fp)}, target);
+        std::string layer;
+        auto thumbs = gallery_on_device<Cuda>(gpu, ck, pre, {cases(fn), cases(fp)}, target, layer);
         in.false_negatives = std::move(thumbs[0]);
         in.false_positives = std::move(thumbs[1]);
-        in.gallery_note = std::string("Grad-CAM at ") + default_layer(pre.image_size) + " for " +
+        in.gallery_note = "Grad-CAM at " + layer + " for " +
                           (classes == 2 ? "'" + cfg.data.classes[1] + "' (what the model saw of the positive class)" : "the predicted class") +
                           ", min-max scaled per image; at most 6 of each.";
         const auto page = report::evaluation_report(in);

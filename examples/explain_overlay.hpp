@@ -22,17 +22,9 @@
 
 /// What --explain asked for (method empty: no explanation).
 struct ExplainRequest {
-    std::string method, layer, out_dir = "explanations", class_name;  // layer "": default_layer()
+    std::string method, layer, out_dir = "explanations", class_name;  // layer "": the model's default_cam_layer
     std::int64_t patch = 0, stride = 0;  // occlusion; 0 = from the image size
 };
-
-/// The deepest ResNet stage whose map is at least 4x4 for this input size: layer4 (1/32 of the
-/// side) from 128 px up (7x7 at 224, pytorch-grad-cam's usual choice), layer3 (1/16) from 64 px,
-/// layer2 below. A 2x2 map cannot point finer than a quadrant (docs/explain.md).
-inline std::string default_layer(std::int64_t image_size) {
-    const auto side = [&](std::int64_t stride) { return (image_size + stride - 1) / stride; };
-    return side(32) >= 4 ? "layer4" : side(16) >= 4 ? "layer3" : "layer2";
-}
 
 /// The overlay's file name for `path`: its stem and the method, made unique within this run.
 inline std::string overlay_name(const std::string& path, const std::string& method, std::set<std::string>& used) {
@@ -54,7 +46,7 @@ struct ExplainedOverlay {
 /// the exam as read from `path` (gray, its own resolution), titled `title`, the method, layer,
 /// class and file name below it. `file`, when not empty, is named in info (where the caller saves it).
 template <class B>
-ExplainedOverlay explained_overlay(medimg::nn::Module<float, B>& model, const medimg::Tensor<float, B>& x, const std::string& path,
+ExplainedOverlay explained_overlay(medimg::nn::ImageClassifier<float, B>& model, const medimg::Tensor<float, B>& x, const std::string& path,
                                    const medimg::train::Preprocessing& pre, const std::vector<std::string>& classes,
                                    std::int64_t target, const ExplainRequest& req, const std::string& title,
                                    const std::string& file = "") {
@@ -69,7 +61,7 @@ ExplainedOverlay explained_overlay(medimg::nn::Module<float, B>& model, const me
     } else {
         explain::CamOptions o;
         o.method = req.method == "gradcam" ? explain::CamMethod::grad_cam : explain::CamMethod::grad_cam_pp;
-        o.layer = req.layer.empty() ? default_layer(pre.image_size) : req.layer;
+        o.layer = req.layer.empty() ? model.default_cam_layer(pre.image_size) : req.layer;
         o.classes = {target};
         e = explain::grad_cam(model, x, o);
     }
@@ -103,7 +95,7 @@ struct GalleryCase {
 /// size) for class `target` (>= 0; -1: the predicted class), titled "true <class> | p(<positive>)
 /// <p>" for two classes or "true <class> | <predicted> <p>" for more.
 template <class B>
-std::vector<medimg::report::Thumbnail> gallery_thumbnails(medimg::nn::Module<float, B>& model, const medimg::train::Preprocessing& pre,
+std::vector<medimg::report::Thumbnail> gallery_thumbnails(medimg::nn::ImageClassifier<float, B>& model, const medimg::train::Preprocessing& pre,
                                                           const std::vector<std::string>& classes, const std::vector<GalleryCase>& cases,
                                                           std::int64_t target) {
     using namespace medimg;

@@ -35,8 +35,9 @@ static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image F
   --explain METHOD     where the model looked, per image: gradcam, gradcam++ (both at --explain-layer)
                        or occlusion (a gray patch slid over the input); writes DIR/<image>_<method>.png
   --explain-layer NAME the module whose output is explained, as PyTorch names it (layer4, layer3,
-                       layer4.1.conv2; default layer4, or layer3 / layer2 for inputs under
-                       128 / 64 px, where layer4's map would be smaller than 4x4)
+                       layer4.1.conv2; features.norm5 for densenet121, features.8 for
+                       efficientnet_b0); default: the model's last stage, or an earlier one
+                       where its map would be smaller than 4x4 (docs/explain.md)
   --explain-out DIR    where the overlays go (default: explanations; created if missing)
   --explain-class NAME the class to explain (default: the predicted one)
   --explain-patch N    occlusion patch side in input pixels (default image_size / 7, 32 at 224)
@@ -53,8 +54,8 @@ void predict_on(const medimg::io::Checkpoint& ck, const medimg::train::Preproces
                 const std::vector<std::string>& images, bool json, const ExplainRequest& req, double temperature) {
     using namespace medimg;
     const auto& meta = ck.meta();
-    auto model = nn::make_resnet<float, B>(meta.architecture,
-                                           nn::ResNetOptions{static_cast<std::int64_t>(meta.classes.size()), meta.in_channels});
+    auto model = nn::make_model<float, B>(meta.architecture,
+                                           nn::ModelOptions{static_cast<std::int64_t>(meta.classes.size()), meta.in_channels});
     ck.load_into(*model, meta.architecture);
     model->eval();
     autograd::NoGrad guard;

@@ -193,11 +193,14 @@ struct PretrainedReport {
     std::vector<std::string> loaded, adapted, reinitialised, ignored;
 };
 
-/// Loads a torchvision/timm-named ResNet state_dict from a safetensors or torch.save .pth/.pt file
-/// (io::WeightsFile decides by the first bytes) as "pretrained":
-///  - conv1.weight (64, 3, 7, 7) into a 1-channel model: summed over the input-channel axis
-///    (a gray image x gives the same response as the RGB image (x, x, x));
-///  - fc.* whose shape does not match num_classes: left as initialised (re-initialised head);
+/// Loads a torchvision/timm-named state_dict (any medimg architecture: ResNet, DenseNet,
+/// EfficientNet, ...) from a safetensors or torch.save .pth/.pt file (io::WeightsFile decides by
+/// the first bytes) as "pretrained":
+///  - the stem, the first 4-d parameter (conv1.weight, features.conv0.weight, features.0.0.weight),
+///    with 3 input channels into a 1-channel model: summed over the input-channel axis (a gray
+///    image x gives the same response as the RGB image (x, x, x));
+///  - the head, the module owning the last parameter (fc., classifier., classifier.1.), whose
+///    shapes do not match num_classes: left as initialised (re-initialised head);
 ///  - num_batches_tracked may be absent (older torchvision files); other missing keys are errors;
 ///  - keys the model does not have are ignored and listed.
 template <class T, class B>
@@ -206,16 +209,21 @@ PretrainedReport load_pretrained(nn::Module<T, B>& model, const std::string& pat
     PretrainedReport r;
     std::map<std::string, Tensor<T, B>> state;
     auto mine = model.state_dict();
+    const auto params = model.named_parameters();
+    std::string stem, head;
+    for (const auto& [name, p] : params)
+        if (stem.empty() && p.value().rank() == 4) stem = name;
+    if (!params.empty()) head = params.back().first.substr(0, params.back().first.rfind('.') + 1);
     for (const auto& e : mine) {
         const bool counter = e.name.size() >= 19 && e.name.compare(e.name.size() - 19, 19, "num_batches_tracked") == 0;
         if (!file.contains(e.name)) {
             MEDIMG_CHECK(counter, IoError, "pretrained: ", path, ": missing '", e.name,
-                         "' (is this a ResNet of the same depth, with torchvision names?)");
+                         "' (is this the same architecture, with torchvision names?)");
             continue;
         }
         auto t = file.tensor<T>(e.name);
         const Shape want = e.value.shape();
-        if (t.shape() != want && e.name == "conv1.weight" && t.rank() == 4 && want.rank() == 4 && want[1] == 1 &&
+        if (t.shape() != want && e.name == stem && t.rank() == 4 && want.rank() == 4 && want[1] == 1 &&
             t.size(0) == want[0] && t.size(2) == want[2] && t.size(3) == want[3]) {
             auto summed = Tensor<T, Cpu>::zeros(want);  // w1[o, 0, u, v] = sum_c w[o, c, u, v]
             const std::int64_t C = t.size(1), K = want[2] * want[3];
@@ -225,7 +233,7 @@ PretrainedReport load_pretrained(nn::Module<T, B>& model, const std::string& pat
             t = summed;
             r.adapted.push_back(e.name + " " + file.shape(e.name).to_string() + " -> " + want.to_string() +
                                 " (summed over input channels)");
-        } else if (t.shape() != want && e.name.rfind("fc.", 0) == 0) {
+        } else if (t.shape() != want && !head.empty() && e.name.rfind(head, 0) == 0) {
             r.reinitialised.push_back(e.name + " " + t.shape().to_string() + " -> " + want.to_string());
             continue;
         } else {

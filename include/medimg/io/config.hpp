@@ -47,7 +47,7 @@ struct DataConfig {
 };
 
 struct ModelConfig {
-    std::string name = "resnet18";  // resnet18 | resnet34 | resnet50
+    std::string name = "resnet18";  // resnet18 | resnet34 | resnet50 | densenet121 | efficientnet_b0
     std::string pretrained;         // .pth/.pt/.safetensors with torchvision names; "" = none
     std::string gray_input = "sum_conv1";  // channels 1 with 3-channel weights: sum_conv1 | replicate
 };
@@ -263,7 +263,7 @@ inline const std::vector<Field>& schema() {
         f.push_back(number("data.augment.rotation_degrees", MEDIMG_CFG_REF(data.augment.rotation_degrees), between(0, 180)));
         f.push_back(number("data.augment.brightness", MEDIMG_CFG_REF(data.augment.brightness), between(0, 1)));
         f.push_back(number("data.augment.contrast", MEDIMG_CFG_REF(data.augment.contrast), between(0, 1)));
-        f.push_back(text("model.name", MEDIMG_CFG_REF(model.name), {"resnet18", "resnet34", "resnet50"}));
+        f.push_back(text("model.name", MEDIMG_CFG_REF(model.name), {"resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_b0"}));
         f.push_back(text("model.pretrained", MEDIMG_CFG_REF(model.pretrained)));
         f.push_back(text("model.gray_input", MEDIMG_CFG_REF(model.gray_input), {"sum_conv1", "replicate"}));
         f.push_back(integer("train.batch_size", MEDIMG_CFG_REF(train.batch_size), between(1, 65536)));

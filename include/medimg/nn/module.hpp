@@ -85,8 +85,12 @@ public:
     /// The module's computation on one input. Call the module (operator()) rather than forward()
     /// so that its hooks run, as in PyTorch.
     virtual Var forward(const Var& x) = 0;
-    Var operator()(const Var& x) {
-        Var y = forward(x);
+    Var operator()(const Var& x) { return run_forward_hooks(x, forward(x)); }
+
+    /// Runs this module's forward hooks on (input, output) and returns the output they leave;
+    /// for modules whose parent calls them with something other than one Var (a dense layer
+    /// takes the list of earlier feature maps: `input` is then undefined).
+    Var run_forward_hooks(const Var& x, Var y) {
         if (hooks_ && !hooks_->empty()) {
             const auto hooks = *hooks_;  // a hook may remove itself (or others) while it runs
             for (const auto& [id, hook] : hooks) {
@@ -286,15 +290,22 @@ private:
     std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
 
-/// Runs its children in order (torch.nn.Sequential); children are named "0", "1", ...
+/// Runs its children in order (torch.nn.Sequential); children are named "0", "1", ... or, with
+/// push_back(name, m), as given (torch.nn.Sequential(OrderedDict(...)), DenseNet's "features").
 template <class T, class B = Cpu>
 class Sequential : public Module<T, B> {
 public:
     using Var = autograd::Var<T, B>;
     template <class M>
     std::shared_ptr<M> push_back(std::shared_ptr<M> m) {
+        return push_back(std::to_string(order_.size()), std::move(m));
+    }
+    template <class M>
+    std::shared_ptr<M> push_back(const std::string& name, std::shared_ptr<M> m) {
+        for (const auto& [n, c] : this->named_modules())
+            MEDIMG_CHECK(n != name, ValueError, "Sequential::push_back: a child named '", name, "' exists already");
         order_.push_back(m);
-        return this->register_module(std::to_string(order_.size() - 1), std::move(m));
+        return this->register_module(name, std::move(m));
     }
     Var forward(const Var& x) override {
         Var h = x;

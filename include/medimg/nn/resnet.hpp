@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "medimg/nn/classifier.hpp"
 #include "medimg/nn/layers.hpp"
 
 namespace medimg::nn {
@@ -101,7 +102,7 @@ struct ResNetOptions {
 /// ResNet<T, B, Block, L1, L2, L3, L4>: Lk blocks in stage k. Input (N, in_channels, H, W) with
 /// H, W >= 32 (five stride-2 stages); output logits (N, num_classes).
 template <class T, class B, template <class, class> class Block, int L1, int L2, int L3, int L4>
-class ResNet : public Module<T, B> {
+class ResNet : public ImageClassifier<T, B> {
 public:
     using Var = autograd::Var<T, B>;
     using BlockT = Block<T, B>;
@@ -127,10 +128,8 @@ public:
         reset_parameters(rng);
     }
 
-    Var forward(const Var& x) override { return forward_head(forward_features(x)); }
-
     /// The last stage's feature map, (N, 512 x expansion, H/32, W/32) (timm's forward_features).
-    Var forward_features(const Var& x) {
+    Var forward_features(const Var& x) override {
         MEDIMG_CHECK(x.shape().rank() == 4 && x.size(1) == o_.in_channels, ShapeError, "ResNet: input must be (N, ",
                      o_.in_channels, ", H, W), got ", x.shape());
         auto h = autograd::relu((*bn1_)((*conv1_)(x)));
@@ -140,12 +139,16 @@ public:
     }
     /// Global average pooling, then fc: the logits (N, num_classes); with pre_logits, the pooled
     /// embedding (N, 512 x expansion) fc would read (timm's forward_head).
-    Var forward_head(const Var& features, bool pre_logits = false) {
+    Var forward_head(const Var& features, bool pre_logits = false) override {
         auto pooled = autograd::flatten(autograd::adaptive_avg_pool2d(features, 1, 1));
         return pre_logits ? pooled : (*fc_)(pooled);
     }
-    /// The pooled embedding of x: forward_head(forward_features(x), true).
-    Var features(const Var& x) { return forward_head(forward_features(x), true); }
+    std::int64_t num_features() const override { return 512 * BlockT::expansion; }
+    /// layer4 (1/32 of the side; 7x7 at 224, pytorch-grad-cam's usual choice) from 97 px up,
+    /// layer3 (1/16) from 49 px, layer2 below.
+    std::string default_cam_layer(std::int64_t image_size) const override {
+        return detail::deepest_layer_at_least_4(image_size, {{32, "layer4"}, {16, "layer3"}, {8, "layer2"}});
+    }
 
     const ResNetOptions& options() const { return o_; }
     Linear<T, B>& fc() { return *fc_; }

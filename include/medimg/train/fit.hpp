@@ -134,6 +134,7 @@ struct FitContext {
     double best_score = -INFINITY;
     std::int64_t epochs_without_improvement = 0;
     std::function<std::map<std::string, std::string>()> extra_meta;  // e.g. scheduler state, for resume
+    std::function<void(std::int64_t epoch)> on_epoch_start;  // e.g. reseed the model's dropout streams
     optim::GradScaler<T, B>* scaler = nullptr;  // fp16: dynamic loss scaling (state saved in last)
 };
 
@@ -191,6 +192,7 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
         correct.reset();
         const auto te = std::chrono::steady_clock::now();
         ctx.train->start_epoch(epoch);
+        if (ctx.on_epoch_start) ctx.on_epoch_start(epoch);
         while (auto batch = ctx.train->next()) {
             ++batch_no;
             const auto n = batch->labels.numel();

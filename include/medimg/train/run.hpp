@@ -149,7 +149,7 @@ std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostrea
     auto train_loader = make_loader(train_ds, train_transforms(c, pre), pre.read_channels, c, true);
     auto val_loader = make_loader(val_ds, pre.eval(), pre.read_channels, c, false);
 
-    auto model = nn::make_resnet<T, B>(c.model.name, nn::ResNetOptions{K, pre.model_channels, c.train.seed});
+    auto model = nn::make_model<T, B>(c.model.name, nn::ModelOptions{K, pre.model_channels, c.train.seed});
     if (!c.model.pretrained.empty() && !resume) {
         const auto r = io::load_pretrained(*model, c.model.pretrained);
         out << "pretrained: " << r.loaded.size() << " tensors from " << c.model.pretrained;
@@ -177,6 +177,9 @@ std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostrea
         for (std::int64_t k = 0; k < K; ++k) host[k] = static_cast<T>(w[static_cast<std::size_t>(k)]);
         ctx.loss.weight = to_backend<B>(host);
     }
+    ctx.on_epoch_start = [&model, seed = c.train.seed](std::int64_t epoch) {
+        model->reseed(seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(epoch));
+    };
     ctx.meta.architecture = c.model.name;
     ctx.meta.classes = c.data.classes;
     ctx.meta.config = io::to_yaml(c);

@@ -21,7 +21,7 @@
 #include "medimg/data/transforms.hpp"
 #include "medimg/io/checkpoint.hpp"
 #include "medimg/io/config.hpp"
-#include "medimg/nn/resnet.hpp"
+#include "medimg/nn/models.hpp"
 #include "medimg/optim/optim.hpp"
 #include "medimg/train/fit.hpp"
 
