@@ -203,6 +203,36 @@ BOOST_AUTO_TEST_CASE(features_and_head_split_the_forward_pass) {
     BOOST_TEST(nn::make_model<float>("resnet18", {})->default_cam_layer(64) == "layer3");
 }
 
+BOOST_AUTO_TEST_CASE(backward_hooks_see_the_gradient_of_a_module_output_until_removed) {
+    auto m = nn::make_model<float>("efficientnet_b0", nn::ModelOptions{2, 1, 4});
+    m->eval();
+    const V x(ref::random<float>({2, 1, 64, 64}, 10));
+    std::vector<float> via_module, via_var;
+    int calls = 0;
+    auto handle = m->module("features.5").register_backward_hook([&](nn::Module<float>&, const Tensor<float>& g) {
+        via_module = g.to_vector();
+        ++calls;
+    });
+    auto fwd = m->module("features.5").register_forward_hook([&](nn::Module<float>&, const V&, const V& out) {
+        V o = out;
+        if (o.requires_grad()) o.register_hook([&](const Tensor<float>& g) { via_var = g.to_vector(); });
+        return V();
+    });
+    autograd::sum((*m)(x)).backward();
+    BOOST_TEST(calls == 1);
+    BOOST_TEST(!via_module.empty());
+    BOOST_TEST(via_module == via_var, boost::test_tools::per_element());
+    handle.remove();
+    autograd::sum((*m)(x)).backward();
+    BOOST_TEST(calls == 1);  // removed: not called again
+    {
+        auto again = m->module("features.5").register_backward_hook([&](nn::Module<float>&, const Tensor<float>&) { ++calls; });
+        autograd::NoGrad g;
+        (*m)(x);  // no graph, no gradient: the hook cannot run
+    }
+    BOOST_TEST(calls == 1);
+}
+
 BOOST_AUTO_TEST_CASE(dropout_and_stochastic_depth_act_in_training_only_and_follow_the_seed) {
     auto run = [](std::uint64_t seed, bool training) {
         nn::EfficientNetOptions o;

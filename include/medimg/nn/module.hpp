@@ -7,7 +7,8 @@
 // Calling a module (operator()) runs forward() and then its forward hooks, as torch's __call__;
 // a parent calls its children the same way, so a hook on any named submodule ("layer4",
 // "layer4.1.conv2") sees that submodule's output (named_modules, get_submodule). A hook on the
-// gradient of that output goes on the Var (Var::register_hook, autograd/variable.hpp).
+// gradient of that output goes on the Var (Var::register_hook, autograd/variable.hpp), or on the
+// module (register_backward_hook: every output of the module, for as long as the handle lives).
 #pragma once
 
 #include <algorithm>
@@ -76,6 +77,9 @@ public:
     /// replaces the output (what the parent and the next hooks see); an undefined Var keeps it
     /// (torch's register_forward_hook, whose non-None return replaces the output).
     using ForwardHook = std::function<Var(Module& module, const Var& input, const Var& output)>;
+    /// Called during backward() with the module and the gradient of its output, once that gradient
+    /// is complete (observe-only; torch's register_full_backward_hook, which hands grad_output).
+    using BackwardHook = std::function<void(Module& module, const Tensor<T, B>& grad_output)>;
 
     virtual ~Module() = default;
     Module() = default;
@@ -98,7 +102,32 @@ public:
                 if (r.defined()) y = std::move(r);
             }
         }
+        if (backward_hooks_ && !backward_hooks_->empty() && y.requires_grad()) {
+            // the hooks go on this output's gradient; they see the registrations alive at backward time
+            std::weak_ptr<std::map<std::int64_t, BackwardHook>> weak = backward_hooks_;
+            y.register_hook([this, weak](const Tensor<T, B>& g) {
+                if (auto h = weak.lock()) {
+                    const auto hooks = *h;
+                    for (const auto& [id, hook] : hooks) hook(*this, g);
+                }
+            });
+        }
         return y;
+    }
+
+    /// Adds a backward hook: on every call of this module that records a graph, hook(module,
+    /// grad_output) runs during backward() once the gradient of the module's output is complete,
+    /// in registration order, until the handle is removed or destroyed. What Grad-CAM-style methods
+    /// and gradient inspection need without touching the output Var.
+    [[nodiscard]] HookHandle register_backward_hook(BackwardHook hook) {
+        MEDIMG_CHECK(static_cast<bool>(hook), ValueError, "Module::register_backward_hook: the hook is empty");
+        if (!backward_hooks_) backward_hooks_ = std::make_shared<std::map<std::int64_t, BackwardHook>>();
+        const std::int64_t id = next_hook_id_++;
+        backward_hooks_->emplace(id, std::move(hook));
+        std::weak_ptr<std::map<std::int64_t, BackwardHook>> weak = backward_hooks_;
+        return HookHandle([weak, id] {
+            if (auto h = weak.lock()) h->erase(id);
+        });
     }
 
     /// Adds a forward hook, run in registration order after forward() on every call of this
@@ -284,6 +313,7 @@ private:
 
     bool training_ = true;
     std::shared_ptr<std::map<std::int64_t, ForwardHook>> hooks_;  // by id, so in registration order
+    std::shared_ptr<std::map<std::int64_t, BackwardHook>> backward_hooks_;
     std::int64_t next_hook_id_ = 0;
     std::vector<std::pair<std::string, Var>> params_;
     std::vector<StateEntry<T, B>> buffers_;
