@@ -59,6 +59,29 @@ BOOST_AUTO_TEST_CASE(to_yaml_round_trips) {
     BOOST_TEST(io::parse_config(io::to_yaml(gpu), "round-trip").runtime.precision == "fp16");
 }
 
+BOOST_AUTO_TEST_CASE(words_for_none_and_default_read_and_round_trip) {
+    const auto c = io::parse_config("data: {image_size: 64, resize: none}\nmodel: {name: efficientnet_b0, dropout: 0, "
+                                    "stochastic_depth: 0.1, head_init: linear}", "x.yaml");
+    BOOST_TEST(c.data.resize == io::DataConfig::no_resize);
+    BOOST_TEST(c.model.dropout.value_or(-1) == 0.0);
+    BOOST_TEST(c.model.stochastic_depth.value_or(-1) == 0.1);
+    BOOST_TEST(c.model.head_init == "linear");
+    const std::string dumped = io::to_yaml(c);
+    BOOST_TEST(dumped.find("resize: none") != std::string::npos, dumped);
+    const auto back = io::parse_config(dumped, "round-trip");
+    BOOST_TEST(back.data.resize == io::DataConfig::no_resize);
+    BOOST_TEST(back.model.stochastic_depth.value_or(-1) == 0.1);
+    BOOST_TEST(io::to_yaml(back) == dumped);
+    // the defaults: the architecture's own rates, written back as the word
+    const auto d = io::parse_config("model: {name: efficientnet_b0}", "d.yaml");
+    BOOST_TEST(!d.model.dropout.has_value());
+    BOOST_TEST(d.model.head_init == "torchvision");
+    BOOST_TEST(io::to_yaml(d).find("dropout: default") != std::string::npos);
+    BOOST_TEST(!io::parse_config(io::to_yaml(d), "round-trip").model.dropout.has_value());
+    BOOST_TEST(io::load_config(default_config(), {"model.name=efficientnet_b0", "model.dropout=0.3", "model.dropout=default"})
+                   .model.dropout.has_value() == false);
+}
+
 BOOST_AUTO_TEST_CASE(each_bad_input_gives_one_clear_error) {
     expect_error("trian: {lr: 1}", "config: x.yaml: unknown key 'trian' (did you mean 'train'");
     expect_error("train: {lerning_rate: 1}", "unknown key 'train.lerning_rate'");
@@ -75,6 +98,15 @@ BOOST_AUTO_TEST_CASE(each_bad_input_gives_one_clear_error) {
     expect_error("data: {std: [0.2, 0, 0.2]}", "'data.std' must be > 0, got 0");
     expect_error("data: {channels: 1}", "'data.mean' has 3 values for 1 channels");
     expect_error("data: {resize: 100}", "'data.resize' (100) must be >= data.image_size (224)");
+    expect_error("data: {resize: never}", "'data.resize' must be none or an integer, got 'never'");
+    expect_error("data: {resize: [1]}", "'data.resize' must be none or an integer");
+    expect_error("data: {resize: 8}", "'data.resize' must be >= 32 and <= 8192, got 8");
+    expect_error("model: {name: efficientnet_b0, dropout: 1}", "'model.dropout' must be >= 0 and < 1, got 1");
+    expect_error("model: {name: efficientnet_b0, stochastic_depth: some}", "'model.stochastic_depth' must be default or a number, got 'some'");
+    expect_error("model: {dropout: 0.2}",
+                 "config: x.yaml: 'model.dropout' is set but resnet18 has none (torchvision's resnet18 has no such layer; efficientnet_b0 has)");
+    expect_error("model: {name: densenet121, stochastic_depth: 0.1}", "'model.stochastic_depth' is set but densenet121 has none");
+    expect_error("model: {head_init: zeros}", "'model.head_init' must be one of torchvision, linear; got 'zeros'");
     expect_error("train: {class_weights: [1, 2, 3]}", "'train.class_weights' has 3 values for 2 classes");
     expect_error("train: {class_weights: sometimes}", "'train.class_weights' must be none, auto or a list of numbers");
     expect_error("train: {lr: [0.1}", "config: x.yaml: not valid YAML (line 1");

@@ -149,6 +149,56 @@ BOOST_AUTO_TEST_CASE(initialisation_follows_torchvision) {
     BOOST_TEST(e->parameter("features.1.0.block.1.fc1.bias").value().to_vector() == std::vector<float>(8, 0.0f));
 }
 
+BOOST_AUTO_TEST_CASE(model_options_set_the_head_init_and_the_drop_rates) {
+    auto max_abs = [](const Tensor<float, Cpu>& t) {
+        float m = 0;
+        for (std::int64_t i = 0; i < t.numel(); ++i) m = std::max(m, std::abs(t[i]));
+        return m;
+    };
+    for (const std::string name : {"densenet121", "efficientnet_b0"}) {
+        BOOST_TEST_CONTEXT(name) {
+            nn::ModelOptions o{2, 1, 11};
+            auto tv = nn::make_model<float>(name, o);
+            o.head_init = nn::HeadInit::linear;
+            auto lin = nn::make_model<float>(name, o);
+            const auto params_tv = tv->named_parameters(), params_lin = lin->named_parameters();
+            const std::string head = params_tv.back().first.substr(0, params_tv.back().first.rfind('.') + 1);
+            const float in = static_cast<float>(tv->num_features());
+            for (std::size_t i = 0; i < params_tv.size(); ++i) {
+                const auto& [key, p] = params_tv[i];
+                if (key.rfind(head, 0) == 0) continue;  // everything but the head is drawn as before
+                BOOST_TEST_CONTEXT(key) BOOST_TEST(p.value().to_vector() == params_lin[i].second.value().to_vector());
+            }
+            // torch.nn.Linear's default: weight and bias in U(+-1/sqrt(in_features)), bias not zero
+            const auto w = lin->parameter(head + "weight").value(), b = lin->parameter(head + "bias").value();
+            BOOST_TEST(max_abs(w) <= 1.0f / std::sqrt(in));
+            BOOST_TEST(max_abs(w) > 0.9f / std::sqrt(in));
+            BOOST_TEST(max_abs(b) > 0.0f);
+            BOOST_TEST(max_abs(b) <= 1.0f / std::sqrt(in));
+            BOOST_TEST(max_abs(tv->parameter(head + "bias").value()) == 0.0f);  // torchvision: bias 0 in both
+        }
+    }
+    // EfficientNet-B0's torchvision head for 2 classes is U(+-1/sqrt(2)): what head_init linear avoids
+    auto e = nn::make_model<float>("efficientnet_b0", nn::ModelOptions{2, 1, 11});
+    BOOST_TEST(max_abs(e->parameter("classifier.1.weight").value()) > 0.6f);
+
+    nn::ModelOptions o{2, 1, 3};
+    o.dropout = 0.0;
+    o.stochastic_depth = 0.1;
+    auto m = nn::make_model<float>("efficientnet_b0", o);
+    auto& eff = dynamic_cast<nn::EfficientNet<float>&>(*m);
+    BOOST_TEST(eff.options().dropout == 0.0);
+    BOOST_TEST(eff.options().stochastic_depth_prob == 0.1);
+    // the rates change only the random streams' use, not the weights drawn
+    BOOST_TEST(m->parameter("features.3.1.block.1.0.weight").value().to_vector() ==
+               nn::make_model<float>("efficientnet_b0", nn::ModelOptions{2, 1, 3})->parameter("features.3.1.block.1.0.weight").value().to_vector());
+    BOOST_CHECK_EXCEPTION(nn::make_model<float>("resnet18", o), ValueError,
+                          message_contains("make_model: resnet18 has no dropout to set (torchvision's resnet18 has none; efficientnet_b0 has)"));
+    o.dropout = 1.0;
+    BOOST_CHECK_EXCEPTION(nn::make_model<float>("efficientnet_b0", o), ValueError,
+                          message_contains("make_model: dropout must be in [0, 1), got 1"));
+}
+
 BOOST_AUTO_TEST_CASE(the_memory_efficient_dense_layer_equals_the_plain_composition) {
     nn::DenseNetOptions o;
     o.num_classes = 3;

@@ -303,6 +303,30 @@ BOOST_AUTO_TEST_CASE(eval_pipeline_uses_resize_center_crop_normalize) {
     BOOST_CHECK(z.shape() == Shape({1, 32, 32}));
 }
 
+BOOST_AUTO_TEST_CASE(no_resize_is_the_centre_crop_alone_in_both_pipelines) {
+    TransformOptions o;
+    o.image_size = 32;
+    o.resize_to = TransformOptions::no_resize;
+    o.random_resized_crop = false;
+    o.hflip_p = 0.0;
+    o.mean = {};
+    o.std = {};
+    const auto img = test_image(3, 40, 52, 9);
+    Rng r(0);
+    for (const auto& p : {eval_pipeline(o), train_pipeline(o)}) {
+        BOOST_TEST_MESSAGE("no-resize pipeline: " << p.to_string());
+        BOOST_REQUIRE_EQUAL(p.size(), 2u);  // ToChannels, CenterCrop: no resampling
+        BOOST_CHECK_EQUAL(p.descriptions()[1], "CenterCrop(32)");
+        const auto y = p(img, r);
+        const auto want = center_crop(img, 32, 32);
+        BOOST_REQUIRE(y.shape() == want.shape());
+        for (std::int64_t i = 0; i < y.numel(); ++i) BOOST_REQUIRE_EQUAL(y[i], want[i]);  // the pixels themselves
+        BOOST_CHECK_EXCEPTION(p(test_image(3, 30, 52, 1), r), ShapeError, message_contains("center_crop: crop 32 x 32 is larger"));
+    }
+    o.resize_to = -2;
+    BOOST_CHECK_EXCEPTION(eval_pipeline(o), ValueError, message_contains("eval_pipeline: resize_to must be >= 0"));
+}
+
 BOOST_AUTO_TEST_CASE(rejects_bad_arguments_with_the_function_name) {
     const auto x = test_image(3, 8, 10, 8);
     BOOST_CHECK_EXCEPTION(resize(x, 0, 4), ValueError, message_contains("resize: output size must be positive"));

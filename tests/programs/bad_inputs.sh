@@ -83,6 +83,9 @@ expect "config file missing" "cannot open" -- "$T" --config "$work/nope.yaml"
 expect "unknown config key" "unknown key 'train.lerning_rate'" -- "$T" --config "$(cfg 's/epochs: 1/lerning_rate: 1/' unknown)"
 expect "wrong type" "'train.epochs' must be an integer" -- "$T" --config "$(cfg 's/epochs: 1/epochs: many/' type)"
 expect "negative learning rate" "'train.lr' must be > 0, got -0.1" -- "$T" --config "$work/ok.yaml" --set train.lr=-0.1
+expect "dropout for a model without any" "'model.dropout' is set but resnet18 has none" -- "$T" --config "$work/ok.yaml" --set model.dropout=0.3
+expect "resize neither none nor a number" "'data.resize' must be none or an integer, got 'off'" -- "$T" --config "$work/ok.yaml" --set data.resize=off
+expect "image smaller than the crop with resize: none" "': center_crop: crop 48 x 48 is larger than the image [1,32,32]" -- "$T" --config "$work/ok.yaml" --set data.resize=none --set data.image_size=48 --set output.dir="$work/out-nr"
 expect "unknown sampler" "'data.sampler' must be one of shuffle, balanced; got 'oversample'" -- "$T" --config "$work/ok.yaml" --set data.sampler=oversample
 expect "malformed YAML" "not valid YAML" -- "$T" --config "$(cfg 's/epochs: 1,/epochs: [1,/' yaml)"
 expect "unknown option" "unknown option '--lr'" -- "$T" --config "$work/ok.yaml" --lr 0.1

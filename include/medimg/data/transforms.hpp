@@ -443,9 +443,12 @@ private:
 /// What train_pipeline / eval_pipeline build; defaults are torchvision's ImageNet recipe.
 struct TransformOptions {
     std::int64_t image_size = 224;      // output is image_size x image_size
-    std::int64_t resize_to = 0;         // eval: shorter side before the centre crop; 0 = image_size * 256 / 224
+    static constexpr std::int64_t no_resize = -1;
+    std::int64_t resize_to = 0;         // eval: shorter side before the centre crop; 0 = image_size * 256 / 224;
+                                        // no_resize: CenterCrop(image_size) alone, no resampling (train too)
     bool center_crop = true;            // eval: Resize(resize_to) + CenterCrop(image_size); false: Resize((s, s))
-    bool random_resized_crop = true;    // train: RandomResizedCrop(image_size); false: Resize((s, s))
+    bool random_resized_crop = true;    // train: RandomResizedCrop(image_size); false: Resize((s, s)), or
+                                        // with no_resize CenterCrop(image_size)
     std::array<double, 2> crop_scale{0.08, 1.0};            // RandomResizedCrop scale
     std::array<double, 2> crop_ratio{3.0 / 4.0, 4.0 / 3.0};  // RandomResizedCrop ratio (w / h)
     double hflip_p = 0.5;               // train: RandomHorizontalFlip(p); 0 disables
@@ -474,8 +477,10 @@ inline std::int64_t effective_resize_to(const TransformOptions& o) {
 }
 inline void check_options(const char* fn, const TransformOptions& o) {
     MEDIMG_CHECK(o.image_size >= 1, ValueError, fn, ": image_size must be positive, got ", o.image_size);
-    MEDIMG_CHECK(o.resize_to >= 0, ValueError, fn, ": resize_to must be >= 0 (0 = image_size * 256 / 224), got ", o.resize_to);
-    MEDIMG_CHECK(!o.center_crop || effective_resize_to(o) >= o.image_size, ValueError, fn, ": resize_to ",
+    MEDIMG_CHECK(o.resize_to >= 0 || o.resize_to == TransformOptions::no_resize, ValueError, fn,
+                 ": resize_to must be >= 0 (0 = image_size * 256 / 224) or no_resize (-1), got ", o.resize_to);
+    MEDIMG_CHECK(!o.center_crop || o.resize_to == TransformOptions::no_resize || effective_resize_to(o) >= o.image_size,
+                 ValueError, fn, ": resize_to ",
                  effective_resize_to(o), " is smaller than image_size ", o.image_size, ", so the centre crop would not fit");
     MEDIMG_CHECK(o.channels == 1 || o.channels == 3, ValueError, fn, ": channels must be 1 or 3, got ", o.channels);
     MEDIMG_CHECK(o.crop_scale[0] > 0.0 && o.crop_scale[0] <= o.crop_scale[1], ValueError, fn,
@@ -499,6 +504,9 @@ inline void check_options(const char* fn, const TransformOptions& o) {
 inline void add_channels_step(TransformPipeline& p, int channels) {
     p.add("ToChannels(" + std::to_string(channels) + ")",
           [channels](const ImageTensor& x, Rng&) { return x.size(0) == channels ? x : to_channels(x, channels); });
+}
+inline void add_center_crop_step(TransformPipeline& p, std::int64_t s) {
+    p.add("CenterCrop(" + std::to_string(s) + ")", [s](const ImageTensor& x, Rng&) { return center_crop(x, s, s); });
 }
 inline void add_normalize_step(TransformPipeline& p, const TransformOptions& o) {
     if (o.mean.empty()) return;
@@ -524,6 +532,8 @@ inline TransformPipeline train_pipeline(const TransformOptions& o) {
               [s, scale = o.crop_scale, ratio = o.crop_ratio](const ImageTensor& x, Rng& rng) {
                   return random_resized_crop(x, s, s, rng, scale, ratio);
               });
+    } else if (o.resize_to == TransformOptions::no_resize) {
+        detail::add_center_crop_step(p, s);
     } else {
         p.add("Resize((" + std::to_string(s) + ", " + std::to_string(s) + "), antialias=True)",
               [s](const ImageTensor& x, Rng&) { return resize(x, s, s); });
@@ -554,7 +564,9 @@ inline TransformPipeline train_pipeline(const TransformOptions& o) {
 }
 
 /// The evaluation recipe: ToChannels -> Resize(resize_to) (shorter side) -> CenterCrop(image_size)
-/// -> Normalize, or with center_crop = false: ToChannels -> Resize((image_size, image_size)) -> Normalize.
+/// -> Normalize; with resize_to = no_resize the Resize is left out (an image smaller than
+/// image_size is then a ShapeError, where torchvision's CenterCrop would pad it with zeros); with
+/// center_crop = false: ToChannels -> Resize((image_size, image_size)) -> Normalize.
 /// Deterministic: the Rng is not used.
 inline TransformPipeline eval_pipeline(const TransformOptions& o) {
     detail::check_options("eval_pipeline", o);
@@ -562,10 +574,12 @@ inline TransformPipeline eval_pipeline(const TransformOptions& o) {
     const std::int64_t s = o.image_size;
     detail::add_channels_step(p, o.channels);
     if (o.center_crop) {
-        const std::int64_t r = detail::effective_resize_to(o);
-        p.add("Resize(" + std::to_string(r) + ", antialias=True)",
-              [r](const ImageTensor& x, Rng&) { return resize_shorter_side(x, r); });
-        p.add("CenterCrop(" + std::to_string(s) + ")", [s](const ImageTensor& x, Rng&) { return center_crop(x, s, s); });
+        if (o.resize_to != TransformOptions::no_resize) {
+            const std::int64_t r = detail::effective_resize_to(o);
+            p.add("Resize(" + std::to_string(r) + ", antialias=True)",
+                  [r](const ImageTensor& x, Rng&) { return resize_shorter_side(x, r); });
+        }
+        detail::add_center_crop_step(p, s);
     } else {
         p.add("Resize((" + std::to_string(s) + ", " + std::to_string(s) + "), antialias=True)",
               [s](const ImageTensor& x, Rng&) { return resize(x, s, s); });

@@ -14,8 +14,10 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <yaml-cpp/yaml.h>
@@ -38,7 +40,9 @@ struct DataConfig {
     std::string train = "data/train", val = "data/val", test = "data/test";  // test: "" = none
     std::vector<std::string> classes{"normal", "lesao"};
     std::int64_t image_size = 224;
-    std::int64_t resize = 256;  // eval: resize the shorter side... to this, then center-crop image_size
+    static constexpr std::int64_t no_resize = -1;  // `resize: none`
+    std::int64_t resize = 256;  // eval: resize the shorter side to this, then center-crop image_size;
+                                // no_resize: the centre crop alone (images used at their own scale)
     std::int64_t channels = 3;
     std::vector<double> mean{0.485, 0.456, 0.406}, std{0.229, 0.224, 0.225};
     bool skip_unreadable = false;
@@ -50,6 +54,8 @@ struct ModelConfig {
     std::string name = "resnet18";  // resnet18 | resnet34 | resnet50 | densenet121 | efficientnet_b0
     std::string pretrained;         // .pth/.pt/.safetensors with torchvision names; "" = none
     std::string gray_input = "sum_conv1";  // channels 1 with 3-channel weights: sum_conv1 | replicate
+    std::optional<double> dropout = std::nullopt, stochastic_depth = std::nullopt;  // empty (`default`): the architecture's own
+    std::string head_init = "torchvision";  // torchvision | linear (nn::HeadInit)
 };
 
 struct TrainConfig {
@@ -241,6 +247,34 @@ Field strings(std::string key, Ref ref, std::size_t min_count) {
             [=](const Config& c) { return YAML::Node(ref(const_cast<Config&>(c))); }};
 }
 
+/// The word `word` (default, none) or what `inner` reads. The word is kept by unset(c) and
+/// recognised by is_unset(c); a value that is neither is refused naming both.
+inline Field or_word(Field inner, std::string word, std::function<void(Config&)> unset, std::function<bool(const Config&)> is_unset) {
+    inner.kind = word + " or " + inner.kind;
+    auto set = inner.set;
+    auto get = inner.get;
+    inner.set = [=, key = inner.key, kind = inner.kind](Config& c, const YAML::Node& n, const std::string& w) {
+        if (n.IsScalar() && n.Scalar() == word) return unset(c);
+        as_number(n, w, key, kind.c_str());  // neither the word nor a number: name both
+        set(c, n, w);
+    };
+    inner.get = [=](const Config& c) { return is_unset(c) ? YAML::Node(word) : get(c); };
+    return inner;
+}
+/// An optional number: `default` leaves it empty (the library's own value).
+template <class Ref>
+Field number_or_default(std::string key, Ref ref, Range r) {
+    Field f{key, "a number",
+            [=](Config& c, const YAML::Node& n, const std::string& w) {
+                const double v = as_number(n, w, key);
+                r.check(v, w, key);
+                ref(c) = v;
+            },
+            [=](const Config& c) { return YAML::Node(ref(const_cast<Config&>(c)).value_or(0.0)); }};
+    return or_word(std::move(f), "default", [=](Config& c) { ref(c).reset(); },
+                   [=](const Config& c) { return !ref(const_cast<Config&>(c)).has_value(); });
+}
+
 #define MEDIMG_CFG_REF(member) [](Config& c) -> auto& { return c.member; }
 
 inline const std::vector<Field>& schema() {
@@ -251,7 +285,9 @@ inline const std::vector<Field>& schema() {
         f.push_back(text("data.test", MEDIMG_CFG_REF(data.test)));
         f.push_back(strings("data.classes", MEDIMG_CFG_REF(data.classes), 2));
         f.push_back(integer("data.image_size", MEDIMG_CFG_REF(data.image_size), between(32, 4096)));
-        f.push_back(integer("data.resize", MEDIMG_CFG_REF(data.resize), between(32, 8192)));
+        f.push_back(or_word(integer("data.resize", MEDIMG_CFG_REF(data.resize), between(32, 8192)), "none",
+                            [](Config& c) { c.data.resize = DataConfig::no_resize; },
+                            [](const Config& c) { return c.data.resize == DataConfig::no_resize; }));
         f.push_back(integer("data.channels", MEDIMG_CFG_REF(data.channels), between(1, 3)));
         f.push_back(numbers("data.mean", MEDIMG_CFG_REF(data.mean), 1, 3, between(-1e6, 1e6)));
         f.push_back(numbers("data.std", MEDIMG_CFG_REF(data.std), 1, 3, above(0)));
@@ -266,6 +302,9 @@ inline const std::vector<Field>& schema() {
         f.push_back(text("model.name", MEDIMG_CFG_REF(model.name), {"resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_b0"}));
         f.push_back(text("model.pretrained", MEDIMG_CFG_REF(model.pretrained)));
         f.push_back(text("model.gray_input", MEDIMG_CFG_REF(model.gray_input), {"sum_conv1", "replicate"}));
+        f.push_back(number_or_default("model.dropout", MEDIMG_CFG_REF(model.dropout), {0, 1, false, true}));
+        f.push_back(number_or_default("model.stochastic_depth", MEDIMG_CFG_REF(model.stochastic_depth), {0, 1, false, true}));
+        f.push_back(text("model.head_init", MEDIMG_CFG_REF(model.head_init), {"torchvision", "linear"}));
         f.push_back(integer("train.batch_size", MEDIMG_CFG_REF(train.batch_size), between(1, 65536)));
         f.push_back(integer("train.epochs", MEDIMG_CFG_REF(train.epochs), between(1, 100000)));
         f.push_back(text("train.optimizer", MEDIMG_CFG_REF(train.optimizer), {"sgd", "adam", "adamw"}));
@@ -438,7 +477,11 @@ inline Config parse_config(const std::string& yaml_text, const std::string& sour
         detail::bad(source, "data.std", "has " + std::to_string(c.data.std.size()) + " values for " + std::to_string(ch) + " channels");
     if (c.data.mean.size() == 1) c.data.mean.assign(ch, c.data.mean[0]);
     if (c.data.std.size() == 1) c.data.std.assign(ch, c.data.std[0]);
-    if (c.data.resize < c.data.image_size)
+    for (const auto& [key, v] : {std::pair{"model.dropout", c.model.dropout}, std::pair{"model.stochastic_depth", c.model.stochastic_depth}})
+        if (v && c.model.name != "efficientnet_b0")  // nn::model_has_dropout
+            detail::bad(source, key, "is set but " + c.model.name + " has none (torchvision's " + c.model.name +
+                                         " has no such layer; efficientnet_b0 has)");
+    if (c.data.resize != DataConfig::no_resize && c.data.resize < c.data.image_size)
         detail::bad(source, "data.resize", "(" + std::to_string(c.data.resize) + ") must be >= data.image_size (" +
                                                 std::to_string(c.data.image_size) + ")");
     if (c.train.class_weights == "list" && c.train.class_weight_values.size() != c.data.classes.size())

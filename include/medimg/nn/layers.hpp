@@ -126,6 +126,13 @@ public:
     Var forward(const Var& x) override { return autograd::linear(x, weight_, bias_); }
     Var& weight() { return weight_; }
     Var& bias() { return bias_; }
+    /// Draws PyTorch's default init again (torch.nn.Linear.reset_parameters): weight and bias
+    /// from U(-1/sqrt(in_features), 1/sqrt(in_features)), in place.
+    void reset_parameters(Rng& rng) {
+        const std::int64_t in = weight_.value().size(1);
+        init::refill(weight_.value(), [&](Tensor<T, Cpu>& t) { init::default_uniform(t, in, rng); });
+        if (bias_.defined()) init::refill(bias_.value(), [&](Tensor<T, Cpu>& t) { init::default_uniform(t, in, rng); });
+    }
 
 private:
     Var weight_, bias_;

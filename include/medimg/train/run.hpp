@@ -149,7 +149,7 @@ std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostrea
     auto train_loader = make_loader(train_ds, train_transforms(c, pre), pre.read_channels, c, true);
     auto val_loader = make_loader(val_ds, pre.eval(), pre.read_channels, c, false);
 
-    auto model = nn::make_model<T, B>(c.model.name, nn::ModelOptions{K, pre.model_channels, c.train.seed});
+    auto model = nn::make_model<T, B>(c.model.name, model_options(c, K, pre.model_channels));
     if (!c.model.pretrained.empty() && !resume) {
         const auto r = io::load_pretrained(*model, c.model.pretrained);
         out << "pretrained: " << r.loaded.size() << " tensors from " << c.model.pretrained;

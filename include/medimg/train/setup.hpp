@@ -21,6 +21,7 @@
 #include "medimg/data/transforms.hpp"
 #include "medimg/io/checkpoint.hpp"
 #include "medimg/io/config.hpp"
+#include "medimg/io/text.hpp"
 #include "medimg/nn/models.hpp"
 #include "medimg/optim/optim.hpp"
 #include "medimg/train/fit.hpp"
@@ -49,6 +50,17 @@ inline double calibration_temperature(const io::CheckpointMeta& m, const std::st
     return t;
 }
 
+/// Reads the image at `path` and runs `pipeline` on it; an image the pipeline cannot take (one
+/// smaller than the crop with `resize: none`) is an IoError naming the file.
+inline Tensor<float, Cpu> load_transformed(const std::string& path, int read_channels, const data::TransformPipeline& pipeline, Rng& rng) {
+    auto pixels = data::read_image(path, read_channels).pixels;
+    try {
+        return pipeline(pixels, rng);
+    } catch (const ShapeError& e) {
+        throw IoError("image '" + path + "': " + e.what());
+    }
+}
+
 /// How images become model inputs: what the checkpoint's metadata records.
 struct Preprocessing {
     int read_channels = 3;   // channels the file is converted to when read
@@ -69,7 +81,7 @@ struct Preprocessing {
     /// Reads one file and runs the eval pipeline: (model_channels, image_size, image_size).
     Tensor<float, Cpu> load_eval(const std::string& path) const {
         Rng unused(0);
-        return eval()(data::read_image(path, read_channels).pixels, unused);
+        return load_transformed(path, read_channels, eval(), unused);
     }
     void to_meta(io::CheckpointMeta& m) const {
         m.in_channels = model_channels;
@@ -77,7 +89,7 @@ struct Preprocessing {
         m.mean = mean;
         m.std = std;
         m.extra["read_channels"] = std::to_string(read_channels);
-        m.extra["resize"] = std::to_string(resize);
+        m.extra["resize"] = resize == data::TransformOptions::no_resize ? "none" : std::to_string(resize);
     }
     static Preprocessing from_meta(const io::CheckpointMeta& m) {
         Preprocessing p;
@@ -85,9 +97,17 @@ struct Preprocessing {
         p.image_size = m.image_size;
         p.mean = m.mean;
         p.std = m.std;
-        auto get = [&](const char* k, std::int64_t dflt) { return m.extra.count(k) ? std::stoll(m.extra.at(k)) : dflt; };
-        p.read_channels = static_cast<int>(get("read_channels", m.in_channels));
-        p.resize = get("resize", m.image_size * 256 / 224);
+        auto get = [&](const char* k, std::int64_t dflt, std::int64_t lo) -> std::int64_t {
+            const auto it = m.extra.find(k);
+            if (it == m.extra.end()) return dflt;
+            if (std::string(k) == "resize" && it->second == "none") return data::TransformOptions::no_resize;
+            double v = 0;
+            MEDIMG_CHECK(io::parse_number(it->second, v) && v == std::floor(v) && v >= static_cast<double>(lo) && v <= 65536.0,
+                         IoError, "checkpoint: metadata '", k, "' is '", it->second, "', not an integer from ", lo, " to 65536");
+            return static_cast<std::int64_t>(v);
+        };
+        p.read_channels = static_cast<int>(get("read_channels", m.in_channels, 1));
+        p.resize = get("resize", m.image_size * 256 / 224, 1);
         return p;
     }
     static Preprocessing from_config(const io::Config& c) {
@@ -96,6 +116,7 @@ struct Preprocessing {
         const bool replicate = c.data.channels == 1 && c.model.gray_input == "replicate";
         p.model_channels = replicate ? 3 : p.read_channels;
         p.image_size = c.data.image_size;
+        static_assert(io::DataConfig::no_resize == data::TransformOptions::no_resize, "resize: none means the same on both sides");
         p.resize = c.data.resize;
         p.mean = c.data.mean;
         p.std = c.data.std;
@@ -106,6 +127,18 @@ struct Preprocessing {
         return p;
     }
 };
+
+/// The model section as nn::make_model takes it (dropout, stochastic depth, head init, seed).
+inline nn::ModelOptions model_options(const io::Config& c, std::int64_t num_classes, std::int64_t in_channels) {
+    nn::ModelOptions o;
+    o.num_classes = num_classes;
+    o.in_channels = in_channels;
+    o.seed = c.train.seed;
+    o.dropout = c.model.dropout;
+    o.stochastic_depth = c.model.stochastic_depth;
+    o.head_init = c.model.head_init == "linear" ? nn::HeadInit::linear : nn::HeadInit::torchvision;
+    return o;
+}
 
 inline data::TransformPipeline train_transforms(const io::Config& c, const Preprocessing& p) {
     auto t = p.transform_options();
@@ -138,7 +171,7 @@ inline std::unique_ptr<data::DataLoader> make_loader(const data::FolderDataset& 
     return std::make_unique<data::DataLoader>(
         ds.labels(),
         [dsp, pipeline = std::move(pipeline), read_channels](std::int64_t i, Rng& rng) {
-            return pipeline(data::read_image(dsp->path(i), read_channels).pixels, rng);
+            return load_transformed(dsp->path(i), read_channels, pipeline, rng);
         },
         o);
 }
