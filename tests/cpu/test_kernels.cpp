@@ -362,4 +362,48 @@ BOOST_AUTO_TEST_CASE(elementwise_ops_and_reductions) {
     BOOST_CHECK_EXCEPTION(ops::add_(y, c), ShapeError, message_contains("add_: y [4] and x [5] must have the same shape"));
 }
 
+BOOST_AUTO_TEST_CASE(the_float_exp_polynomial_is_within_two_ulp_of_exp) {
+    double worst = 0;
+    for (float x = -87.0f; x < 88.3f; x += 0.0037f) {
+        const double want = std::exp(static_cast<double>(x));
+        worst = std::max(worst, std::abs(ops::detail::exp_poly(x) - want) / want);
+    }
+    BOOST_TEST_MESSAGE("exp_poly: largest relative error " << worst);
+    BOOST_TEST(worst < 1.2e-7);  // two float ulp (2^-23 = 1.19e-7); measured 7.9e-8
+    BOOST_TEST(ops::detail::exp_poly(0.0f) == 1.0f);
+    BOOST_TEST(ops::detail::exp_poly(89.0f) == HUGE_VALF);
+    BOOST_TEST(ops::detail::exp_poly(-90.0f) == 0.0f);
+    BOOST_TEST(ops::detail::exp_poly(-HUGE_VALF) == 0.0f);
+    BOOST_TEST(std::isnan(ops::detail::exp_poly(std::nanf(""))));
+}
+
+BOOST_AUTO_TEST_CASE(float_sigmoid_and_silu_match_double_precision_everywhere) {
+    // every vector width and the scalar tail: 1000 values from -100 to 100 plus the saturation edges
+    std::vector<float> xs;
+    for (int i = 0; i < 1000; ++i) xs.push_back(-100.0f + 0.2f * static_cast<float>(i) + 0.013f);
+    for (float e : {0.0f, -0.0f, 88.5f, -88.5f, 87.5f, -87.5f, 1e-20f, -1e-20f, 3e38f, -3e38f}) xs.push_back(e);
+    const auto n = static_cast<std::int64_t>(xs.size());
+    std::vector<float> dy(xs.size());
+    for (std::size_t i = 0; i < xs.size(); ++i) dy[i] = 0.5f + 0.001f * static_cast<float>(i % 37);
+    std::vector<float> sig(xs.size()), silu(xs.size()), dsig(xs.size()), dsilu(xs.size());
+    ops::ActivationImpl<Cpu>::sigmoid_forward(xs.data(), sig.data(), n);
+    ops::ActivationImpl<Cpu>::silu_forward(xs.data(), silu.data(), n);
+    ops::ActivationImpl<Cpu>::sigmoid_backward(sig.data(), dy.data(), dsig.data(), n);
+    ops::ActivationImpl<Cpu>::silu_backward(xs.data(), dy.data(), dsilu.data(), n);
+    for (std::size_t i = 0; i < xs.size(); ++i) {
+        const double x = xs[i], s = 1.0 / (1.0 + std::exp(-x)), g = dy[i];
+        const double ds = g * double(sig[i]) * (1.0 - double(sig[i]));  // of the float forward, as autograd uses it
+        const double dsl = g * s * (1.0 + x * (1.0 - s));
+        BOOST_TEST_CONTEXT("x = " << x) {
+            BOOST_TEST(std::abs(sig[i] - s) <= 2.5e-7 * std::max(1e-30, s) + 1e-38);
+            // below x = -88.376 exp(-x) is inf, so silu is -0 where it is -1e-36 or smaller in truth
+            BOOST_TEST(std::abs(silu[i] - x * s) <= 2.5e-7 * std::abs(x * s) + 1e-36);
+            BOOST_TEST(std::abs(dsig[i] - ds) <= 4e-7 * std::abs(ds) + 1e-38);
+            BOOST_TEST(std::abs(dsilu[i] - dsl) <= 1e-6 * std::max(std::abs(dsl), g) + 1e-37);
+        }
+    }
+    BOOST_TEST(std::signbit(silu[silu.size() - 1]));  // silu(-3e38) = -0, not NaN
+    BOOST_TEST(silu[silu.size() - 2] == 3e38f);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
