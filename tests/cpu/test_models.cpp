@@ -199,6 +199,21 @@ BOOST_AUTO_TEST_CASE(model_options_set_the_head_init_and_the_drop_rates) {
                           message_contains("make_model: dropout must be in [0, 1), got 1"));
 }
 
+BOOST_AUTO_TEST_CASE(named_children_are_the_direct_submodules_and_push_back_refuses_a_taken_name) {
+    auto r = nn::make_model<float>("resnet18", nn::ModelOptions{2, 1});
+    std::vector<std::string> names;
+    for (const auto& [n, c] : r->named_children()) names.push_back(n);
+    // torchvision also lists relu, maxpool and avgpool, which hold no state; medimg's ResNet calls them as functions
+    BOOST_TEST(names == (std::vector<std::string>{"conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc"}),
+               boost::test_tools::per_element());
+    nn::Sequential<float> seq;
+    seq.push_back("stem", std::make_shared<nn::Sequential<float>>())->push_back("conv", std::make_shared<nn::ReLU<float>>());
+    seq.push_back("conv", std::make_shared<nn::ReLU<float>>());  // a grandchild's name is free at this level
+    BOOST_CHECK_EXCEPTION(seq.push_back("stem", std::make_shared<nn::ReLU<float>>()), ValueError,
+                          message_contains("Sequential::push_back: a child named 'stem' exists already"));
+    BOOST_TEST(seq.size() == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(the_memory_efficient_dense_layer_equals_the_plain_composition) {
     nn::DenseNetOptions o;
     o.num_classes = 3;

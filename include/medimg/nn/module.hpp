@@ -256,6 +256,8 @@ public:
         }
     }
 
+    /// The direct sub-modules and their local names, in registration order (torch's named_children()).
+    const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& named_children() const { return children_; }
     std::shared_ptr<Module> child(const std::string& name) const {
         for (const auto& [n, c] : children_)
             if (n == name) return c;
@@ -332,7 +334,7 @@ public:
     }
     template <class M>
     std::shared_ptr<M> push_back(const std::string& name, std::shared_ptr<M> m) {
-        for (const auto& [n, c] : this->named_modules())
+        for (const auto& [n, c] : this->named_children())
             MEDIMG_CHECK(n != name, ValueError, "Sequential::push_back: a child named '", name, "' exists already");
         order_.push_back(m);
         return this->register_module(name, std::move(m));
