@@ -121,26 +121,14 @@ public:
     /// and gradient inspection need without touching the output Var.
     [[nodiscard]] HookHandle register_backward_hook(BackwardHook hook) {
         MEDIMG_CHECK(static_cast<bool>(hook), ValueError, "Module::register_backward_hook: the hook is empty");
-        if (!backward_hooks_) backward_hooks_ = std::make_shared<std::map<std::int64_t, BackwardHook>>();
-        const std::int64_t id = next_hook_id_++;
-        backward_hooks_->emplace(id, std::move(hook));
-        std::weak_ptr<std::map<std::int64_t, BackwardHook>> weak = backward_hooks_;
-        return HookHandle([weak, id] {
-            if (auto h = weak.lock()) h->erase(id);
-        });
+        return add_hook(backward_hooks_, std::move(hook));
     }
 
     /// Adds a forward hook, run in registration order after forward() on every call of this
     /// module until the handle is removed or destroyed.
     [[nodiscard]] HookHandle register_forward_hook(ForwardHook hook) {
         MEDIMG_CHECK(static_cast<bool>(hook), ValueError, "Module::register_forward_hook: the hook is empty");
-        if (!hooks_) hooks_ = std::make_shared<std::map<std::int64_t, ForwardHook>>();
-        const std::int64_t id = next_hook_id_++;
-        hooks_->emplace(id, std::move(hook));
-        std::weak_ptr<std::map<std::int64_t, ForwardHook>> weak = hooks_;
-        return HookHandle([weak, id] {
-            if (auto h = weak.lock()) h->erase(id);
-        });
+        return add_hook(hooks_, std::move(hook));
     }
     /// The number of forward hooks on this module (not its children).
     std::size_t forward_hook_count() const { return hooks_ ? hooks_->size() : 0; }
@@ -314,6 +302,19 @@ private:
     }
 
     bool training_ = true;
+    /// Stores `hook` under a fresh id in `hooks` (created on first use); the handle erases it again
+    /// unless the module is gone first.
+    template <class Hook>
+    HookHandle add_hook(std::shared_ptr<std::map<std::int64_t, Hook>>& hooks, Hook hook) {
+        if (!hooks) hooks = std::make_shared<std::map<std::int64_t, Hook>>();
+        const std::int64_t id = next_hook_id_++;
+        hooks->emplace(id, std::move(hook));
+        std::weak_ptr<std::map<std::int64_t, Hook>> weak = hooks;
+        return HookHandle([weak, id] {
+            if (auto h = weak.lock()) h->erase(id);
+        });
+    }
+
     std::shared_ptr<std::map<std::int64_t, ForwardHook>> hooks_;  // by id, so in registration order
     std::shared_ptr<std::map<std::int64_t, BackwardHook>> backward_hooks_;
     std::int64_t next_hook_id_ = 0;
