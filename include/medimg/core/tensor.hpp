@@ -7,10 +7,18 @@
 // autocast keeps activations in PyTorch. Such a tensor is still a float tensor to the type system;
 // data() refuses it (one line naming the shape and storage), so no op can read 2-byte elements as
 // floats by mistake: the ops that take half storage read raw(), the rest need .to_storage(fp32).
+// Version counter (torch's Tensor._version): a tensor whose version is tracked (parameters and
+// buffers: Module registers them) counts its in-place writes through this class (fill_, zero_,
+// copy_) and those others announce with bump_version() (the optimizers' updates, BatchNorm's running
+// statistics); views and copies of the handle share the count. Caches of values computed from a
+// tensor (the inference path's folded convolutions) compare versions to know they are stale.
+// Writes through data() are not seen, as in PyTorch: code that writes a parameter that way calls
+// bump_version().
 // Deliberately not here: strides, broadcasting views, implicit device transfers, dtype promotion,
 // half storage for element types other than float.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <type_traits>
@@ -101,6 +109,18 @@ public:
         if (storage_ != Precision::fp32) [[unlikely]] refuse_half("data");
         return data_.get();
     }
+    /// Starts counting this tensor's in-place writes (see the top of this file); a no-op when it
+    /// already does. Handles copied before this call do not share the count.
+    void track_version() {
+        if (!version_) version_ = std::make_shared<std::atomic<std::uint64_t>>(0);
+    }
+    bool version_tracked() const { return version_ != nullptr; }
+    /// The number of in-place writes seen so far (0 when not tracked).
+    std::uint64_t version() const { return version_ ? version_->load(std::memory_order_relaxed) : 0; }
+    /// Records an in-place write made outside this class (through data() or an op's kernel).
+    void bump_version() {
+        if (version_) version_->fetch_add(1, std::memory_order_relaxed);
+    }
     /// The storage whatever its element format (the kernels that read half storage use this).
     void* raw() { return data_.get(); }
     const void* raw() const { return data_.get(); }
@@ -139,9 +159,11 @@ public:
             const float f = static_cast<float>(value);
             const std::uint16_t h = storage_ == Precision::bf16 ? float_to_bf16_bits(f) : float_to_half_bits(f);
             Memory<B>::fill(static_cast<std::uint16_t*>(raw()), static_cast<std::size_t>(numel()), h);
+            bump_version();
             return *this;
         }
         Memory<B>::fill(data(), static_cast<std::size_t>(numel()), value);
+        bump_version();
         return *this;
     }
     Tensor& zero_() { return fill_(T(0)); }
@@ -153,6 +175,7 @@ public:
                      precision_name(src.storage()), " storage, destination ", precision_name(storage_),
                      "; convert with to_storage() first");
         Memory<B>::copy(raw(), src.raw(), bytes());
+        bump_version();
         return *this;
     }
 
@@ -220,6 +243,7 @@ private:
     }
 
     std::shared_ptr<T> data_;
+    std::shared_ptr<std::atomic<std::uint64_t>> version_;  // null until track_version()
     Shape shape_;
     Precision storage_ = Precision::fp32;
     bool defined_ = false;

@@ -180,6 +180,56 @@ void for_each_group(std::int64_t N, const Groups& gr, F&& f) {
         run(0, gr.count);
 }
 
+/// What a convolution's output gets before it is stored (the inference path's fused tail):
+/// y = act(conv + bias[c] + residual), each part optional. residual has y's shape (N, C_out, Ho, Wo).
+template <class T>
+struct Epilogue {
+    const T* bias = nullptr;
+    const T* residual = nullptr;
+    bool relu = false;
+    bool empty() const { return !bias && !residual && !relu; }
+};
+/// dst[q] = act(src[q] + b + res[q]) for q < n (src may be dst; res may be null).
+template <class T>
+void epilogue_row(T* dst, const T* src, std::int64_t n, T b, const T* res, bool relu) {
+    if (res) {
+        if (relu)
+            for (std::int64_t q = 0; q < n; ++q) dst[q] = std::max(src[q] + b + res[q], T(0));
+        else
+            for (std::int64_t q = 0; q < n; ++q) dst[q] = src[q] + b + res[q];
+    } else if (relu) {
+        for (std::int64_t q = 0; q < n; ++q) dst[q] = std::max(src[q] + b, T(0));
+    } else {
+        for (std::int64_t q = 0; q < n; ++q) dst[q] = src[q] + b;
+    }
+}
+
+/// y (N, Co, Ho, Wo) = ep(W * im2col(x)) for x (N, C, H, W): per group of g images, cols (K, g*P)
+/// = im2col, out (C_out, g*P) = mul(g*P, cols, ld, out, ld) (the product with the filters W (C_out,
+/// K), a plain or a pre-packed GEMM), then the epilogue while the group's output is in cache.
+template <class T, class Mul>
+void im2col_forward(const T* x, std::int64_t N, const ConvGeom& g, std::int64_t Co, Mul&& mul, const Epilogue<T>& ep, T* y) {
+    const std::int64_t K = g.K(), P = g.P(), CHW = g.C * g.H * g.W;
+    const auto gr = image_groups(N, P);
+    for_each_group<T>(N, gr, [&](std::int64_t n0, std::int64_t ng) {
+        const std::int64_t ld = ng * P;
+        const bool direct = ng == 1;  // write straight into y
+        const bool no_cols = direct && g.is_pointwise();
+        T* cols = no_cols ? nullptr : conv_scratch<T>(0, K * ld);
+        T* out = direct ? y + n0 * Co * P : conv_scratch<T>(1, Co * ld);
+        if (!no_cols)
+            for (std::int64_t j = 0; j < ng; ++j) im2col_parallel(x + (n0 + j) * CHW, g, cols + j * P, ld);
+        mul(ld, no_cols ? x + n0 * CHW : cols, ld, out, ld);  // (Co, g*P)
+        if (direct && ep.empty()) return;
+        // over (image, channel) rows; threaded when this group runs alone (batch 1), else serial
+        parallel_for(0, ng * Co, [&](std::int64_t r) {
+            const std::int64_t j = r / Co, c = r % Co, at = ((n0 + j) * Co + c) * P;
+            epilogue_row(y + at, direct ? y + at : out + c * ld + j * P, P, ep.bias ? ep.bias[c] : T(0),
+                         ep.residual ? ep.residual + at : nullptr, ep.relu);
+        }, std::max<std::int64_t>(1, 8192 / std::max<std::int64_t>(P, 1)));
+    });
+}
+
 }  // namespace medimg::cpu
 
 #include "medimg/cpu/depthwise.hpp"
@@ -204,39 +254,18 @@ struct Conv2dImpl<Cpu> {
             });
         }
         const auto g = cpu::conv_geom(x, w.shape(), y.shape(), p);
-        const std::int64_t N = x.size(0), Co = w.size(0), K = g.K(), P = g.P(), CHW = g.C * g.H * g.W;
+        const std::int64_t N = x.size(0), Co = w.size(0), K = g.K();
         if (N == 0 || Co == 0) return;
+        const cpu::Epilogue<T> ep{b.defined() ? b.data() : nullptr};
         if (g.C > 0 && cpu::winograd::use(g.kh, g.kw, p, N, g.H, g.W)) {
             T* U = cpu::conv_scratch<T>(2, 16 * Co * g.C);
             cpu::winograd::filter_transform(w.data(), Co, g.C, false, U);
-            cpu::winograd::convolve(x.data(), N, g.C, g.H, g.W, U, Co, b.defined() ? b.data() : nullptr, y.data());
+            cpu::winograd::convolve(x.data(), N, g.C, g.H, g.W, Co, cpu::winograd::plain_filters(U, Co, g.C), ep, y.data());
             return;
         }
-        const auto gr = cpu::image_groups(N, P);
-        cpu::for_each_group<T>(N, gr, [&](std::int64_t n0, std::int64_t ng) {
-            const std::int64_t ld = ng * P;
-            const bool direct = ng == 1;  // write straight into y
-            const bool no_cols = direct && g.is_pointwise();
-            T* cols = no_cols ? nullptr : cpu::conv_scratch<T>(0, K * ld);
-            T* out = direct ? y.data() + n0 * Co * P : cpu::conv_scratch<T>(1, Co * ld);
-            if (!no_cols)
-                for (std::int64_t j = 0; j < ng; ++j) cpu::im2col_parallel(x.data() + (n0 + j) * CHW, g, cols + j * P, ld);
-            const T* B = no_cols ? x.data() + n0 * CHW : cols;
-            cpu::gemm_ld(false, false, Co, ld, K, w.data(), K, B, ld, out, ld, false);  // (Co, g*P)
-            for (std::int64_t j = 0; j < ng; ++j) {
-                T* yn = y.data() + (n0 + j) * Co * P;
-                for (std::int64_t c = 0; c < Co; ++c) {
-                    const T bc = b.defined() ? b.data()[c] : T(0);
-                    T* dst = yn + c * P;
-                    if (!direct) {
-                        const T* src = out + c * ld + j * P;
-                        for (std::int64_t q = 0; q < P; ++q) dst[q] = src[q] + bc;
-                    } else if (b.defined()) {
-                        for (std::int64_t q = 0; q < P; ++q) dst[q] += bc;
-                    }
-                }
-            }
-        });
+        cpu::im2col_forward(x.data(), N, g, Co, [&](std::int64_t n, const T* B, std::int64_t ldb, T* out, std::int64_t ldc) {
+            cpu::gemm_ld(false, false, Co, n, K, w.data(), K, B, ldb, out, ldc, false);
+        }, ep, y.data());
     }
 
     // ---- groups > 1 ----
@@ -315,7 +344,8 @@ struct Conv2dImpl<Cpu> {
             }
             T* U = cpu::conv_scratch<T>(2, 16 * g.C * Co);
             cpu::winograd::filter_transform(w.data(), g.C, Co, true, U);
-            cpu::winograd::convolve(dy.data(), N, Co, g.H, g.W, U, g.C, static_cast<const T*>(nullptr), dx.data());
+            cpu::winograd::convolve(dy.data(), N, Co, g.H, g.W, g.C, cpu::winograd::plain_filters(U, g.C, Co), cpu::Epilogue<T>{},
+                                    dx.data());
             return;
         }
         const auto gr = cpu::image_groups(N, P);

@@ -8,8 +8,8 @@
 #pragma once
 
 #include <cstdint>
-
 #include <type_traits>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -75,5 +75,45 @@ void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, cons
     else if (!ta && tb) run(CMapR<T>(a, m, k), CMapR<T>(b, n, k).transpose());
     else run(CMapR<T>(a, k, m).transpose(), CMapR<T>(b, n, k).transpose());
 }
+
+/// A weight matrix W (m, k), row-major, kept for many products W * B (the inference path's folded
+/// convolution filters): float on a processor with the micro-kernels keeps it packed in their
+/// panel layout, so no product packs it again; otherwise the plain rows, through gemm_ld.
+template <class T>
+class PackedWeights {
+public:
+    /// Copies (and packs) w (m, k).
+    void assign(const T* w, std::int64_t m, std::int64_t k) {
+        m_ = m;
+        k_ = k;
+        packed_ = false;
+        if constexpr (std::is_same_v<T, float>) {
+            if (sgemm::available() && k > 0) {
+                data_.resize(static_cast<std::size_t>(sgemm::packed_a_size(m, k)));
+                sgemm::pack_a(m, k, {w, k, false}, data_.data());
+                packed_ = true;
+                return;
+            }
+        }
+        data_.assign(w, w + m * k);
+    }
+    /// c (m, n) = W * b (k, n), or += when accumulate; b and c rows ldb and ldc apart.
+    void multiply(std::int64_t n, const T* b, std::int64_t ldb, T* c, std::int64_t ldc, bool accumulate) const {
+        if constexpr (std::is_same_v<T, float>) {
+            if (packed_) {
+                sgemm::gemm_packed_a(m_, n, k_, data_.data(), {b, ldb, false}, c, ldc, accumulate);
+                return;
+            }
+        }
+        gemm_ld(false, false, m_, n, k_, data_.data(), k_, b, ldb, c, ldc, accumulate);
+    }
+    std::int64_t rows() const { return m_; }
+    std::int64_t depth() const { return k_; }
+
+private:
+    std::vector<T> data_;
+    std::int64_t m_ = 0, k_ = 0;
+    bool packed_ = false;
+};
 
 }  // namespace medimg::cpu

@@ -267,10 +267,36 @@ __attribute__((target("avx2,fma"))) inline void kernel_avx2(std::int64_t kc, con
 }
 #endif
 
-/// The blocked loops around one micro-kernel shape.
+/// A (m, k) packed for every block at once: the (pc, ic) block's slivers, as pack_a writes them,
+/// start at pc * round_up(m, MR) + ic * kc (kMC is a multiple of MR, so the ic blocks of one
+/// depth block are contiguous). Weights that multiply many inputs are packed this way once.
+template <int MR>
+std::int64_t packed_a_size(std::int64_t m, std::int64_t k) {
+    return (m + MR - 1) / MR * MR * k;
+}
+template <int MR>
+void pack_a_all(const Operand& A, std::int64_t m, std::int64_t k, float* dst) {
+    const std::int64_t mpad = (m + MR - 1) / MR * MR;
+    for (std::int64_t pc = 0; pc < k; pc += kKC) {
+        const std::int64_t kc = std::min(kKC, k - pc);
+        for (std::int64_t ic = 0; ic < m; ic += kMC) pack_a<MR>(A, ic, std::min(kMC, m - ic), pc, kc, dst + pc * mpad + ic * kc);
+    }
+}
+
+/// The blocked loops around one micro-kernel shape. `apacked`, when not null, is A already in
+/// pack_a_all's layout (A itself is then not read).
 template <int MR, int NR, class Kernel>
-void blocked(std::int64_t m, std::int64_t n, std::int64_t k, const Operand& A, const Operand& B, float* c, std::int64_t ldc,
-             bool accumulate, Kernel kernel) {
+void blocked(std::int64_t m, std::int64_t n, std::int64_t k, const Operand& A, const float* apacked, const Operand& B, float* c,
+             std::int64_t ldc, bool accumulate, Kernel kernel) {
+    const std::int64_t mpad = (m + MR - 1) / MR * MR;
+    // The packed sliver block of A for rows [ic, ic+mc) x depth [pc, pc+kc): packed now into this
+    // thread's scratch, or found in apacked.
+    auto a_block = [&](std::int64_t ic, std::int64_t mc, std::int64_t pc, std::int64_t kc) -> const float* {
+        if (apacked) return apacked + pc * mpad + ic * kc;
+        float* ap = scratch(1, static_cast<std::size_t>(((mc + MR - 1) / MR) * MR * kc));
+        pack_a<MR>(A, ic, mc, pc, kc, ap);
+        return ap;
+    };
     const bool threaded = !in_parallel() && num_threads() > 1 && m * n * k >= (std::int64_t{1} << 21);
     for (std::int64_t jc = 0; jc < n; jc += kNC) {
         const std::int64_t nc = std::min(kNC, n - jc);
@@ -283,8 +309,7 @@ void blocked(std::int64_t m, std::int64_t n, std::int64_t k, const Operand& A, c
                 pack_b<NR>(B, pc, kc, jc, nc, bp);
                 for (std::int64_t ic = 0; ic < m; ic += kMC) {
                     const std::int64_t mc = std::min(kMC, m - ic);
-                    float* ap = scratch(1, static_cast<std::size_t>(((mc + MR - 1) / MR) * MR * kc));
-                    pack_a<MR>(A, ic, mc, pc, kc, ap);
+                    const float* ap = a_block(ic, mc, pc, kc);
                     for (std::int64_t jr = 0; jr < nc; jr += NR)
                         for (std::int64_t ir = 0; ir < mc; ir += MR)
                             kernel(kc, ap + ir * kc, bp + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, load,
@@ -316,13 +341,12 @@ void blocked(std::int64_t m, std::int64_t n, std::int64_t k, const Operand& A, c
 #endif
                 const std::int64_t lo = tiles * id / nt, hi = tiles * (id + 1) / nt;
                 std::int64_t packed = -1;
-                float* ap = nullptr;
+                const float* ap = nullptr;
                 for (std::int64_t t = lo; t < hi; ++t) {
                     const std::int64_t mb = t / nslivers, js = t % nslivers;
                     const std::int64_t ic = mb * kMC, mc = std::min(kMC, m - ic), jr = js * NR;
                     if (packed != mb) {
-                        ap = scratch(1, static_cast<std::size_t>(((mc + MR - 1) / MR) * MR * kc));
-                        pack_a<MR>(A, ic, mc, pc, kc, ap);
+                        ap = a_block(ic, mc, pc, kc);
                         packed = mb;
                     }
                     for (std::int64_t ir = 0; ir < mc; ir += MR)
@@ -351,9 +375,35 @@ inline void gemm(std::int64_t m, std::int64_t n, std::int64_t k, const Operand& 
     }
 #if MEDIMG_SGEMM_X86
     if (detect_isa() == Isa::avx512)
-        detail::blocked<12, 32>(m, n, k, A, B, c, ldc, accumulate, detail::kernel_avx512);
+        detail::blocked<12, 32>(m, n, k, A, nullptr, B, c, ldc, accumulate, detail::kernel_avx512);
     else
-        detail::blocked<6, 16>(m, n, k, A, B, c, ldc, accumulate, detail::kernel_avx2);
+        detail::blocked<6, 16>(m, n, k, A, nullptr, B, c, ldc, accumulate, detail::kernel_avx2);
+#endif
+}
+
+/// Floats that pack_a() needs for an (m, k) A on this processor. Requires available().
+inline std::int64_t packed_a_size(std::int64_t m, std::int64_t k) {
+    return detect_isa() == Isa::avx512 ? detail::packed_a_size<12>(m, k) : detail::packed_a_size<6>(m, k);
+}
+/// A (m, k) in the micro-kernel's panel layout, for gemm_packed_a() with the same m, k: what every
+/// product packs again otherwise (a weight matrix: 10% of a batch-1 ResNet18 forward). Requires
+/// available(); dst holds packed_a_size(m, k) floats.
+inline void pack_a(std::int64_t m, std::int64_t k, const Operand& A, float* dst) {
+    if (detect_isa() == Isa::avx512)
+        detail::pack_a_all<12>(A, m, k, dst);
+    else
+        detail::pack_a_all<6>(A, m, k, dst);
+}
+/// As gemm(), with A given packed by pack_a(m, k, ...). Requires available() and k > 0.
+inline void gemm_packed_a(std::int64_t m, std::int64_t n, std::int64_t k, const float* apacked, const Operand& B, float* c,
+                          std::int64_t ldc, bool accumulate) {
+    if (m <= 0 || n <= 0) return;
+    const Operand none{nullptr, 0, false};
+#if MEDIMG_SGEMM_X86
+    if (detect_isa() == Isa::avx512)
+        detail::blocked<12, 32>(m, n, k, none, apacked, B, c, ldc, accumulate, detail::kernel_avx512);
+    else
+        detail::blocked<6, 16>(m, n, k, none, apacked, B, c, ldc, accumulate, detail::kernel_avx2);
 #endif
 }
 

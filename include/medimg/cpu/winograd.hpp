@@ -162,12 +162,14 @@ void input_transform(const T* x, std::int64_t ng, std::int64_t C, const Tiles& t
 }
 
 /// y[j][k] (each (Co, H, W)) for images [0, ng) and output channels [k0, k1) from
-/// M[xi][k][t]: Y = A^T m A per tile, cut at the image border, plus bias[k] when given.
+/// M[xi][k][t]: Y = A^T m A per tile, cut at the image border, then the epilogue (bias[k],
+/// + the residual at the same place of ep.residual, which starts at image 0 of this group, ReLU).
 /// Vectorised over the tiles of a tile row: A^T down the rows on whole rows of M, then the even
 /// and odd output columns, interleaved into y.
 template <class T>
-void output_transform(const T* M, std::int64_t ng, std::int64_t Co, const Tiles& tl, const T* bias, std::int64_t k0,
+void output_transform(const T* M, std::int64_t ng, std::int64_t Co, const Tiles& tl, const Epilogue<T>& ep, std::int64_t k0,
                       std::int64_t k1, T* y) {
+    const T* bias = ep.bias;
     const std::int64_t T_ = ng * tl.per_image(), KT = Co * T_, HW = tl.H * tl.W, tw = tl.tw;
     std::vector<T> buf(static_cast<std::size_t>(12 * tw));
     T* s[2][4];
@@ -211,6 +213,9 @@ void output_transform(const T* M, std::int64_t ng, std::int64_t Co, const Tiles&
                         out[2 * i + 1] = yo[r][i];
                     }
                     if (tl.W % 2) out[tl.W - 1] = ye[r][pairs];
+                    if (ep.residual || ep.relu)  // the row is in L1: one more pass costs little
+                        epilogue_row(out, out, tl.W, T(0), ep.residual ? ep.residual + (j * Co + k) * HW + row * tl.W : nullptr,
+                                     ep.relu);
                 }
             }
         }
@@ -228,13 +233,24 @@ inline bool use(std::int64_t kh, std::int64_t kw, const ops::Conv2dParams& p, st
     return mode() == Mode::always || worthwhile(N, H, W);
 }
 
-/// y (N, Co, H, W) = the 3x3 stride-1 pad-1 convolution of x (N, C, H, W) with the filters whose
-/// transform is U (16, Co, C), plus bias (Co) when not null. Images go in groups of at least ~512
-/// tiles (one GEMM column block); groups run on separate threads when there are enough of them,
-/// otherwise the transforms split over channels and each GEMM threads itself.
+/// The 16 products M[xi] (Co, n) = U[xi] (Co, C) x V[xi] (C, n) with U the transformed filters
+/// (16, Co, C) as filter_transform writes them: a plain GEMM each (the inference path keeps them
+/// packed instead, nn/inference.hpp).
 template <class T>
-void convolve(const T* x, std::int64_t N, std::int64_t C, std::int64_t H, std::int64_t W, const T* U, std::int64_t Co,
-              const T* bias, T* y) {
+auto plain_filters(const T* U, std::int64_t Co, std::int64_t C) {
+    return [=](int xi, std::int64_t n, const T* V, std::int64_t ldv, T* M, std::int64_t ldm) {
+        gemm_ld(false, false, Co, n, C, U + xi * Co * C, C, V, ldv, M, ldm, false);
+    };
+}
+
+/// y (N, Co, H, W) = ep(the 3x3 stride-1 pad-1 convolution of x (N, C, H, W)): the filters enter
+/// as mul(xi, n, V, ldv, M, ldm), which computes M[xi] = U[xi] V[xi] (plain_filters or packed
+/// ones). Images go in groups of at least ~512 tiles (one GEMM column block); groups run on
+/// separate threads when there are enough of them, otherwise the transforms split over channels
+/// and each GEMM threads itself.
+template <class T, class Mul>
+void convolve(const T* x, std::int64_t N, std::int64_t C, std::int64_t H, std::int64_t W, std::int64_t Co, Mul&& mul,
+              const Epilogue<T>& ep, T* y) {
     const Tiles tl = tiles_for(H, W);
     const auto gr = image_groups(N, tl.per_image());
     for_each_group<T>(N, gr, [&](std::int64_t n0, std::int64_t ng) {
@@ -243,17 +259,18 @@ void convolve(const T* x, std::int64_t N, std::int64_t C, std::int64_t H, std::i
         T* M = conv_scratch<T>(1, 16 * Co * T_);
         const T* xg = x + n0 * C * H * W;
         T* yg = y + n0 * Co * H * W;
+        Epilogue<T> eg = ep;
+        if (ep.residual) eg.residual = ep.residual + n0 * Co * H * W;
         const bool split = !in_parallel() && num_threads() > 1;
         if (split)
             parallel_chunks(0, C, [&](std::int64_t lo, std::int64_t hi, int) { input_transform(xg, ng, C, tl, lo, hi, V); });
         else
             input_transform(xg, ng, C, tl, 0, C, V);
-        for (int xi = 0; xi < 16; ++xi)
-            gemm_ld(false, false, Co, T_, C, U + xi * Co * C, C, V + xi * C * T_, T_, M + xi * Co * T_, T_, false);
+        for (int xi = 0; xi < 16; ++xi) mul(xi, T_, V + xi * C * T_, T_, M + xi * Co * T_, T_);
         if (split)
-            parallel_chunks(0, Co, [&](std::int64_t lo, std::int64_t hi, int) { output_transform(M, ng, Co, tl, bias, lo, hi, yg); });
+            parallel_chunks(0, Co, [&](std::int64_t lo, std::int64_t hi, int) { output_transform(M, ng, Co, tl, eg, lo, hi, yg); });
         else
-            output_transform(M, ng, Co, tl, bias, 0, Co, yg);
+            output_transform(M, ng, Co, tl, eg, 0, Co, yg);
     });
 }
 

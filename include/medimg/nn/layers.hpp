@@ -89,11 +89,15 @@ public:
     Tensor<T, B>& running_var() { return running_var_; }
     const BatchNorm2dOptions& options() const { return o_; }
     /// num_batches_tracked += 1, what every training forward does (for code that normalises with
-    /// this module's parameters and statistics without calling forward, e.g. a fused op).
+    /// this module's parameters and statistics without calling forward, e.g. a fused op). The
+    /// running statistics that forward then updates count as written (Tensor::version).
     void count_batch() {
         autograd::NoGrad guard;
         auto one = Tensor<T, B>::ones(Shape{});
         ops::add_(num_batches_tracked_, one);
+        num_batches_tracked_.bump_version();
+        running_mean_.bump_version();
+        running_var_.bump_version();
     }
 
 private:

@@ -253,11 +253,15 @@ public:
     }
 
 protected:
+    /// Parameters and buffers count their in-place writes (Tensor::version), so caches derived
+    /// from them (nn/inference.hpp) notice when training or load_state_dict changes them.
     Var& register_parameter(const std::string& name, Tensor<T, B> value) {
+        value.track_version();
         params_.emplace_back(name, Var::parameter(std::move(value)));
         return params_.back().second;
     }
     Tensor<T, B>& register_buffer(const std::string& name, Tensor<T, B> value, bool integer = false) {
+        value.track_version();
         buffers_.push_back({name, std::move(value), integer});
         return buffers_.back().value;
     }

@@ -6,6 +6,7 @@
 #include "medimg/nn/densenet.hpp"
 #include "medimg/nn/efficientnet.hpp"
 #include "medimg/nn/functional.hpp"
+#include "medimg/nn/inference.hpp"
 #include "medimg/nn/init.hpp"
 #include "medimg/nn/layers.hpp"
 #include "medimg/nn/models.hpp"

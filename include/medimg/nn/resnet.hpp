@@ -7,6 +7,9 @@
 // Downsample = 1x1 conv (stride) + BN when the shape changes (option B projection shortcuts).
 // Init as torchvision: conv kaiming_normal(fan_out, relu), BN weight 1 / bias 0, fc PyTorch's
 // default; zero_init_residual optional. https://pytorch.org/vision/stable/models/resnet.html
+// Inference (eval mode under NoGrad, on the CPU): every conv + BN pair runs folded, with the
+// residual add and the ReLU in the convolution's epilogue (nn/inference.hpp); same numbers within
+// float rounding, unchanged modules, hooks respected.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +17,7 @@
 #include <string>
 
 #include "medimg/nn/classifier.hpp"
+#include "medimg/nn/inference.hpp"
 #include "medimg/nn/layers.hpp"
 
 namespace medimg::nn {
@@ -36,6 +40,13 @@ std::shared_ptr<Sequential<T, B>> shortcut(std::int64_t in, std::int64_t out, st
     s->push_back(bn<T, B>(out));
     return s;
 }
+/// The folded form of a shortcut Sequential (conv, bn); empty for the identity.
+template <class T, class B>
+ConvBn<T, B> folded_shortcut(const std::shared_ptr<Sequential<T, B>>& s) {
+    if (!s) return {};
+    return ConvBn<T, B>(std::static_pointer_cast<Conv2d<T, B>>(s->child("0")), std::static_pointer_cast<BatchNorm2d<T, B>>(s->child("1")),
+                        s.get());
+}
 }  // namespace detail
 
 template <class T, class B = Cpu>
@@ -49,8 +60,16 @@ public:
         conv2_ = this->register_module("conv2", detail::conv<T, B>(planes, planes, 3, 1, rng));
         bn2_ = this->register_module("bn2", detail::bn<T, B>(planes));
         if (auto d = detail::shortcut<T, B>(in, planes * expansion, stride, rng)) downsample_ = this->register_module("downsample", d);
+        f1_ = detail::ConvBn<T, B>(conv1_, bn1_);
+        f2_ = detail::ConvBn<T, B>(conv2_, bn2_);
+        fd_ = detail::folded_shortcut(downsample_);
     }
     Var forward(const Var& x) override {
+        if (f1_.active(x) && f2_.active(x) && (!downsample_ || fd_.active(x))) {  // inference: three passes fewer
+            const Var h = f1_.run(x, nullptr, true);
+            const Var shortcut = downsample_ ? fd_.run(x, nullptr, false) : x;
+            return f2_.run(h, &shortcut, true);
+        }
         auto h = autograd::relu((*bn1_)((*conv1_)(x)));
         h = (*bn2_)((*conv2_)(h));
         return autograd::relu(autograd::add(h, downsample_ ? (*downsample_)(x) : x));
@@ -62,6 +81,7 @@ private:
     std::shared_ptr<Conv2d<T, B>> conv1_, conv2_;
     std::shared_ptr<BatchNorm2d<T, B>> bn1_, bn2_;
     std::shared_ptr<Sequential<T, B>> downsample_;
+    detail::ConvBn<T, B> f1_, f2_, fd_;
 };
 
 template <class T, class B = Cpu>
@@ -77,8 +97,17 @@ public:
         conv3_ = this->register_module("conv3", detail::conv<T, B>(planes, planes * expansion, 1, 1, rng));
         bn3_ = this->register_module("bn3", detail::bn<T, B>(planes * expansion));
         if (auto d = detail::shortcut<T, B>(in, planes * expansion, stride, rng)) downsample_ = this->register_module("downsample", d);
+        f1_ = detail::ConvBn<T, B>(conv1_, bn1_);
+        f2_ = detail::ConvBn<T, B>(conv2_, bn2_);
+        f3_ = detail::ConvBn<T, B>(conv3_, bn3_);
+        fd_ = detail::folded_shortcut(downsample_);
     }
     Var forward(const Var& x) override {
+        if (f1_.active(x) && f2_.active(x) && f3_.active(x) && (!downsample_ || fd_.active(x))) {
+            const Var h = f2_.run(f1_.run(x, nullptr, true), nullptr, true);
+            const Var shortcut = downsample_ ? fd_.run(x, nullptr, false) : x;
+            return f3_.run(h, &shortcut, true);
+        }
         auto h = autograd::relu((*bn1_)((*conv1_)(x)));
         h = autograd::relu((*bn2_)((*conv2_)(h)));
         h = (*bn3_)((*conv3_)(h));
@@ -90,6 +119,7 @@ private:
     std::shared_ptr<Conv2d<T, B>> conv1_, conv2_, conv3_;
     std::shared_ptr<BatchNorm2d<T, B>> bn1_, bn2_, bn3_;
     std::shared_ptr<Sequential<T, B>> downsample_;
+    detail::ConvBn<T, B> f1_, f2_, f3_, fd_;
 };
 
 struct ResNetOptions {
@@ -125,6 +155,7 @@ public:
             layers_[s] = this->register_module("layer" + std::to_string(s + 1), stage);
         }
         fc_ = this->register_module("fc", std::make_shared<Linear<T, B>>(LinearOptions{in, o.num_classes}, rng));
+        stem_ = detail::ConvBn<T, B>(conv1_, bn1_);
         reset_parameters(rng);
     }
 
@@ -132,7 +163,7 @@ public:
     Var forward_features(const Var& x) override {
         MEDIMG_CHECK(x.shape().rank() == 4 && x.size(1) == o_.in_channels, ShapeError, "ResNet: input must be (N, ",
                      o_.in_channels, ", H, W), got ", x.shape());
-        auto h = autograd::relu((*bn1_)((*conv1_)(x)));
+        auto h = stem_.active(x) ? stem_.run(x, nullptr, true) : autograd::relu((*bn1_)((*conv1_)(x)));
         h = autograd::max_pool2d(h, ops::MaxPool2dParams{3, 3, 2, 2, 1, 1});
         for (auto& stage : layers_) h = (*stage)(h);
         return h;
@@ -186,6 +217,7 @@ private:
     std::shared_ptr<BatchNorm2d<T, B>> bn1_;
     std::shared_ptr<Sequential<T, B>> layers_[4];
     std::shared_ptr<Linear<T, B>> fc_;
+    detail::ConvBn<T, B> stem_;
 };
 
 template <class T = float, class B = Cpu>

@@ -156,6 +156,7 @@ public:
             auto& p = params_[i].second;
             if (!p.grad().defined()) continue;  // PyTorch: `if p.grad is not None`
             update(i, p.value(), p.grad());
+            p.value().bump_version();  // the update wrote through the kernels, not the Tensor API
         }
     }
 
