@@ -81,6 +81,6 @@ endif()
 # medimg_cuda_program(name src...): an executable of .cu (and .cpp) sources on the CUDA backend.
 function(medimg_cuda_program name)
   add_executable(${name} ${ARGN})
-  target_link_libraries(${name} PRIVATE medimg::cuda medimg_cuda_project_flags)
+  target_link_libraries(${name} PRIVATE medimg::cuda medimg_cuda_project_flags medimg_formats)
   set_target_properties(${name} PROPERTIES CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}")
 endfunction()

@@ -14,6 +14,17 @@ if(MEDIMG_WITH_CUDA)
   install(EXPORT medimgCudaTargets NAMESPACE medimg:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/medimg)
 endif()
 install(FILES cmake/medimg-cudnn.cmake DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/medimg)
+# The medical formats, each in its own export so a consumer without GDCM / nifticlib still finds
+# medimg; find_package(medimg COMPONENTS dicom nifti) asks for them (docs/formats.md).
+if(MEDIMG_WITH_DICOM)
+  install(TARGETS medimg_dicom EXPORT medimgDicomTargets)
+  install(EXPORT medimgDicomTargets NAMESPACE medimg:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/medimg)
+endif()
+if(MEDIMG_WITH_NIFTI)
+  install(TARGETS medimg_nifti EXPORT medimgNiftiTargets)
+  install(EXPORT medimgNiftiTargets NAMESPACE medimg:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/medimg)
+endif()
+install(FILES cmake/medimg-nifticlib.cmake DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/medimg)
 
 configure_package_config_file(cmake/medimgConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/medimgConfig.cmake

@@ -196,12 +196,15 @@ int main(int argc, char** argv) try {
     const int repeats = static_cast<int>(args.number("--repeats", 1, 100, true, 1));
     const auto& classes = cfg.data.classes;
 
-    // The pooled data set (train + val), each file once.
+    // The pooled data set (train + val), each file once: folds are made of files, so the slices of
+    // a volume (data.volume_slices) always stay in one fold.
     std::vector<Item> items;
     std::set<std::string> keys;
+    const auto volumes = train::Preprocessing::from_config(cfg).volume_options();
     for (const auto& split : {cfg.data.train, cfg.data.val}) {
-        const auto ds = data::FolderDataset::scan(split, classes);
+        const auto ds = data::FolderDataset::scan(split, classes, volumes);
         for (std::int64_t i = 0; i < ds.size(); ++i) {
+            if (i > 0 && ds.path(i) == ds.path(i - 1)) continue;  // another slice of the same volume
             Item it{ds.path(i), canonical(ds.path(i)), ds.label(i)};
             MEDIMG_CHECK(keys.insert(it.key).second, IoError, "crossval: '", it.path,
                          "' appears twice in the train and val splits (the same image would be trained on and tested)");
@@ -267,8 +270,8 @@ int main(int argc, char** argv) try {
                 const auto pre = train::Preprocessing::from_meta(ck.meta());
                 auto model = nn::make_model<float, Cpu>(ck.meta().architecture, nn::ModelOptions{K64, ck.meta().in_channels});
                 ck.load_into(*model, ck.meta().architecture);
-                const auto test_ds = data::FolderDataset::scan((dir / "data" / "test").string(), classes);
-                auto loader = train::make_loader(test_ds, pre.eval(), pre.read_channels, fc, false);
+                const auto test_ds = data::FolderDataset::scan((dir / "data" / "test").string(), classes, pre.volume_options());
+                auto loader = train::make_loader(test_ds, pre.eval(), pre.read_settings(), fc, false);
                 const auto ev = train::evaluate(*model, *loader, K64);
                 const double t = train::calibration_temperature(ck.meta(), "", "best");
                 nlohmann::json j;
@@ -276,8 +279,13 @@ int main(int argc, char** argv) try {
                 j["probabilities"] = metrics::with_temperature(ev.probs, K64, t);
                 j["labels"] = ev.labels;
                 std::vector<std::string> tpaths;
-                for (auto idx : ev.indices) tpaths.push_back(test_ds.path(idx));
+                std::vector<std::int64_t> tslices;  // -1: the file is one image; else the slice of a volume
+                for (auto idx : ev.indices) {
+                    tpaths.push_back(test_ds.path(idx));
+                    tslices.push_back(test_ds.sample(idx).slice);
+                }
                 j["paths"] = tpaths;
+                j["slices"] = tslices;
                 const std::string text = j.dump();
                 io::write_file_atomically(result.string(), {{text.data(), text.size()}}, "crossval");
             } else {
@@ -288,6 +296,7 @@ int main(int argc, char** argv) try {
             const auto probs = j.at("probabilities").get<std::vector<double>>();
             const auto y = j.at("labels").get<std::vector<std::int64_t>>();
             const auto tp = j.at("paths").get<std::vector<std::string>>();
+            const auto ts = j.contains("slices") ? j.at("slices").get<std::vector<std::int64_t>>() : std::vector<std::int64_t>(tp.size(), -1);
             const auto s = metrics::summarize(probs, y, K64);
             const auto& auc = K64 == 2 ? s.per_class[1].auc.auc : metrics::Interval{s.macro_auc, NAN, NAN};
             char row[256];
@@ -309,11 +318,12 @@ int main(int argc, char** argv) try {
                 // the original file's path (the link's target), not the fold's link
                 std::error_code ec;
                 const auto target = fs::read_symlink(tp[i], ec);
-                oof << r << "," << f << "," << io::escape_invalid_utf8(ec ? tp[i] : target.string()) << "," << classes[static_cast<std::size_t>(y[i])];
+                const std::string shown = data::SampleRef{ec ? tp[i] : target.string(), i < ts.size() ? ts[i] : -1}.display();
+                oof << r << "," << f << "," << io::escape_invalid_utf8(shown) << "," << classes[static_cast<std::size_t>(y[i])];
                 for (std::int64_t c = 0; c < K64; ++c) oof << "," << probs[i * static_cast<std::size_t>(K64) + static_cast<std::size_t>(c)];
                 oof << "\n";
                 pooled_labels.push_back(y[i]);
-                pooled_paths.push_back(ec ? tp[i] : target.string());
+                pooled_paths.push_back(shown);
                 pooled_fold.push_back(fold_dirs.size() - 1);
             }
             pooled_probs.insert(pooled_probs.end(), probs.begin(), probs.end());

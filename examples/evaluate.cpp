@@ -116,8 +116,8 @@ int main(int argc, char** argv) try {
                  " was trained on other classes than data.classes of ", cfg.source);
     const auto pre = train::Preprocessing::from_meta(ck.meta());
     const bool gpu = use_gpu<Cuda>(cfg, "medimg-evaluate");
-    const auto ds = data::FolderDataset::scan(root, cfg.data.classes);
-    auto loader = train::make_loader(ds, pre.eval(), pre.read_channels, cfg, false);
+    const auto ds = data::FolderDataset::scan(root, cfg.data.classes, pre.volume_options());
+    auto loader = train::make_loader(ds, pre.eval(), pre.read_settings(), cfg, false);
     const auto classes = static_cast<std::int64_t>(cfg.data.classes.size());
     metrics::SummaryOptions so;
     // --threshold P, or chosen on the validation split: youden | sensitivity=S (docs/evaluation.md)
@@ -144,8 +144,8 @@ int main(int argc, char** argv) try {
         }
         MEDIMG_CHECK(!cfg.data.val.empty(), ConfigError, "--threshold ", tspec, ": chosen on the validation split, but ", cfg.source,
                      " names none (data.val)");
-        const auto val_ds = data::FolderDataset::scan(cfg.data.val, cfg.data.classes);  // outlives its loader
-        auto val_loader = train::make_loader(val_ds, pre.eval(), pre.read_channels, cfg, false);
+        const auto val_ds = data::FolderDataset::scan(cfg.data.val, cfg.data.classes, pre.volume_options());  // outlives its loader
+        auto val_loader = train::make_loader(val_ds, pre.eval(), pre.read_settings(), cfg, false);
         auto val = evaluate_on_device<Cuda>(gpu, ck, *val_loader, classes);
         calibrate(val);
         std::vector<double> score;
@@ -245,7 +245,7 @@ int main(int argc, char** argv) try {
         const auto cases = [&](const std::vector<std::size_t>& which) {
             std::vector<GalleryCase> out;
             for (auto i : which)
-                out.push_back({ds.path(ev.indices[i]), ev.labels[i],
+                out.push_back({ds.name(ev.indices[i]), ev.labels[i],
                                std::vector<double>(ev.probs.begin() + static_cast<std::ptrdiff_t>(i * static_cast<std::size_t>(classes)),
                                                    ev.probs.begin() + static_cast<std::ptrdiff_t>((i + 1) * static_cast<std::size_t>(classes)))});
             return out;

@@ -65,7 +65,9 @@ ExplainedOverlay explained_overlay(medimg::nn::ImageClassifier<float, B>& model,
         o.classes = {target};
         e = explain::grad_cam(model, x, o);
     }
-    const auto gray = data::read_image(path, 1).pixels;  // (1, H, W), the exam as stored
+    auto read = pre.read_settings();
+    read.channels = 1;
+    const auto gray = data::read_sample(data::SampleRef::from_display(path), read);  // (1, H, W), the exam as stored (windowed)
     const auto heat = explain::heatmap_on_source(e.heatmap.reshape({e.heatmap.size(1), e.heatmap.size(2)}),
                                                  gray.size(1), gray.size(2), pre.resize);
     report::OverlayOptions ov;

@@ -2,10 +2,14 @@
 // medimg-phantoms: writes a seeded synthetic data set in the prototype's layout,
 // OUT/{train,val,test}/{normal,lesao}/*.png, as 16-bit grayscale PNGs (medical images are often
 // 12-16 bit), drawn by data::phantom_slice (data/phantom.hpp). Refuses to write into an existing
-// non-empty folder.
+// non-empty folder. --format dicom writes the same phantoms as CT slices in Hounsfield units
+// (data::phantom_hu) with the brain window, through GDCM (io::write_dicom_ct; docs/formats.md).
 #include <medimg/data/image.hpp>
 #include <medimg/data/phantom.hpp>
 #include <medimg/medimg.hpp>
+#if defined(MEDIMG_WITH_DICOM)
+#  include <medimg/io/dicom.hpp>
+#endif
 
 #include <filesystem>
 #include <iostream>
@@ -13,11 +17,13 @@
 #include "cli.hpp"
 
 
-static const char* kUsage = R"(usage: medimg-phantoms --out DIR [--size 64] [--train 400] [--val 100] [--test 100] [--seed 7]
+static const char* kUsage = R"(usage: medimg-phantoms --out DIR [--size 64] [--train 400] [--val 100] [--test 100] [--seed 7] [--format png|dicom]
        medimg-phantoms --out DIR --pairs N [--size 64] [--seed 7]
 
 Writes DIR/{train,val,test}/{normal,lesao}/NNNN.png (16-bit grayscale), N images per split
-(half per class), and DIR/lesions.csv (each lesion's centre and width).
+(half per class), and DIR/lesions.csv (each lesion's centre and width). With --format dicom,
+NNNN.dcm instead: CT slices in Hounsfield units (air -1000, brain ~30-45, bone > 300) with a
+brain window (W:80 L:40) and a synthetic patient ("Phantom^Synthetic").
 With --pairs N, instead: N exam pairs for medimg-compare, DIR/NNNN_reference.png (a phantom
 without a lesion) and DIR/NNNN_moved_lesion.png (the same phantom with a lesion, turned by up to
 10 degrees and shifted by up to 6% of the side, with its own noise), and DIR/pairs.csv (the
@@ -30,7 +36,7 @@ DIR must not exist or be empty: existing data is never overwritten.
 int main(int argc, char** argv) try {
     using namespace medimg;
     namespace fs = std::filesystem;
-    const auto args = cli::parse(argc, argv, {"--out", "--size", "--train", "--val", "--test", "--seed", "--pairs"}, {"--help"}, kUsage);
+    const auto args = cli::parse(argc, argv, {"--out", "--size", "--train", "--val", "--test", "--seed", "--pairs", "--format"}, {"--help"}, kUsage);
     if (args.has("--help")) {
         std::cout << kUsage;
         return 0;
@@ -48,8 +54,28 @@ int main(int argc, char** argv) try {
     }
     const std::int64_t counts[3] = {std::stoll(args.get("--train", "400")), std::stoll(args.get("--val", "100")),
                                     std::stoll(args.get("--test", "100"))};
-    const auto written = data::write_phantom_dataset(out.string(), side, counts, std::stoull(args.get("--seed", "7")));
-    std::cout << "wrote " << written << " phantom images (" << side << "x" << side << ", 16-bit) under " << out.string() << "\n";
+    const std::string format = args.get("--format", "png");
+    MEDIMG_CHECK(format == "png" || format == "dicom", ConfigError, "--format: '", format, "' is not png or dicom");
+    data::PhantomWriter writer = data::write_phantom_png;
+    if (format == "dicom") {
+#if defined(MEDIMG_WITH_DICOM)
+        const std::string seed = args.get("--seed", "7");
+        writer = [seed](const std::string& stem, const Tensor<float, Cpu>& slice, std::int64_t index) {
+            auto hu = Tensor<float, Cpu>::empty(slice.shape());
+            for (std::int64_t i = 0; i < slice.numel(); ++i) hu.data()[i] = static_cast<float>(data::phantom_hu(slice.data()[i]));
+            io::DicomCtOptions o;
+            o.patient_id = "PHANTOM-" + std::to_string(index);
+            o.uid_suffix = "1" + seed + std::to_string(100000 + index);  // digits: 1, the seed, the image
+            io::write_dicom_ct(stem + ".dcm", hu, o);
+            return stem + ".dcm";
+        };
+#else
+        throw ConfigError("--format dicom: this medimg-phantoms was built without DICOM support (GDCM; docs/formats.md)");
+#endif
+    }
+    const auto written = data::write_phantom_dataset(out.string(), side, counts, std::stoull(args.get("--seed", "7")), writer);
+    std::cout << "wrote " << written << " phantom images (" << side << "x" << side << (format == "dicom" ? ", DICOM CT in HU" : ", 16-bit")
+              << ") under " << out.string() << "\n";
     return 0;
 } catch (const std::exception& e) {
     std::cerr << "medimg-phantoms: " << e.what() << "\n";

@@ -176,6 +176,29 @@ int main(int argc, char** argv) try {
             images.push_back(p);
         }
     }
+    // A volume (NIfTI, multi-frame DICOM) is predicted slice by slice, the slices the checkpoint's
+    // data.volume_slices selects along its data.volume_axis; each is named "file[slice]".
+    std::vector<std::string> samples;
+    for (const auto& p : images) {
+        const auto fmt = data::file_format(p);
+        std::int64_t depth = 1;
+        if ((fmt == data::FileFormat::dicom || fmt == data::FileFormat::nifti) && data::format_available(fmt)) {
+            try {
+                depth = data::slice_count(p, data::volume_axis(pre.volume_axis));
+            } catch (const IoError&) {
+                depth = 1;  // read below, where the error is reported
+            }
+        }
+        if (fmt == data::FileFormat::nifti || depth > 1) {
+            const auto picked = pre.slices.indices(depth);
+            MEDIMG_CHECK(!picked.empty(), IoError, "predict: ", p, ": data.volume_slices of the checkpoint ('", pre.slices.text(),
+                         "') selects none of its ", depth, " slices");
+            for (auto k : picked) samples.push_back(data::SampleRef{p, k}.display());
+        } else {
+            samples.push_back(p);
+        }
+    }
+    images = std::move(samples);
     if (!req.method.empty()) {
         std::error_code ec;
         std::filesystem::create_directories(req.out_dir, ec);

@@ -11,6 +11,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libeigen3-dev libxtensor-dev nlohmann-json3-dev libstb-dev libyaml-cpp-dev libjpeg62-turbo-dev zlib1g-dev
   libboost-test-dev libbenchmark-dev
+  libgdcm-dev libnifti2-dev  # DICOM and NIfTI (medimg::dicom, medimg::nifti; docs/formats.md)
 )
 for arg in "$@"; do
   case "$arg" in

@@ -33,8 +33,11 @@
 #include "medimg/data/dataset.hpp"
 #include "medimg/data/folds.hpp"
 #include "medimg/data/image.hpp"
+#include "medimg/data/intensity.hpp"
 #include "medimg/data/loader.hpp"
 #include "medimg/data/phantom.hpp"
+#include "medimg/data/readers.hpp"
+#include "medimg/data/slices.hpp"
 #include "medimg/data/transforms.hpp"
 
 #include "medimg/explain/explain.hpp"

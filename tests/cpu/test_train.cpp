@@ -72,8 +72,8 @@ BOOST_AUTO_TEST_CASE(a_tiny_run_beats_chance_and_its_checkpoint_predicts_and_eva
     auto model = nn::make_resnet<float, Cpu>(ck.meta().architecture, nn::ResNetOptions{2, 1});
     ck.load_into(*model, "resnet18");
     const auto cfg = config("a", 4);
-    const auto test_ds = data::FolderDataset::scan(cfg.data.test, cfg.data.classes);
-    auto loader = train::make_loader(test_ds, pre.eval(), pre.read_channels, cfg, false);
+    const auto test_ds = data::FolderDataset::scan(cfg.data.test, cfg.data.classes, pre.volume_options());
+    auto loader = train::make_loader(test_ds, pre.eval(), pre.read_settings(), cfg, false);
     const auto ev = train::evaluate(*model, *loader, 2);
     BOOST_TEST_MESSAGE("test accuracy " << ev.report.accuracy << ", AUC " << ev.report.macro_auc);
     BOOST_TEST(ev.report.accuracy >= 0.7);  // chance is 0.5 on the balanced test split
@@ -113,10 +113,10 @@ BOOST_AUTO_TEST_CASE(fit_with_a_loss_scaler_skips_overflowing_steps_backs_off_an
     // run then learns as usual, and last.safetensors carries the scaler's state for --resume.
     const auto c = config("scaled", 2);
     const auto pre = train::Preprocessing::from_config(c);
-    const auto train_ds = data::FolderDataset::scan(c.data.train, c.data.classes);
-    const auto val_ds = data::FolderDataset::scan(c.data.val, c.data.classes);
-    auto train_loader = train::make_loader(train_ds, train::train_transforms(c, pre), pre.read_channels, c, true);
-    auto val_loader = train::make_loader(val_ds, pre.eval(), pre.read_channels, c, false);
+    const auto train_ds = data::FolderDataset::scan(c.data.train, c.data.classes, pre.volume_options());
+    const auto val_ds = data::FolderDataset::scan(c.data.val, c.data.classes, pre.volume_options());
+    auto train_loader = train::make_loader(train_ds, train::train_transforms(c, pre), pre.read_settings(), c, true);
+    auto val_loader = train::make_loader(val_ds, pre.eval(), pre.read_settings(), c, false);
     auto model = nn::make_resnet<float, Cpu>("resnet18", nn::ResNetOptions{2, 1, 5});
     auto opt = train::make_optimizer<float, Cpu>(c, model->named_parameters());
     optim::GradScaler<float, Cpu> scaler(optim::GradScalerOptions{std::ldexp(1.0, 127), 2.0, 0.5, 2000});

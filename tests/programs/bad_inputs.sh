@@ -125,6 +125,55 @@ expect "corrupt PNG (CRC)" "corrupt_crc.png" -- "$P" --checkpoint "$ckpt" --imag
 expect "decompression bomb (100000x100000 PNG)" "bomb.png" -- "$P" --checkpoint "$ckpt" --image "$data/images/bomb.png"
 expect "unsupported format (GIF)" "image.gif" -- "$P" --checkpoint "$ckpt" --image "$data/images/image.gif"
 expect "not an image" "notes.txt" -- "$P" --checkpoint "$ckpt" --image "$data/images/notes.txt"
+# DICOM (docs/formats.md): each hostile file is one line naming it; the fixtures are tests/data/dicom.
+if [ "${MEDIMG_TEST_DICOM:-0}" = 1 ]; then  # set by ctest when the programs read DICOM
+  head -c 3000 "$data/dicom/ct_hu.dcm" > "$work/cut.dcm"
+  expect "DICOM cut short" "cut.dcm: truncated: element (7FE0,0010)" -- "$P" --checkpoint "$ckpt" --image "$work/cut.dcm"
+  python3 - "$data/dicom/ct_hu.dcm" "$work/lying.dcm" "$work/huge.dcm" << 'PY'
+import struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+p = b.rfind(b"\xe0\x7f\x10\x00")                    # Pixel Data, explicit VR OW: the length at +8
+lying = bytearray(b); lying[p + 8:p + 12] = struct.pack("<I", 0xFFFFFFF0)
+open(sys.argv[2], "wb").write(lying)
+for e in (0x10, 0x11):                                 # Rows, Columns: US, the value at +8
+    i = b.find(b"\x28\x00" + bytes([e]) + b"\x00US")
+    b[i + 8:i + 10] = struct.pack("<H", 65535)
+open(sys.argv[3], "wb").write(b)
+PY
+  expect "DICOM with a length of 4 GB" "lying.dcm: truncated: element (7FE0,0010) at byte" -- "$P" --checkpoint "$ckpt" --image "$work/lying.dcm"
+  expect "DICOM of 65535 x 65535 pixels" "huge.dcm: 65535 rows x 65535 columns" -- "$P" --checkpoint "$ckpt" --image "$work/huge.dcm"
+  expect "DICOM in a transfer syntax GDCM cannot decode" "1.2.840.10008.1.2.4.201 (High-Throughput JPEG 2000" -- "$P" --checkpoint "$ckpt" --image "$data/dicom/htj2k.dcm"
+  expect "DICOM without pixel data" "no_pixels.dcm: holds no pixel data" -- "$P" --checkpoint "$ckpt" --image "$data/dicom/no_pixels.dcm"
+  expect "PNG named .dcm" "png.dcm: not a DICOM file: no 'DICM' at byte 128" -- "$P" --checkpoint "$ckpt" --image "$(cp "$data/images/gray8.png" "$work/png.dcm"; echo "$work/png.dcm")"
+  A="$bin/medimg-anonymize"
+  expect "anonymize: output exists" "anonymize: '$work/cut.dcm' already exists; refusing to overwrite it" -- "$A" "$data/dicom/ct_hu.dcm" "$work/cut.dcm"
+  expect "anonymize: a hostile input" "dicom: $work/lying.dcm: truncated" -- "$A" "$work/lying.dcm" "$work/anon.dcm"
+  [ ! -e "$work/anon.dcm" ] || { echo "FAIL: a refused anonymization left $work/anon.dcm behind"; fails=$((fails + 1)); }
+  expect "anonymize: one argument" "expected IN and OUT, got 1 argument" -- "$A" "$data/dicom/ct_hu.dcm"
+  expect "compare: an unknown intensity" "compare: '--intensity' must be file, minmax, brain" -- "$bin/medimg-compare" --reference "$data/dicom/ct_hu.dcm" --target "$data/dicom/ct_implicit.dcm" --intensity liver
+fi
+# NIfTI (docs/formats.md): made from a fixture (tests/data/nifti) with Python's standard library.
+if [ "${MEDIMG_TEST_NIFTI:-0}" = 1 ]; then
+  python3 - "$data/nifti/int16_scaled_las.nii" "$work" << 'PY'
+import gzip, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+out = sys.argv[2]
+open(out + "/cut.nii", "wb").write(b[:600])                       # the voxels cut short
+huge = bytearray(b); huge[42:48] = struct.pack("<3h", 30000, 30000, 30000)
+open(out + "/huge.nii", "wb").write(huge)                          # 2.7e13 voxels claimed
+bomb = bytearray(b); bomb[40:48] = struct.pack("<4h", 3, 1024, 1024, 1024)
+open(out + "/bomb.nii.gz", "wb").write(gzip.compress(bytes(bomb[:352]) + bytes(1 << 20)))  # 2^30 voxels in 1 KB of gzip
+series = bytearray(b); series[40:50] = struct.pack("<5h", 4, 7, 6, 5, 3)
+open(out + "/series.nii", "wb").write(series)                      # a 4-D series of 3 volumes
+PY
+  expect "NIfTI cut short" "cut.nii: truncated" -- "$P" --checkpoint "$ckpt" --image "$work/cut.nii"
+  expect "NIfTI of 30000^3 voxels" "huge.nii: dims 30000 x 30000 x 30000" -- "$P" --checkpoint "$ckpt" --image "$work/huge.nii"
+  expect "NIfTI gzip bomb" "bomb.nii.gz: dims 1024 x 1024 x 1024" -- "$P" --checkpoint "$ckpt" --image "$work/bomb.nii.gz"
+  expect "NIfTI series of 3 volumes" "series.nii: 4-D with 3 volumes" -- "$P" --checkpoint "$ckpt" --image "$work/series.nii"
+fi
+expect "unknown window preset" "'data.window' must be file, minmax, brain, subdural, bone, lung, abdomen or [center, width]; got 'liver'" -- "$T" --config "$work/ok.yaml" --set data.window=liver
+expect "window narrower than 1" "'data.window' must have a width >= 1 and finite numbers; got center 40, width 0.5" -- "$T" --config "$work/ok.yaml" --set "data.window=[40, 0.5]"
+expect "volume slices every 0" "'data.volume_slices' must be all, middle, every N or range [a, b]; got 'every 0'" -- "$T" --config "$work/ok.yaml" --set "data.volume_slices=every 0"
 expect "checkpoint for other classes" "other classes" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --set "data.classes=[normal,lesao,other]"
 expect "unknown split" "--split must be" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split nope
 expect "threshold outside [0, 1]" "--threshold: expected a number in [0, 1], got '1.5'" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --threshold 1.5
@@ -198,7 +247,7 @@ if [ -x "$bin/medimg-compare" ]; then
 fi
 
 # Every program's --help names every option it accepts (cli::parse checks it when --help is asked).
-for prog in medimg-train medimg-predict medimg-evaluate medimg-crossval medimg-phantoms medimg-compare; do
+for prog in medimg-train medimg-predict medimg-evaluate medimg-crossval medimg-phantoms medimg-compare medimg-anonymize; do
   [ -x "$bin/$prog" ] && accept "$prog --help names every option" -- "$bin/$prog" --help
 done
 accept "train --print-config" -- "$T" --config "$work/ok.yaml" --set train.lr=0.25 --print-config

@@ -2,9 +2,12 @@
 // data/dataset.hpp: FolderDataset, the prototype's layout root/<class>/<image>. The class list
 // and its order come from the configuration (the model's output order), not from the folder
 // names sorted. Within a class, files are sorted by name so indexing is the same everywhere.
-// Non-image files (by extension) are skipped and counted; a configured class folder that is
-// missing, not a folder, or holds no image is an error naming it. Decoding happens later, in
-// the loader; this only indexes.
+// Files no reader takes (by name; data/readers.hpp) are skipped and counted; a configured class
+// folder that is missing, not a folder, or holds no readable file is an error naming it.
+// A volume (a NIfTI file, a multi-frame DICOM) becomes one sample per selected slice
+// (data.volume_slices, along data.volume_axis), all in one group named by the file, so
+// cross-validation never splits it; its header is read here to count the slices. Every other
+// file is one sample and its own group. Decoding happens later, in the loader.
 #pragma once
 
 #include <algorithm>
@@ -14,23 +17,25 @@
 #include <string>
 #include <vector>
 
+#include "medimg/data/readers.hpp"
 #include "medimg/error.hpp"
 
 namespace medimg::data {
 
-/// File extensions read as images (compared case-insensitively).
-inline bool is_image_file(const std::filesystem::path& p) {
-    std::string ext = p.extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    for (const char* e : {".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".pnm", ".tga"})
-        if (ext == e) return true;
-    return false;
-}
+/// Files a data set takes: images, DICOM and NIfTI (by name; data/readers.hpp). Kept under its
+/// old name: every format is an "image" to the programs.
+inline bool is_image_file(const std::filesystem::path& p) { return is_readable_file(p); }
+
+/// How volumes become samples (data.volume_slices, data.volume_axis).
+struct VolumeOptions {
+    SliceSelection slices;
+    int axis = 2;  // RAS+: 0 sagittal, 1 coronal, 2 axial
+};
 
 class FolderDataset {
 public:
     /// Indexes root/<classes[k]>/* for every k.
-    static FolderDataset scan(const std::string& root, const std::vector<std::string>& classes) {
+    static FolderDataset scan(const std::string& root, const std::vector<std::string>& classes, const VolumeOptions& volumes = {}) {
         namespace fs = std::filesystem;
         FolderDataset d;
         d.root_ = root;
@@ -51,23 +56,54 @@ public:
                     ++d.skipped_non_images_;
             }
             MEDIMG_CHECK(!ec, IoError, "dataset: cannot list '", dir.string(), "': ", ec.message());
-            MEDIMG_CHECK(!files.empty(), IoError, "dataset: class folder '", dir.string(), "' holds no images (.png, .jpg, .bmp, .pgm, ...)");
+            MEDIMG_CHECK(!files.empty(), IoError, "dataset: class folder '", dir.string(),
+                         "' holds no images (.png, .jpg, .bmp, .pgm, .dcm, .nii, .nii.gz, ...)");
             std::sort(files.begin(), files.end());
+            std::int64_t count = 0;
             for (auto& f : files) {
-                d.paths_.push_back(f.string());
-                d.labels_.push_back(static_cast<std::int64_t>(k));
+                const std::string path = f.string();
+                // A file that may hold several slices is opened to count them; one that cannot be
+                // read stays a single sample, and the loader reports it (data.skip_unreadable).
+                std::int64_t depth = 1;
+                const FileFormat fmt = file_format(f);
+                if ((fmt == FileFormat::dicom || fmt == FileFormat::nifti) && format_available(fmt)) {
+                    try {
+                        depth = slice_count(path, volumes.axis);
+                    } catch (const IoError&) {
+                        depth = 1;
+                    }
+                }
+                const bool volume = fmt == FileFormat::nifti || depth > 1;
+                const auto slices = volume ? volumes.slices.indices(depth) : std::vector<std::int64_t>{-1};
+                for (auto s : slices) {
+                    d.samples_.push_back({path, s});
+                    d.labels_.push_back(static_cast<std::int64_t>(k));
+                    ++count;
+                }
+                if (volume) ++d.volumes_;
             }
-            d.counts_[k] = static_cast<std::int64_t>(files.size());
+            d.counts_[k] = count;
+            MEDIMG_CHECK(count > 0, IoError, "dataset: class folder '", dir.string(), "' holds only volumes and data.volume_slices ('",
+                         volumes.slices.text(), "') selects none of their slices");
         }
         return d;
     }
 
-    std::int64_t size() const { return static_cast<std::int64_t>(paths_.size()); }
-    const std::string& path(std::int64_t i) const { return paths_.at(static_cast<std::size_t>(i)); }
+    std::int64_t size() const { return static_cast<std::int64_t>(samples_.size()); }
+    /// The file sample i comes from.
+    const std::string& path(std::int64_t i) const { return samples_.at(static_cast<std::size_t>(i)).path; }
+    /// The file and slice of sample i.
+    const SampleRef& sample(std::int64_t i) const { return samples_.at(static_cast<std::size_t>(i)); }
+    /// "path" or "path[slice]": how programs name sample i.
+    std::string name(std::int64_t i) const { return sample(i).display(); }
+    /// The group of sample i (its file: the slices of a volume share one).
+    const std::string& group(std::int64_t i) const { return path(i); }
+    /// Files that became several samples (volumes).
+    std::int64_t volumes() const { return volumes_; }
     std::int64_t label(std::int64_t i) const { return labels_.at(static_cast<std::size_t>(i)); }
     const std::vector<std::int64_t>& labels() const { return labels_; }
     const std::vector<std::string>& classes() const { return classes_; }
-    /// Images per class, in class order.
+    /// Samples per class, in class order.
     const std::vector<std::int64_t>& class_counts() const { return counts_; }
     std::int64_t skipped_non_images() const { return skipped_non_images_; }
     const std::string& root() const { return root_; }
@@ -83,9 +119,10 @@ public:
 
 private:
     std::string root_;
-    std::vector<std::string> classes_, paths_;
+    std::vector<std::string> classes_;
+    std::vector<SampleRef> samples_;
     std::vector<std::int64_t> labels_, counts_;
-    std::int64_t skipped_non_images_ = 0;
+    std::int64_t skipped_non_images_ = 0, volumes_ = 0;
 };
 
 }  // namespace medimg::data

@@ -493,35 +493,38 @@ inline void check_pixel_limit(const ImageHeader& h, const ReadOptions& opts, con
                           " (ReadOptions::max_pixels; refused before decoding)");
 }
 
-/// The whole file, with errno-accurate messages.
-inline std::vector<std::uint8_t> read_image_file(const std::string& path, const ReadOptions& opts) {
+/// The whole file, with errno-accurate messages "<who>: <path>: ..."; at most max_bytes (else an
+/// error naming `limit_name`). Shared by the image, DICOM and NIfTI readers.
+inline std::vector<std::uint8_t> read_whole_file(const std::string& path, std::int64_t max_bytes, const char* who, const char* limit_name) {
+    auto error = [&](auto&&... what) { return IoError(medimg::detail::concat(who, ": ", path, ": ", what...)); };
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         const int e = errno;
-        if (e == ENOENT) throw image_error(path, "file not found");
-        throw image_error(path, "cannot open (", std::strerror(e), ")");
+        if (e == ENOENT) throw error("file not found");
+        throw error("cannot open (", std::strerror(e), ")");
     }
     struct Closer {
         int fd;
         ~Closer() { ::close(fd); }
     } closer{fd};
     struct stat st {};
-    if (::fstat(fd, &st) != 0) throw image_error(path, "cannot stat (", std::strerror(errno), ")");
-    if (S_ISDIR(st.st_mode)) throw image_error(path, "is a directory, not an image file");
-    if (st.st_size > opts.max_file_bytes)
-        throw image_error(path, "file of ", st.st_size, " bytes exceeds the limit of ", opts.max_file_bytes,
-                          " (ReadOptions::max_file_bytes)");
+    if (::fstat(fd, &st) != 0) throw error("cannot stat (", std::strerror(errno), ")");
+    if (S_ISDIR(st.st_mode)) throw error("is a directory, not a file");
+    if (st.st_size > max_bytes) throw error("file of ", st.st_size, " bytes exceeds the limit of ", max_bytes, " (", limit_name, ")");
     std::vector<std::uint8_t> bytes(static_cast<std::size_t>(st.st_size));
     std::size_t got = 0;
     while (got < bytes.size()) {
         const ssize_t r = ::read(fd, bytes.data() + got, bytes.size() - got);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) throw image_error(path, "read failed (", std::strerror(errno), ")");
+        if (r < 0) throw error("read failed (", std::strerror(errno), ")");
         if (r == 0) break;  // the file shrank while being read; the parsers see the short buffer
         got += static_cast<std::size_t>(r);
     }
     bytes.resize(got);
     return bytes;
+}
+inline std::vector<std::uint8_t> read_image_file(const std::string& path, const ReadOptions& opts) {
+    return read_whole_file(path, opts.max_file_bytes, "image", "ReadOptions::max_file_bytes");
 }
 
 /// Interleaved samples (HWC) of `comp` channels -> (C, H, W) float with C = `channels`

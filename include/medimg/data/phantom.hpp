@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "medimg/core/rng.hpp"
@@ -90,11 +91,35 @@ inline Tensor<float, Cpu> phantom_slice(Rng& rng, int side, bool lesion, Phantom
         }
     return img;
 }
-/// Writes root/{train,val,test}/{normal,lesao}/NNNN.png as 16-bit PNGs, counts[k] images in
-/// split k (alternating classes), and root/lesions.csv: one row per lesao image,
-/// "path,cx,cy,sigma" (path relative to root; PhantomLesion's units). Refuses a root that exists
-/// and is not empty. Returns the number of images.
-inline std::int64_t write_phantom_dataset(const std::string& root, int side, const std::int64_t (&counts)[3], std::uint64_t seed) {
+/// Grey level [0, 1] of a phantom -> Hounsfield units, for the DICOM form of the data set
+/// (medimg-phantoms --format dicom): piecewise linear and increasing through background (0) ->
+/// -1000 (air), 0.06 -> -100, 0.1 -> 0 (the ventricles ~ 0-15, as CSF), 0.5 -> 45 (the tissue ~
+/// 30-45, as brain), 0.75 -> 85, 0.8 -> 300, 1 -> 1500 (the skull, bone), so the brain window
+/// (W:80 L:40) shows the tissue, ventricles and lesions with the contrast the PNGs have.
+inline double phantom_hu(double v) {
+    static constexpr double knots[][2] = {{0.0, -1000}, {0.06, -100}, {0.1, 0}, {0.5, 45}, {0.75, 85}, {0.8, 300}, {1.0, 1500}};
+    if (v <= 0) return knots[0][1];
+    for (std::size_t i = 1; i < sizeof knots / sizeof knots[0]; ++i)
+        if (v <= knots[i][0])
+            return knots[i - 1][1] + (v - knots[i - 1][0]) / (knots[i][0] - knots[i - 1][0]) * (knots[i][1] - knots[i - 1][1]);
+    return knots[6][1];
+}
+
+/// Writes one phantom (1, side, side) in [0, 1] to a file; `stem` is the path without extension
+/// and `index` numbers the image within the whole data set. Returns the file's path.
+using PhantomWriter = std::function<std::string(const std::string& stem, const Tensor<float, Cpu>& slice, std::int64_t index)>;
+/// 16-bit PNG, the default.
+inline std::string write_phantom_png(const std::string& stem, const Tensor<float, Cpu>& slice, std::int64_t) {
+    write_png(stem + ".png", slice, 16);
+    return stem + ".png";
+}
+
+/// Writes root/{train,val,test}/{normal,lesao}/NNNN.png as 16-bit PNGs (or what `writer` writes),
+/// counts[k] images in split k (alternating classes), and root/lesions.csv: one row per lesao
+/// image, "path,cx,cy,sigma" (path relative to root; PhantomLesion's units). Refuses a root that
+/// exists and is not empty. Returns the number of images.
+inline std::int64_t write_phantom_dataset(const std::string& root, int side, const std::int64_t (&counts)[3], std::uint64_t seed,
+                                          const PhantomWriter& writer = write_phantom_png) {
     namespace fs = std::filesystem;
     std::error_code ec;
     MEDIMG_CHECK(!fs::exists(root, ec) || fs::is_empty(root, ec), IoError, "phantoms: '", root,
@@ -111,12 +136,12 @@ inline std::int64_t write_phantom_dataset(const std::string& root, int side, con
             const fs::path dir = fs::path(root) / splits[k] / (lesion ? "lesao" : "normal");
             fs::create_directories(dir);
             char name[32];
-            std::snprintf(name, sizeof name, "%04lld.png", static_cast<long long>(i / 2));
+            std::snprintf(name, sizeof name, "%04lld", static_cast<long long>(i / 2));
             PhantomLesion where;
-            write_png((dir / name).string(), phantom_slice(rng, side, lesion, &where), 16);
+            const auto file = fs::path(writer((dir / name).string(), phantom_slice(rng, side, lesion, &where), written)).filename().string();
             if (lesion) {
                 char row[160];
-                std::snprintf(row, sizeof row, "%s/lesao/%s,%.4f,%.4f,%.4f\n", splits[k], name, where.cx, where.cy, where.sigma);
+                std::snprintf(row, sizeof row, "%s/lesao/%s,%.4f,%.4f,%.4f\n", splits[k], file.c_str(), where.cx, where.cy, where.sigma);
                 csv += row;
             }
             ++written;

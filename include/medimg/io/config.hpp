@@ -22,6 +22,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "medimg/data/intensity.hpp"
+#include "medimg/data/slices.hpp"
 #include "medimg/error.hpp"
 #include "medimg/io/utf8.hpp"
 
@@ -47,6 +49,12 @@ struct DataConfig {
     std::vector<double> mean{0.485, 0.456, 0.406}, std{0.229, 0.224, 0.225};
     bool skip_unreadable = false;
     std::string sampler = "shuffle";  // shuffle | balanced (class-balanced draws with replacement)
+    // Medical formats (docs/formats.md): how DICOM / NIfTI values become [0, 1] and which slices of
+    // a volume are samples. window: file | minmax | brain | subdural | bone | lung | abdomen |
+    // [center, width] (kept as data::IntensitySetting::text()).
+    std::string window = "file";
+    std::string volume_axis = "axial";   // axial | coronal | sagittal (of the volume in RAS+)
+    std::string volume_slices = "all";   // all | middle | every N | range [a, b]
     AugmentConfig augment;
 };
 
@@ -277,6 +285,56 @@ Field number_or_default(std::string key, Ref ref, Range r) {
 
 #define MEDIMG_CFG_REF(member) [](Config& c) -> auto& { return c.member; }
 
+/// data.window: a word (file, minmax, a preset) or [center, width]; stored as the setting's text.
+inline Field window_field() {
+    const std::string key = "data.window";
+    return {key, "file, minmax, a preset or [center, width]",
+            [=](Config& c, const YAML::Node& n, const std::string& w) {
+                std::string text;
+                if (n.IsScalar()) {
+                    text = n.Scalar();
+                } else if (n.IsSequence() && n.size() == 2) {
+                    as_number(n[0], w, key, "[center, width] of numbers");
+                    as_number(n[1], w, key, "[center, width] of numbers");
+                    text = "[" + n[0].Scalar() + ", " + n[1].Scalar() + "]";
+                } else {
+                    bad(w, key, "must be file, minmax, brain, subdural, bone, lung, abdomen or [center, width], got " + shown(n));
+                }
+                try {
+                    c.data.window = data::IntensitySetting::parse(text, key).text();
+                } catch (const ConfigError& e) {
+                    const std::string m = e.what();
+                    const auto q = m.find("' ");  // "'data.window' must ..." -> "must ..."
+                    bad(w, key, q == std::string::npos ? m : m.substr(q + 2));
+                }
+            },
+            [](const Config& c) {
+                const auto s = data::IntensitySetting::parse(c.data.window);
+                if (s.kind != data::IntensitySetting::Kind::fixed || !s.preset.empty()) return YAML::Node(c.data.window);
+                YAML::Node n(YAML::NodeType::Sequence);
+                n.push_back(s.window.center);
+                n.push_back(s.window.width);
+                n.SetStyle(YAML::EmitterStyle::Flow);
+                return n;
+            }};
+}
+/// data.volume_slices: all | middle | every N | range [a, b] (a string).
+inline Field slices_field() {
+    const std::string key = "data.volume_slices";
+    return {key, "all, middle, every N or range [a, b]",
+            [=](Config& c, const YAML::Node& n, const std::string& w) {
+                if (!n.IsScalar()) bad(w, key, "must be all, middle, every N or range [a, b], got " + shown(n));
+                try {
+                    c.data.volume_slices = data::SliceSelection::parse(n.Scalar()).text();
+                } catch (const ConfigError& e) {
+                    const std::string m = e.what();
+                    const auto q = m.find("' ");
+                    bad(w, key, q == std::string::npos ? m : m.substr(q + 2));
+                }
+            },
+            [](const Config& c) { return YAML::Node(c.data.volume_slices); }};
+}
+
 inline const std::vector<Field>& schema() {
     static const std::vector<Field> fields = [] {
         std::vector<Field> f;
@@ -293,6 +351,9 @@ inline const std::vector<Field>& schema() {
         f.push_back(numbers("data.std", MEDIMG_CFG_REF(data.std), 1, 3, above(0)));
         f.push_back(boolean("data.skip_unreadable", MEDIMG_CFG_REF(data.skip_unreadable)));
         f.push_back(text("data.sampler", MEDIMG_CFG_REF(data.sampler), {"shuffle", "balanced"}));
+        f.push_back(window_field());
+        f.push_back(text("data.volume_axis", MEDIMG_CFG_REF(data.volume_axis), {"axial", "coronal", "sagittal"}));
+        f.push_back(slices_field());
         f.push_back(boolean("data.augment.random_resized_crop", MEDIMG_CFG_REF(data.augment.random_resized_crop)));
         f.push_back(number("data.augment.crop_scale_min", MEDIMG_CFG_REF(data.augment.crop_scale_min), {0, 1, true, false}));
         f.push_back(boolean("data.augment.hflip", MEDIMG_CFG_REF(data.augment.hflip)));

@@ -24,6 +24,7 @@
 
 #include "medimg/core/tensor.hpp"
 #include "medimg/data/image.hpp"
+#include "medimg/data/readers.hpp"
 #include "medimg/data/transforms.hpp"
 #include "medimg/error.hpp"
 #include "medimg/io/text.hpp"
@@ -55,6 +56,9 @@ struct CompareOptions {
     std::string panel;      ///< --panel OUT.png: reference | aligned target | SSIM map | difference
     double threshold = 0.3; ///< --threshold T: regions where the local SSIM is below T
     double pixel_spacing = 0; ///< --pixel-spacing MM: square pixels of this side (0: unknown)
+    /// --intensity SETTING: how DICOM / NIfTI values become [0, 1] (data.window's values:
+    /// file | minmax | brain | subdural | bone | lung | abdomen | [center, width]); images unaffected.
+    std::string intensity = "file";
     bool help = false;      ///< --help / -h: print compare_usage() and exit 0
 };
 
@@ -62,13 +66,15 @@ struct CompareOptions {
 inline std::string compare_usage() {
     return "usage: medimg-compare --reference FILE --target FILE [--align none|translation|rigid|affine] [--json]\n"
            "                      [--window uniform|gaussian] [--resize] [--mask FILE] [--ssim-map OUT.png]\n"
-           "                      [--diff-map OUT.png] [--help]\n"
+           "                      [--diff-map OUT.png] [--intensity SETTING] [--help]\n"
            "\n"
            "SSIM and mean absolute error (MAE) of two images, read as greyscale in [0, 1]\n"
-           "(8-bit / 255, 16-bit / 65535; colour is converted with ITU-R 601-2 luma); data_range 1.\n"
+           "(8-bit / 255, 16-bit / 65535; colour is converted with ITU-R 601-2 luma; DICOM and NIfTI\n"
+           "through --intensity); data_range 1.\n"
            "The target is first aligned to the reference (two exams are never taken in the same pose).\n"
            "\n"
-           "  --reference FILE   the reference image (PNG, JPEG, BMP, PGM/PPM)\n"
+           "  --reference FILE   the reference image (PNG, JPEG, BMP, PGM/PPM, DICOM, a NIfTI slice as\n"
+           "                     FILE[k])\n"
            "  --target FILE      the image compared with it; with --align none it must have the same\n"
            "                     size unless --resize\n"
            "  --align MOTION     rigid (default: rotation and shift), translation, affine, or none.\n"
@@ -95,6 +101,10 @@ inline std::string compare_usage() {
            "                     (default 0.3), at least the window's side in pixels; reported with\n"
            "                     area, centroid and mean SSIM\n"
            "  --pixel-spacing MM the side of a (square) pixel in mm, to report areas in mm^2 too\n"
+           "  --intensity SET    DICOM / NIfTI values to [0, 1]: file (default: each DICOM file's own\n"
+           "                     window, else min-max), minmax, a CT preset (brain, subdural, bone,\n"
+           "                     lung, abdomen) or [center,width]. To compare two exams use one window\n"
+           "                     for both (a preset or [center,width]); docs/formats.md\n"
            "  --help             print this text\n"
            "\n"
            "Exit status 0 on success; 1 with one line 'medimg-compare: <message>' on stderr otherwise.\n";
@@ -187,6 +197,14 @@ inline CompareOptions parse_compare_args(int argc, const char* const* argv) {
             if (a != "none" && a != "translation" && a != "rigid" && a != "affine")
                 throw ConfigError("compare: unknown motion '" + a + "' for --align; expected none, translation, rigid or affine");
             o.align = a;
+        } else if (name == "--intensity") {
+            std::string v;
+            take(v, "file, minmax, a preset or [center,width]");
+            try {
+                o.intensity = data::IntensitySetting::parse(v, "--intensity").text();
+            } catch (const ConfigError& e) {
+                throw ConfigError(std::string("compare: ") + e.what());
+            }
         } else if (name == "--json") {
             flag(seen_json, o.json);
         } else if (name == "--resize") {
@@ -203,6 +221,8 @@ inline CompareOptions parse_compare_args(int argc, const char* const* argv) {
 /// What compare_images measured (and wrote).
 struct CompareResult {
     std::string reference, target;  // the paths as given
+    std::string intensity = "file";  // how DICOM / NIfTI values became [0, 1] (CompareOptions::intensity)
+    bool medical = false;            // an input was DICOM or NIfTI (the text report names the setting)
     Window window = Window::uniform;
     double ssim = 0.0;  // mean SSIM (over mask pixels outside the border when a mask is given)
     double mae = 0.0;   // mean |reference - target| (over mask pixels when a mask is given)
@@ -292,8 +312,16 @@ inline CompareResult compare_images(const CompareOptions& o) {
     r.mask = o.mask;
     r.align = o.align;
     const bool aligning = o.align != "none";
-    const auto ref = data::read_image(o.reference, 1).pixels;  // (1, H, W) float in [0, 1]
-    auto tgt = data::read_image(o.target, 1).pixels;           // (1, H', W')
+    data::ReadSettings grey;  // images as read_image(path, 1); DICOM / NIfTI through the intensity setting
+    grey.channels = 1;
+    grey.intensity = data::IntensitySetting::parse(o.intensity, "--intensity");
+    r.intensity = o.intensity;
+    for (const auto* p : {&o.reference, &o.target}) {
+        const auto f = data::file_format(data::SampleRef::from_display(*p).path);
+        r.medical = r.medical || f == data::FileFormat::dicom || f == data::FileFormat::nifti;
+    }
+    const auto ref = data::read_sample(data::SampleRef::from_display(o.reference), grey);  // (1, H, W) float in [0, 1]
+    auto tgt = data::read_sample(data::SampleRef::from_display(o.target), grey);           // (1, H', W')
     const std::int64_t H = ref.size(1), W = ref.size(2);
     r.height = H;
     r.width = W;
@@ -494,7 +522,8 @@ inline CompareResult compare_images(const CompareOptions& o) {
 
 /// The text report: "ssim ...", "mae ...", then a line per resize, mask and written map.
 inline std::string format_compare_text(const CompareResult& r) {
-    std::string s = "ssim " + detail::fixed6(r.ssim) + " (" + detail::compare_window_text(r.window) + "; data_range 1";
+    std::string s = "ssim " + detail::fixed6(r.ssim) + " (" + detail::compare_window_text(r.window) + "; data_range 1" +
+                    (r.medical ? " on values windowed by " + r.intensity : std::string());
     if (!r.mask.empty()) s += "; over " + std::to_string(r.ssim_pixels) + " mask pixels, border excluded";
     s += ")\nmae " + detail::fixed6(r.mae);
     if (!r.mask.empty()) s += " (over " + std::to_string(r.masked_pixels) + " mask pixels)";
@@ -565,6 +594,7 @@ inline nlohmann::ordered_json compare_json(const CompareResult& r) {
     j["window"] = detail::compare_window_name(r.window);
     j["window_description"] = detail::compare_window_text(r.window);
     j["data_range"] = 1.0;
+    j["intensity"] = r.intensity;  // DICOM / NIfTI: the window that made the [0, 1] values
     j["width"] = r.width;
     j["height"] = r.height;
     j["resized"] = r.resized;

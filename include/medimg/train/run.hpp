@@ -142,12 +142,12 @@ std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostrea
     const auto pre = Preprocessing::from_config(c);
     const auto K = static_cast<std::int64_t>(c.data.classes.size());
 
-    const auto train_ds = data::FolderDataset::scan(c.data.train, c.data.classes);
-    const auto val_ds = data::FolderDataset::scan(c.data.val, c.data.classes);
+    const auto train_ds = data::FolderDataset::scan(c.data.train, c.data.classes, pre.volume_options());
+    const auto val_ds = data::FolderDataset::scan(c.data.val, c.data.classes, pre.volume_options());
     print_split(out, "train", train_ds);
     print_split(out, "val", val_ds);
-    auto train_loader = make_loader(train_ds, train_transforms(c, pre), pre.read_channels, c, true);
-    auto val_loader = make_loader(val_ds, pre.eval(), pre.read_channels, c, false);
+    auto train_loader = make_loader(train_ds, train_transforms(c, pre), pre.read_settings(), c, true);
+    auto val_loader = make_loader(val_ds, pre.eval(), pre.read_settings(), c, false);
 
     auto model = nn::make_model<T, B>(c.model.name, model_options(c, K, pre.model_channels));
     if (!c.model.pretrained.empty() && !resume) {
@@ -235,8 +235,8 @@ std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostrea
 
     std::error_code ec;
     if (!c.data.test.empty() && fs::is_directory(c.data.test, ec)) {
-        const auto test_ds = data::FolderDataset::scan(c.data.test, c.data.classes);
-        auto test_loader = make_loader(test_ds, pre.eval(), pre.read_channels, c, false);
+        const auto test_ds = data::FolderDataset::scan(c.data.test, c.data.classes, pre.volume_options());
+        auto test_loader = make_loader(test_ds, pre.eval(), pre.read_settings(), c, false);
         io::Checkpoint::load((fs::path(c.output_dir) / "checkpoints" / "best.safetensors").string()).load_into(*model);
         print_report(out, "test (best checkpoint)", evaluate(*model, *test_loader, K), c.data.classes);
     }

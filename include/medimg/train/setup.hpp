@@ -17,6 +17,8 @@
 
 #include "medimg/data/dataset.hpp"
 #include "medimg/data/image.hpp"
+#include "medimg/data/intensity.hpp"
+#include "medimg/data/readers.hpp"
 #include "medimg/data/loader.hpp"
 #include "medimg/data/transforms.hpp"
 #include "medimg/io/checkpoint.hpp"
@@ -50,14 +52,16 @@ inline double calibration_temperature(const io::CheckpointMeta& m, const std::st
     return t;
 }
 
-/// Reads the image at `path` and runs `pipeline` on it; an image the pipeline cannot take (one
-/// smaller than the crop with `resize: none`) is an IoError naming the file.
-inline Tensor<float, Cpu> load_transformed(const std::string& path, int read_channels, const data::TransformPipeline& pipeline, Rng& rng) {
-    auto pixels = data::read_image(path, read_channels).pixels;
+/// Reads the sample (an image, a DICOM file, a slice of a volume: data/readers.hpp) and runs
+/// `pipeline` on it; one the pipeline cannot take (smaller than the crop with `resize: none`) is
+/// an IoError naming it.
+inline Tensor<float, Cpu> load_transformed(const data::SampleRef& sample, const data::ReadSettings& read,
+                                           const data::TransformPipeline& pipeline, Rng& rng) {
+    auto pixels = data::read_sample(sample, read);
     try {
         return pipeline(pixels, rng);
     } catch (const ShapeError& e) {
-        throw IoError("image '" + path + "': " + e.what());
+        throw IoError("image '" + sample.display() + "': " + e.what());
     }
 }
 
@@ -67,6 +71,18 @@ struct Preprocessing {
     int model_channels = 3;  // channels the network takes (3 when gray input is replicated)
     std::int64_t image_size = 224, resize = 256;
     std::vector<double> mean, std;  // per model channel
+    data::IntensitySetting intensity;  // data.window: how DICOM / NIfTI values become [0, 1]
+    std::string volume_axis = "axial";  // data.volume_axis
+    data::SliceSelection slices;        // data.volume_slices
+
+    data::ReadSettings read_settings() const {
+        data::ReadSettings r;
+        r.channels = read_channels;
+        r.intensity = intensity;
+        r.axis = data::volume_axis(volume_axis);
+        return r;
+    }
+    data::VolumeOptions volume_options() const { return {slices, data::volume_axis(volume_axis)}; }
 
     data::TransformOptions transform_options() const {
         data::TransformOptions t;
@@ -78,11 +94,13 @@ struct Preprocessing {
         return t;
     }
     data::TransformPipeline eval() const { return data::eval_pipeline(transform_options()); }
-    /// Reads one file and runs the eval pipeline: (model_channels, image_size, image_size).
-    Tensor<float, Cpu> load_eval(const std::string& path) const {
+    /// Reads one sample and runs the eval pipeline: (model_channels, image_size, image_size).
+    Tensor<float, Cpu> load_eval(const data::SampleRef& sample) const {
         Rng unused(0);
-        return load_transformed(path, read_channels, eval(), unused);
+        return load_transformed(sample, read_settings(), eval(), unused);
     }
+    /// A file, or a slice of a volume named as SampleRef::display() writes it ("scan.nii.gz[40]").
+    Tensor<float, Cpu> load_eval(const std::string& name) const { return load_eval(data::SampleRef::from_display(name)); }
     void to_meta(io::CheckpointMeta& m) const {
         m.in_channels = model_channels;
         m.image_size = image_size;
@@ -90,6 +108,9 @@ struct Preprocessing {
         m.std = std;
         m.extra["read_channels"] = std::to_string(read_channels);
         m.extra["resize"] = resize == data::TransformOptions::no_resize ? "none" : std::to_string(resize);
+        m.extra["window"] = intensity.text();
+        m.extra["volume_axis"] = volume_axis;
+        m.extra["volume_slices"] = slices.text();
     }
     static Preprocessing from_meta(const io::CheckpointMeta& m) {
         Preprocessing p;
@@ -108,6 +129,19 @@ struct Preprocessing {
         };
         p.read_channels = static_cast<int>(get("read_channels", m.in_channels, 1));
         p.resize = get("resize", m.image_size * 256 / 224, 1);
+        // Checkpoints written before the medical formats hold none of these: the defaults.
+        auto text = [&](const char* k, const char* dflt) {
+            const auto it = m.extra.find(k);
+            return it == m.extra.end() ? std::string(dflt) : it->second;
+        };
+        try {
+            p.intensity = data::IntensitySetting::parse(text("window", "file"), "window");
+            p.volume_axis = text("volume_axis", "axial");
+            (void)data::volume_axis(p.volume_axis);
+            p.slices = data::SliceSelection::parse(text("volume_slices", "all"));
+        } catch (const ConfigError& e) {
+            throw IoError(std::string("checkpoint: metadata: ") + e.what());
+        }
         return p;
     }
     static Preprocessing from_config(const io::Config& c) {
@@ -118,6 +152,9 @@ struct Preprocessing {
         p.image_size = c.data.image_size;
         static_assert(io::DataConfig::no_resize == data::TransformOptions::no_resize, "resize: none means the same on both sides");
         p.resize = c.data.resize;
+        p.intensity = data::IntensitySetting::parse(c.data.window);
+        p.volume_axis = c.data.volume_axis;
+        p.slices = data::SliceSelection::parse(c.data.volume_slices);
         p.mean = c.data.mean;
         p.std = c.data.std;
         if (replicate) {
@@ -154,11 +191,11 @@ inline data::TransformPipeline train_transforms(const io::Config& c, const Prepr
 /// A loader over `ds` that decodes with `read_channels` and applies `pipeline`. The loader keeps a
 /// pointer to `ds`: the dataset must outlive it (a temporary is refused at compile time, below).
 inline std::unique_ptr<data::DataLoader> make_loader(const data::FolderDataset& ds, data::TransformPipeline pipeline,
-                                                     int read_channels, const io::Config& c, bool training);
-std::unique_ptr<data::DataLoader> make_loader(data::FolderDataset&& ds, data::TransformPipeline pipeline, int read_channels,
+                                                     const data::ReadSettings& read, const io::Config& c, bool training);
+std::unique_ptr<data::DataLoader> make_loader(data::FolderDataset&& ds, data::TransformPipeline pipeline, const data::ReadSettings& read,
                                               const io::Config& c, bool training) = delete;
 inline std::unique_ptr<data::DataLoader> make_loader(const data::FolderDataset& ds, data::TransformPipeline pipeline,
-                                                     int read_channels, const io::Config& c, bool training) {
+                                                     const data::ReadSettings& read, const io::Config& c, bool training) {
     data::LoaderOptions o;
     o.batch_size = c.train.batch_size;
     o.shuffle = training;
@@ -170,8 +207,8 @@ inline std::unique_ptr<data::DataLoader> make_loader(const data::FolderDataset& 
     const auto* dsp = &ds;
     return std::make_unique<data::DataLoader>(
         ds.labels(),
-        [dsp, pipeline = std::move(pipeline), read_channels](std::int64_t i, Rng& rng) {
-            return load_transformed(dsp->path(i), read_channels, pipeline, rng);
+        [dsp, pipeline = std::move(pipeline), read](std::int64_t i, Rng& rng) {
+            return load_transformed(dsp->sample(i), read, pipeline, rng);
         },
         o);
 }
