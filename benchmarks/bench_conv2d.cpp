@@ -2,10 +2,12 @@
 // bench_conv2d.cpp: the CPU convolution kernels on every ResNet18 convolution shape at batch 8,
 // plus the one-channel 256x256 medical stem. Reports GFLOP/s (2 * N * C_out * Ho * Wo * C_in * kH
 // * kW per pass) and that as a percentage of the machine's fp32 FMA peak on the same threads,
-// measured here (BM_fma_peak). Args: N, C_in, H, W, C_out, k, stride, pad.
+// measured here (BM_fma_peak). The 3x3 stride-1 layers also at batch 32, with Winograd's default
+// tile choice and with F(2x2) forced (_f2). Args: N, C_in, H, W, C_out, k, stride, pad.
 #include <benchmark/benchmark.h>
 
 #include <chrono>
+#include <utility>
 #if defined(__x86_64__)
 #  include <immintrin.h>
 #endif
@@ -151,6 +153,20 @@ void BM_conv2d_backward_filter(benchmark::State& state) {
     }
     report(state, a.flops);
 }
+/// The same with Winograd's largest tile set to 2 (F(2x2, 3x3) wherever Winograd runs; what
+/// MEDIMG_WINOGRAD_TILE=2 sets), against the default that takes F(4x4, 3x3) where its tiles fill an
+/// image group: the A/B of benchmarks/RESULTS.md's "Winograd F(4x4, 3x3)".
+template <void (*Op)(benchmark::State&)>
+void f2_only(benchmark::State& state) {
+    auto& tile = cpu::winograd::max_tile();
+    const int before = tile;
+    tile = 2;
+    Op(state);
+    tile = before;
+}
+void BM_conv2d_forward_f2(benchmark::State& state) { f2_only<BM_conv2d_forward>(state); }
+void BM_conv2d_backward_data_f2(benchmark::State& state) { f2_only<BM_conv2d_backward_data>(state); }
+void BM_conv2d_backward_filter_f2(benchmark::State& state) { f2_only<BM_conv2d_backward_filter>(state); }
 
 void resnet18_shapes(benchmark::internal::Benchmark* b) {
     b->ArgNames({"N", "Cin", "H", "W", "Cout", "k", "s", "p"});
@@ -176,6 +192,13 @@ void resnet18_3x3_stride1_shapes(benchmark::internal::Benchmark* b) {
     b->Args({8, 512, 7, 7, 512, 3, 1, 1});
     b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
+/// ResNet18's 3x3 stride-1 layers at the training batch (32) and 224x224 input.
+void resnet18_3x3_stride1_batch32_shapes(benchmark::internal::Benchmark* b) {
+    b->ArgNames({"N", "Cin", "H", "W", "Cout", "k", "s", "p"});
+    for (const auto& [c, h] : {std::pair{64, 56}, std::pair{128, 28}, std::pair{256, 14}, std::pair{512, 7}})
+        b->Args({32, c, h, h, c, 3, 1, 1});
+    b->Unit(benchmark::kMillisecond)->UseRealTime();
+}
 }  // namespace
 
 BENCHMARK(BM_fma_peak)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -184,3 +207,9 @@ BENCHMARK(BM_conv2d_backward_data)->Apply(resnet18_shapes);
 BENCHMARK(BM_conv2d_backward_filter)->Apply(resnet18_shapes);
 BENCHMARK(BM_conv2d_forward_im2col)->Apply(resnet18_3x3_stride1_shapes);
 BENCHMARK(BM_conv2d_backward_data_im2col)->Apply(resnet18_3x3_stride1_shapes);
+BENCHMARK(BM_conv2d_forward)->Apply(resnet18_3x3_stride1_batch32_shapes);
+BENCHMARK(BM_conv2d_forward_f2)->Apply(resnet18_3x3_stride1_batch32_shapes);
+BENCHMARK(BM_conv2d_backward_data)->Apply(resnet18_3x3_stride1_batch32_shapes);
+BENCHMARK(BM_conv2d_backward_data_f2)->Apply(resnet18_3x3_stride1_batch32_shapes);
+BENCHMARK(BM_conv2d_backward_filter)->Apply(resnet18_3x3_stride1_batch32_shapes);
+BENCHMARK(BM_conv2d_backward_filter_f2)->Apply(resnet18_3x3_stride1_batch32_shapes);

@@ -108,7 +108,7 @@ BOOST_AUTO_TEST_CASE(load_state_dict_names_missing_unexpected_and_misshaped_keys
     m.load_state_dict(partial, false);  // non-strict: loads what matches
 }
 
-BOOST_AUTO_TEST_CASE(resnet18_matches_pytorch_in_eval_and_train_with_gradients) {
+BOOST_AUTO_TEST_CASE(resnet18_matches_pytorch_in_eval_and_train) {
     const auto f = io::SafetensorsFile::load(fixture("resnet18.safetensors"));
     nn::ResNet18<float> m(nn::ResNetOptions{2, 3});
     ref::det_init(m);
@@ -123,12 +123,6 @@ BOOST_AUTO_TEST_CASE(resnet18_matches_pytorch_in_eval_and_train_with_gradients) 
     MEDIMG_CHECK_CLOSE_TENSORS(logits.value(), f.tensor<float>("logits_train"), kParityRtol, kParityAtol);
     auto loss = loss::cross_entropy(logits, f.tensor<std::int64_t>("target"));
     BOOST_TEST(loss.value().item() == f.tensor<float>("loss").item(), boost::test_tools::tolerance(1e-5f));
-    loss.backward();
-    for (const char* name : {"conv1.weight", "layer3.0.downsample.0.weight", "layer4.1.bn2.weight", "fc.weight", "fc.bias"}) {
-        BOOST_TEST_CONTEXT("grad of " << name) {
-            MEDIMG_CHECK_CLOSE_TENSORS(find_param(m, name), f.tensor<float>(std::string("grad.") + name), kGradRtol, kGradAtol);
-        }
-    }
     for (const char* name : {"bn1.running_mean", "bn1.running_var", "layer4.1.bn2.running_mean", "layer4.1.bn2.running_var"}) {
         BOOST_TEST_CONTEXT(name) {
             MEDIMG_CHECK_CLOSE_TENSORS(find_state(m, name), f.tensor<float>(std::string("after_train_forward.") + name),
@@ -138,7 +132,29 @@ BOOST_AUTO_TEST_CASE(resnet18_matches_pytorch_in_eval_and_train_with_gradients) 
     BOOST_TEST(find_state(m, "bn1.num_batches_tracked").item() == 1.0f);
 }
 
-BOOST_AUTO_TEST_CASE(one_sgd_adam_and_adamw_step_on_resnet18_match_pytorch) {
+// The gradient checks below route through every ReLU mask of a training-mode forward pass on two
+// 64x64 images, whose batch-normalised activations sit densely around the ReLU's kink. With every
+// 3x3 forward convolution forced through F(4x4, 3x3) (ctest's cpu.resnet.winograd4; ~5e-6 relative
+// error per convolution) the stem's weight gradient moves by up to 3e-3 (median 4e-4) from
+// PyTorch's: forward F(4x4) with backward F(2x2) gives the same, forward F(2x2) with backward
+// F(4x4) stays within 7e-6, so the difference comes from activations that change side of zero,
+// not from the backward transforms. That run leaves these out (label "relu_masks"); the
+// automatic choice never takes F(4x4) at these sizes, and cpu.resnet.winograd checks them with
+// F(2x2) forced (benchmarks/RESULTS.md, "Winograd F(4x4, 3x3)").
+BOOST_AUTO_TEST_CASE(resnet18_gradients_match_pytorch, *boost::unit_test::label("relu_masks")) {
+    const auto f = io::SafetensorsFile::load(fixture("resnet18.safetensors"));
+    nn::ResNet18<float> m(nn::ResNetOptions{2, 3});
+    ref::det_init(m);
+    m.train();
+    loss::cross_entropy(m(V(f.tensor<float>("input"))), f.tensor<std::int64_t>("target")).backward();
+    for (const char* name : {"conv1.weight", "layer3.0.downsample.0.weight", "layer4.1.bn2.weight", "fc.weight", "fc.bias"}) {
+        BOOST_TEST_CONTEXT("grad of " << name) {
+            MEDIMG_CHECK_CLOSE_TENSORS(find_param(m, name), f.tensor<float>(std::string("grad.") + name), kGradRtol, kGradAtol);
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(one_sgd_adam_and_adamw_step_on_resnet18_match_pytorch, *boost::unit_test::label("relu_masks")) {
     const auto f = io::SafetensorsFile::load(fixture("resnet18.safetensors"));
     for (const std::string opt : {"sgd", "adam", "adamw"}) {
         BOOST_TEST_CONTEXT(opt) {

@@ -257,10 +257,10 @@ struct Conv2dImpl<Cpu> {
         const std::int64_t N = x.size(0), Co = w.size(0), K = g.K();
         if (N == 0 || Co == 0) return;
         const cpu::Epilogue<T> ep{b.defined() ? b.data() : nullptr};
-        if (g.C > 0 && cpu::winograd::use(g.kh, g.kw, p, N, g.H, g.W)) {
-            T* U = cpu::conv_scratch<T>(2, 16 * Co * g.C);
-            cpu::winograd::filter_transform(w.data(), Co, g.C, false, U);
-            cpu::winograd::convolve(x.data(), N, g.C, g.H, g.W, Co, cpu::winograd::plain_filters(U, Co, g.C), ep, y.data());
+        if (const int m = g.C > 0 ? cpu::winograd::tile(g.kh, g.kw, p, N, g.H, g.W) : 0) {
+            T* U = cpu::conv_scratch<T>(2, cpu::winograd::positions(m) * Co * g.C);
+            cpu::winograd::filter_transform(m, w.data(), Co, g.C, false, U);
+            cpu::winograd::convolve(m, x.data(), N, g.C, g.H, g.W, Co, cpu::winograd::plain_filters(U, Co, g.C), ep, y.data());
             return;
         }
         cpu::im2col_forward(x.data(), N, g, Co, [&](std::int64_t n, const T* B, std::int64_t ldb, T* out, std::int64_t ldc) {
@@ -336,16 +336,16 @@ struct Conv2dImpl<Cpu> {
         const auto g = cpu::conv_geom(dx, w.shape(), dy.shape(), p);
         const std::int64_t N = dx.size(0), Co = w.size(0), K = g.K(), P = g.P(), CHW = g.C * g.H * g.W;
         if (N == 0 || g.C == 0) return;
-        if (cpu::winograd::use(g.kh, g.kw, p, N, g.H, g.W)) {
+        if (const int m = cpu::winograd::tile(g.kh, g.kw, p, N, g.H, g.W)) {
             // dx = the pad-1 3x3 convolution of dy with rot180(w), channel axes swapped
             if (Co == 0) {
                 dx.zero_();
                 return;
             }
-            T* U = cpu::conv_scratch<T>(2, 16 * g.C * Co);
-            cpu::winograd::filter_transform(w.data(), g.C, Co, true, U);
-            cpu::winograd::convolve(dy.data(), N, Co, g.H, g.W, g.C, cpu::winograd::plain_filters(U, g.C, Co), cpu::Epilogue<T>{},
-                                    dx.data());
+            T* U = cpu::conv_scratch<T>(2, cpu::winograd::positions(m) * g.C * Co);
+            cpu::winograd::filter_transform(m, w.data(), g.C, Co, true, U);
+            cpu::winograd::convolve(m, dy.data(), N, Co, g.H, g.W, g.C, cpu::winograd::plain_filters(U, g.C, Co),
+                                    cpu::Epilogue<T>{}, dx.data());
             return;
         }
         const auto gr = cpu::image_groups(N, P);
@@ -391,8 +391,8 @@ struct Conv2dImpl<Cpu> {
         }
         const auto g = cpu::conv_geom(x, dw.shape(), dy.shape(), p);
         const std::int64_t N = x.size(0), Co = dw.size(0), K = g.K(), P = g.P(), CHW = g.C * g.H * g.W;
-        if (N > 0 && Co > 0 && g.C > 0 && cpu::winograd::use(g.kh, g.kw, p, N, g.H, g.W)) {
-            cpu::winograd::weight_gradient(x.data(), dy.data(), N, g.C, g.H, g.W, Co, dw.data());
+        if (const int m = N > 0 && Co > 0 && g.C > 0 ? cpu::winograd::weight_tile(g.kh, g.kw, p, N, g.H, g.W) : 0) {
+            cpu::winograd::weight_gradient(m, x.data(), dy.data(), N, g.C, g.H, g.W, Co, dw.data());
             return;
         }
         const auto gr = cpu::image_groups(N, P);

@@ -4,8 +4,9 @@
 // them in the form every later call wants:
 //   - im2col path: the filters (C_out, K) packed in the GEMM micro-kernel's panel layout
 //     (cpu::PackedWeights), so no call packs them again (10% of a batch-1 ResNet18 forward);
-//   - Winograd path (3x3 stride 1 pad 1, cpu/winograd.hpp): the 16 transformed filter matrices
-//     U[xi] (C_out, C_in), transformed and packed once (the transform alone was 4%);
+//   - Winograd path (3x3 stride 1 pad 1, cpu/winograd.hpp): the 16 (F(2x2)) or 36 (F(4x4))
+//     transformed filter matrices U[xi] (C_out, C_in), transformed and packed once (the transform
+//     alone was 4%); which tile a call takes depends on its batch and image size, so both may exist;
 // and writes y = act(conv(x) + bias + residual) in one pass per image group while the group's
 // output is in cache (cpu::Epilogue), instead of BatchNorm, add and ReLU passes over memory.
 // Each form is built on first use (which path runs depends on the batch and the image size).
@@ -31,7 +32,8 @@ public:
         w_.assign(w, w + wshape.numel());
         b_.assign(bias, bias + wshape[0]);
         direct_ready_ = false;
-        winograd_.clear();
+        winograd2_.clear();
+        winograd4_.clear();
     }
     const Shape& weight_shape() const { return wshape_; }
     const ops::Conv2dParams& params() const { return p_; }
@@ -43,16 +45,18 @@ public:
         const std::int64_t N = x.size(0), Co = wshape_[0], C = g.C;
         if (N == 0 || Co == 0) return;
         const Epilogue<T> ep{b_.data(), residual, relu};
-        if (C > 0 && winograd::use(g.kh, g.kw, p_, N, g.H, g.W)) {
-            if (winograd_.empty()) {
-                std::vector<T> U(static_cast<std::size_t>(16 * Co * C));
-                winograd::filter_transform(w_.data(), Co, C, false, U.data());
-                winograd_.resize(16);
-                for (int xi = 0; xi < 16; ++xi) winograd_[static_cast<std::size_t>(xi)].assign(U.data() + xi * Co * C, Co, C);
+        if (const int m = C > 0 ? winograd::tile(g.kh, g.kw, p_, N, g.H, g.W) : 0) {
+            auto& packed = m == 4 ? winograd4_ : winograd2_;
+            if (packed.empty()) {
+                const int P = winograd::positions(m);
+                std::vector<T> U(static_cast<std::size_t>(P * Co * C));
+                winograd::filter_transform(m, w_.data(), Co, C, false, U.data());
+                packed.resize(static_cast<std::size_t>(P));
+                for (int xi = 0; xi < P; ++xi) packed[static_cast<std::size_t>(xi)].assign(U.data() + xi * Co * C, Co, C);
             }
-            winograd::convolve(x.data(), N, C, g.H, g.W, Co,
+            winograd::convolve(m, x.data(), N, C, g.H, g.W, Co,
                                [&](int xi, std::int64_t n, const T* V, std::int64_t ldv, T* M, std::int64_t ldm) {
-                                   winograd_[static_cast<std::size_t>(xi)].multiply(n, V, ldv, M, ldm, false);
+                                   packed[static_cast<std::size_t>(xi)].multiply(n, V, ldv, M, ldm, false);
                                },
                                ep, y.data());
             return;
@@ -72,7 +76,7 @@ private:
     std::vector<T> w_, b_;
     PackedWeights<T> direct_;
     bool direct_ready_ = false;
-    std::vector<PackedWeights<T>> winograd_;  // 16 when built
+    std::vector<PackedWeights<T>> winograd2_, winograd4_;  // F(2x2): 16, F(4x4): 36 when built
 };
 
 }  // namespace medimg::cpu
