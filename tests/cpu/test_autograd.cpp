@@ -3,6 +3,10 @@
 // and a central finite-difference check in double for every differentiable op.
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
 #include "helpers.hpp"
 #include "medimg/medimg.hpp"
 #include "reference.hpp"
@@ -138,6 +142,124 @@ BOOST_AUTO_TEST_CASE(batch_norm_backward_matches_finite_differences_in_both_mode
     Vs flat{param({5, 4}, 23)};  // (N, C) input, no affine parameters, no running stats
     expect_gradients_match([&](const Vs& v) { return weighted_sum(batch_norm(v[0], V(), V(), Tensor<double>(), Tensor<double>(), true)); },
                            flat);
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm_relu_backward_matches_finite_differences_with_and_without_residual) {
+    // The fused op (one bit per value kept for the ReLU): 5x7 rows span a partial 16-bit word.
+    auto rm = Tensor<double>::from_vector({3}, {0.1, -0.2, 0.3});
+    auto rv = Tensor<double>::from_vector({3}, {1.5, 0.5, 2.0});
+    for (bool training : {true, false}) {
+        Vs in{param({2, 3, 5, 7}, 25, -2, 2), param({3}, 26, 0.5, 1.5), param({3}, 27), param({2, 3, 5, 7}, 28)};
+        expect_gradients_match(
+            [&](const Vs& v) {
+                return weighted_sum(batch_norm_relu(v[0], v[1], v[2], rm.clone(), rv.clone(), training, 0.1, 1e-5, v[3]));
+            },
+            in);
+        expect_gradients_match(
+            [&](const Vs& v) {
+                return weighted_sum(batch_norm_relu(v[0], v[1], v[2], rm.clone(), rv.clone(), training, 0.1, 1e-5, V()));
+            },
+            {in[0], in[1], in[2]});
+    }
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm_relu_is_batch_norm_add_relu) {
+    // Same values, running statistics and gradients as the three ops, in float (where the CPU's
+    // vector rows run) and double; the forward and the statistics to the bit.
+    auto check = [](auto zero, const Shape& s, bool training, bool with_residual) {
+        using T = decltype(zero);
+        using W = Var<T, Cpu>;
+        auto x = ref::random<T>(s, 40, -2, 3), r = ref::random<T>(s, 41), dy = ref::random<T>(s, 42);
+        auto g = ref::random<T>({s[1]}, 43, 0.5, 1.5), b = ref::random<T>({s[1]}, 44);
+        auto rm1 = ref::random<T>({s[1]}, 45), rv1 = ref::random<T>({s[1]}, 46, 0.5, 2.0);
+        auto rm2 = rm1.clone(), rv2 = rv1.clone();
+        W x1 = W::parameter(x.clone()), g1 = W::parameter(g.clone()), b1 = W::parameter(b.clone()), r1 = W::parameter(r.clone());
+        W x2 = W::parameter(x.clone()), g2 = W::parameter(g.clone()), b2 = W::parameter(b.clone()), r2 = W::parameter(r.clone());
+        auto fused = batch_norm_relu(x1, g1, b1, rm1, rv1, training, 0.1, 1e-5, with_residual ? r1 : W());
+        auto bn = batch_norm(x2, g2, b2, rm2, rv2, training, 0.1, 1e-5);
+        auto plain = relu(with_residual ? add(bn, r2) : bn);
+        BOOST_TEST(fused.value().to_vector() == plain.value().to_vector());
+        BOOST_TEST(rm1.to_vector() == rm2.to_vector());
+        BOOST_TEST(rv1.to_vector() == rv2.to_vector());
+        sum(mul(fused, W(dy))).backward();
+        sum(mul(plain, W(dy))).backward();
+        const double tol = std::is_same_v<T, float> ? 1e-6 : 1e-13;
+        MEDIMG_CHECK_CLOSE_TENSORS(x1.grad(), x2.grad(), tol, tol);
+        MEDIMG_CHECK_CLOSE_TENSORS(g1.grad(), g2.grad(), tol, tol);
+        MEDIMG_CHECK_CLOSE_TENSORS(b1.grad(), b2.grad(), tol, tol);
+        if (with_residual) BOOST_TEST(r1.grad().to_vector() == r2.grad().to_vector());
+    };
+    for (const Shape& s : {Shape{4, 8, 7, 7}, Shape{3, 5, 13, 11}, Shape{2, 16, 32, 32}, Shape{16, 4, 1, 1}})
+        for (bool training : {true, false})
+            for (bool with_residual : {true, false}) {
+                check(0.0f, s, training, with_residual);
+                check(0.0, s, training, with_residual);
+            }
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm_relu_vector_rows_equal_the_plain_rows) {
+    // The AVX-512 rows (taken where the processor has them) against the plain loops: the output
+    // and its bits, the gate and dx to the bit; the double sums to rounding.
+    Rng rng(9);
+    for (std::int64_t S : {1, 15, 16, 17, 49, 196, 3136}) {
+        std::vector<float> r(S), res(S), dy(S), o1(S), o2(S), d1(S), d2(S), g1(S), g2(S);
+        for (std::int64_t i = 0; i < S; ++i) {
+            r[i] = static_cast<float>(rng.normal(0.2, 1.5));
+            res[i] = static_cast<float>(rng.normal(0.0, 1.0));
+            dy[i] = static_cast<float>(rng.normal(0.0, 1.0));
+        }
+        std::vector<std::uint16_t> m1(cpu::bn_relu::words(S)), m2(m1.size());
+        cpu::bn_relu::forward_row_plain(r.data(), res.data(), o1.data(), m1.data(), S, 0.8123f, -0.0917f);
+        cpu::bn_relu::forward(r.data(), res.data(), o2.data(), m2.data(), S, 0.8123f, -0.0917f);
+        BOOST_TEST(o1 == o2, "S " << S);
+        BOOST_TEST(m1 == m2, "S " << S);
+        double a1 = 0, b1 = 0, a2 = 0, b2 = 0;
+        cpu::bn_relu::sums_row_plain(r.data(), dy.data(), m1.data(), g1.data(), S, 0.2, a1, b1);
+        cpu::bn_relu::sums(r.data(), dy.data(), m1.data(), g2.data(), S, 0.2, a2, b2);
+        BOOST_TEST(g1 == g2, "S " << S);
+        BOOST_TEST(std::abs(a1 - a2) <= 1e-12 * (1.0 + std::abs(a1)));
+        BOOST_TEST(std::abs(b1 - b2) <= 1e-12 * (1.0 + std::abs(b1)));
+        cpu::bn_relu::dx_row_plain(r.data(), dy.data(), m1.data(), d1.data(), S, 1.3f, -0.01f, 0.002f, 0.2f);
+        cpu::bn_relu::dx(r.data(), dy.data(), m1.data(), d2.data(), S, 1.3f, -0.01f, 0.002f, 0.2f);
+        BOOST_TEST(d1 == d2, "S " << S);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm_relu_refuses_mismatched_shapes) {
+    auto x = V(ref::random<double>({2, 3, 4, 4}, 50));
+    auto r = V(ref::random<double>({2, 3, 4, 5}, 51));
+    BOOST_CHECK_EXCEPTION(batch_norm_relu(x, V(), V(), Tensor<double>(), Tensor<double>(), true, 0.1, 1e-5, r), ShapeError,
+                          message_contains("residual [2,3,4,5]"));
+}
+
+BOOST_AUTO_TEST_CASE(max_pool_places_route_as_the_plane_indices) {
+    // Training keeps each window's place (uint8) instead of its index in the plane (int32): the
+    // same outputs and gradients, ties (first maximum) and NaN (wins) included, clipped windows too.
+    for (const ops::MaxPool2dParams& p : {ops::MaxPool2dParams{3, 3, 2, 2, 1, 1}, ops::MaxPool2dParams{2, 2, 2, 2, 0, 0},
+                                          ops::MaxPool2dParams{3, 2, 1, 2, 1, 0}, ops::MaxPool2dParams{5, 5, 3, 3, 2, 2}})
+        for (const Shape& s : {Shape{2, 3, 11, 13}, Shape{1, 2, 56, 56}, Shape{1, 1, 5, 5}}) {
+            auto x = ref::random<float>(s, 70, -3, 3);
+            for (std::int64_t i = 0; i < x.numel(); ++i) x.data()[i] = std::round(x.data()[i]);  // many ties
+            x.data()[7] = std::numeric_limits<float>::quiet_NaN();
+            const Shape ys = ops::max_pool2d_output_shape("test", s, p);
+            auto y1 = Tensor<float>::empty(ys), y2 = Tensor<float>::empty(ys);
+            auto at = Tensor<std::int32_t>::empty(ys);
+            auto place = Tensor<std::uint8_t>::empty(ys);
+            ops::max_pool2d_forward(x, y1, at, p);
+            ops::max_pool2d_forward_places(x, y2, place, p);
+            for (std::int64_t i = 0; i < y1.numel(); ++i)
+                BOOST_TEST((y1.data()[i] == y2.data()[i] || (std::isnan(y1.data()[i]) && std::isnan(y2.data()[i]))));
+            auto dy = ref::random<float>(ys, 71);
+            auto d1 = Tensor<float>::empty(s), d2 = Tensor<float>::empty(s);
+            ops::max_pool2d_backward(dy, at, d1);
+            ops::max_pool2d_backward_places(dy, place, d2, p);
+            BOOST_TEST(d1.to_vector() == d2.to_vector());
+        }
+    auto x = Tensor<float>::zeros({1, 1, 20, 20});
+    auto y = Tensor<float>::empty({1, 1, 1, 1});
+    auto place = Tensor<std::uint8_t>::empty({1, 1, 1, 1});
+    BOOST_CHECK_EXCEPTION(ops::max_pool2d_forward_places(x, y, place, {16, 16, 16, 16, 0, 0}), ValueError,
+                          message_contains("more than 255 places"));
 }
 
 BOOST_AUTO_TEST_CASE(batch_norm_running_stats_update_in_training_only) {

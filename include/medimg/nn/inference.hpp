@@ -36,10 +36,7 @@ namespace medimg::nn {
 /// Whether eval-mode convolution + BatchNorm pairs run folded under NoGrad (see the file header).
 /// Process-wide; not meant to change while a forward pass runs.
 inline bool& fused_inference() {
-    static bool on = [] {
-        const char* e = std::getenv("MEDIMG_FUSE");
-        return !(e && std::string(e) == "0");
-    }();
+    static bool on = detail::fuse_by_default();
     return on;
 }
 

@@ -7,13 +7,32 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
+#include <string>
 
 #include "medimg/autograd/functions.hpp"
 #include "medimg/nn/init.hpp"
 #include "medimg/nn/module.hpp"
 
 namespace medimg::nn {
+
+namespace detail {
+/// False when MEDIMG_FUSE=0 is in the environment: the fused paths then stay off by default
+/// (A/B runs; see fused_batch_norm_relu() and fused_inference()).
+inline bool fuse_by_default() {
+    const char* e = std::getenv("MEDIMG_FUSE");
+    return !(e && std::string(e) == "0");
+}
+}  // namespace detail
+
+/// Whether BatchNorm2d::forward_relu runs batch norm, the residual add and ReLU as one op
+/// (autograd::batch_norm_relu) where no hook needs the batch norm's own output. On by default;
+/// MEDIMG_FUSE=0 turns it off. Process-wide; not meant to change while a forward pass runs.
+inline bool& fused_batch_norm_relu() {
+    static bool on = detail::fuse_by_default();
+    return on;
+}
 
 struct Conv2dOptions {
     std::int64_t in_channels, out_channels, kernel_size;
@@ -82,6 +101,21 @@ public:
         if (this->is_training()) count_batch();
         return autograd::batch_norm(x, weight_, bias_, running_mean_, running_var_, this->is_training(), o_.momentum,
                                     o_.eps);
+    }
+    /// relu(this(x) + residual) (residual may be undefined: relu(this(x))), what a ResNet block
+    /// does after each convolution. One op (autograd::batch_norm_relu) when fused_batch_norm_relu()
+    /// is on and no hook on this module must see its own output; else this module, add and ReLU.
+    Var forward_relu(const Var& x, const Var& residual = Var()) {
+        if (!fused_batch_norm_relu() || this->forward_hook_count() > 0 || this->backward_hook_count() > 0) {
+            Var y = (*this)(x);
+            return autograd::relu(residual.defined() ? autograd::add(y, residual) : y);
+        }
+        MEDIMG_CHECK(x.shape().rank() == 4, ShapeError, "BatchNorm2d: input must be (N, C, H, W), got ", x.shape());
+        MEDIMG_CHECK(!residual.defined() || residual.shape() == x.shape(), ShapeError, "BatchNorm2d::forward_relu: residual ",
+                     residual.shape(), " does not match input ", x.shape());
+        if (this->is_training()) count_batch();
+        return autograd::batch_norm_relu(x, weight_, bias_, running_mean_, running_var_, this->is_training(), o_.momentum,
+                                         o_.eps, residual);
     }
     Var& weight() { return weight_; }
     Var& bias() { return bias_; }

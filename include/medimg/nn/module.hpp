@@ -132,6 +132,8 @@ public:
     }
     /// The number of forward hooks on this module (not its children).
     std::size_t forward_hook_count() const { return hooks_ ? hooks_->size() : 0; }
+    /// The number of backward hooks on this module (not its children).
+    std::size_t backward_hook_count() const { return backward_hooks_ ? backward_hooks_->size() : 0; }
 
     /// This module (name "") and every descendant, depth first in registration order, with
     /// dotted names: "", "conv1", ..., "layer4", "layer4.0", "layer4.0.conv1", ... (torch's

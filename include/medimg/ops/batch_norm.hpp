@@ -10,6 +10,10 @@
 // the per-channel tensors stay float32 and the arithmetic is float32 / double).
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
 #include "medimg/core/tensor.hpp"
 #include "medimg/error.hpp"
 #include "medimg/ops/storage.hpp"
@@ -73,6 +77,50 @@ void batch_norm_backward(const Tensor<T, B>& x, const Tensor<T, B>& dy, const Te
                  "batch_norm_backward: dy ", dy.shape(), " and dx ", dx.shape(), " must match input ", x.shape());
     detail::op_storage<T, B>("batch_norm_backward", true, {{"x", &x}, {"dy", &dy}, {"dx", &dx}});
     BatchNormImpl<B>::backward(x, dy, gamma, mean, invstd, training, dx, dgamma, dbeta);
+}
+
+/// Batch norm, an optional residual and ReLU as one op: y = max(0, bn(x) + residual), with the
+/// batch statistics (batch_stats; the running ones updated as batch_norm_forward_training does) or
+/// the running ones. mask receives the bits [y > 0] that batch_norm_relu_backward needs instead of
+/// y: shape (N * C, ceil(H * W / 16)), bit i % 16 of word i / 16 of each (n, c) row. CPU backend
+/// only. Ensures: y, mask, save_mean and save_invstd (when defined) overwritten.
+template <class T, class B>
+void batch_norm_relu_forward(const Tensor<T, B>& x, const Tensor<T, B>& gamma, const Tensor<T, B>& beta,
+                             Tensor<T, B>& running_mean, Tensor<T, B>& running_var, bool batch_stats, double momentum,
+                             double eps, const Tensor<T, B>& residual, Tensor<T, B>& y, Tensor<std::uint16_t, B>& mask,
+                             Tensor<T, B>& save_mean, Tensor<T, B>& save_invstd) {
+    static_assert(std::is_same_v<B, Cpu>, "batch_norm_relu_forward: CPU backend only");
+    detail::check_bn("batch_norm_relu_forward", x, {&gamma, &beta, &running_mean, &running_var, &save_mean, &save_invstd});
+    const std::int64_t rows = x.size(0) * x.size(1), S = x.numel() / std::max<std::int64_t>(rows, 1);
+    MEDIMG_CHECK(y.shape() == x.shape() && (!residual.defined() || residual.shape() == x.shape()) &&
+                     mask.shape() == Shape({rows, (S + 15) / 16}),
+                 ShapeError, "batch_norm_relu_forward: output ", y.shape(), ", residual ", residual.shape(), " and mask ",
+                 mask.shape(), " do not fit input ", x.shape());
+    MEDIMG_CHECK(!batch_stats || x.numel() / x.size(1) > 1, ValueError,
+                 "batch_norm_relu_forward: expected more than 1 value per channel when training, got input ", x.shape());
+    MEDIMG_CHECK(batch_stats || (running_mean.defined() && running_var.defined()), ValueError,
+                 "batch_norm_relu_forward: needs running statistics without batch statistics");
+    detail::op_storage<T, B>("batch_norm_relu_forward", true, {{"x", &x}, {"residual", &residual}, {"y", &y}});
+    BatchNormImpl<B>::forward_relu(x, gamma, beta, running_mean, running_var, batch_stats, momentum, eps,
+                                   residual.defined() ? residual.data() : nullptr, y, mask, save_mean, save_invstd);
+}
+
+/// The backward of batch_norm_relu_forward: dresidual = dy [y > 0] (when defined), and
+/// batch_norm_backward of that gate into dx, dgamma, dbeta (each may be undefined to skip it).
+template <class T, class B>
+void batch_norm_relu_backward(const Tensor<T, B>& x, const Tensor<T, B>& dy, const Tensor<std::uint16_t, B>& mask,
+                              const Tensor<T, B>& gamma, const Tensor<T, B>& mean, const Tensor<T, B>& invstd,
+                              bool batch_stats, Tensor<T, B>& dx, Tensor<T, B>& dgamma, Tensor<T, B>& dbeta,
+                              Tensor<T, B>& dresidual) {
+    static_assert(std::is_same_v<B, Cpu>, "batch_norm_relu_backward: CPU backend only");
+    detail::check_bn("batch_norm_relu_backward", x, {&gamma, &mean, &invstd, &dgamma, &dbeta});
+    const std::int64_t rows = x.size(0) * x.size(1), S = x.numel() / std::max<std::int64_t>(rows, 1);
+    MEDIMG_CHECK(dy.shape() == x.shape() && (!dx.defined() || dx.shape() == x.shape()) &&
+                     (!dresidual.defined() || dresidual.shape() == x.shape()) && mask.shape() == Shape({rows, (S + 15) / 16}),
+                 ShapeError, "batch_norm_relu_backward: dy ", dy.shape(), ", dx ", dx.shape(), ", dresidual ",
+                 dresidual.shape(), " and mask ", mask.shape(), " do not fit input ", x.shape());
+    detail::op_storage<T, B>("batch_norm_relu_backward", true, {{"x", &x}, {"dy", &dy}, {"dx", &dx}, {"dresidual", &dresidual}});
+    BatchNormImpl<B>::backward_relu(x, dy, mask, gamma, mean, invstd, batch_stats, dx, dgamma, dbeta, dresidual);
 }
 
 }  // namespace medimg::ops

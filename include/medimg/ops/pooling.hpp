@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "medimg/core/tensor.hpp"
 #include "medimg/ops/storage.hpp"
@@ -66,6 +67,37 @@ void max_pool2d_backward(const Tensor<T, B>& dy, const Tensor<std::int32_t, B>& 
                  " do not fit");
     detail::op_storage<T, B>("max_pool2d_backward", true, {{"dy", &dy}, {"dx", &dx}});
     PoolImpl<B>::max_backward(dy, argmax, dx);
+}
+
+/// max_pool2d_forward keeping, per window, the place of its maximum inside the window (uint8,
+/// row-major in the kernel; windows of at most 255 values) instead of its index in the plane:
+/// what training keeps for backward, a quarter of the int32 indices' memory. CPU backend only
+/// (the CUDA backend keeps int32 indices). Ensures: y and place overwritten.
+template <class T, class B>
+void max_pool2d_forward_places(const Tensor<T, B>& x, Tensor<T, B>& y, Tensor<std::uint8_t, B>& place,
+                               const MaxPool2dParams& p) {
+    static_assert(std::is_same_v<B, Cpu>, "max_pool2d_forward_places: CPU backend only");
+    const Shape ys = max_pool2d_output_shape("max_pool2d_forward_places", x.shape(), p);
+    MEDIMG_CHECK(y.shape() == ys && place.shape() == ys, ShapeError, "max_pool2d_forward_places: output ", y.shape(),
+                 " / place ", place.shape(), ", expected ", ys);
+    MEDIMG_CHECK(p.kernel_h * p.kernel_w <= 255, ValueError, "max_pool2d_forward_places: a ", p.kernel_h, "x",
+                 p.kernel_w, " window has more than 255 places; use max_pool2d_forward");
+    detail::op_storage<T, B>("max_pool2d_forward_places", true, {{"x", &x}, {"y", &y}});
+    PoolImpl<B>::max_forward(x, y, place, p);
+}
+
+/// dx[window corner + place] += dy, the backward of max_pool2d_forward_places with the same p.
+/// Ensures: dx overwritten.
+template <class T, class B>
+void max_pool2d_backward_places(const Tensor<T, B>& dy, const Tensor<std::uint8_t, B>& place, Tensor<T, B>& dx,
+                                const MaxPool2dParams& p) {
+    static_assert(std::is_same_v<B, Cpu>, "max_pool2d_backward_places: CPU backend only");
+    MEDIMG_CHECK(dy.shape() == place.shape() && dx.rank() == 4 &&
+                     max_pool2d_output_shape("max_pool2d_backward_places", dx.shape(), p) == dy.shape(),
+                 ShapeError, "max_pool2d_backward_places: dy ", dy.shape(), ", place ", place.shape(), ", dx ", dx.shape(),
+                 " do not fit");
+    detail::op_storage<T, B>("max_pool2d_backward_places", true, {{"dy", &dy}, {"dx", &dx}});
+    PoolImpl<B>::max_backward(dy, place, dx, p);
 }
 
 inline Shape avg_pool2d_output_shape(const char* fn, const Shape& x, const AvgPool2dParams& p) {
