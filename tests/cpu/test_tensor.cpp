@@ -2,6 +2,12 @@
 // Tests for core/: Shape, Tensor (views, copies, transfers), Rng reproducibility, threads.
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <atomic>
+#include <numeric>
+#include <thread>
+#include <vector>
+
 #include "helpers.hpp"
 #include "medimg/core/parallel.hpp"
 #include "medimg/core/rng.hpp"
@@ -121,6 +127,54 @@ BOOST_AUTO_TEST_CASE(thread_count_is_settable_and_validated) {
     std::vector<int> hit(1000, 0);
     parallel_for(0, 1000, [&](std::int64_t i) { hit[static_cast<std::size_t>(i)] += 1; });
     BOOST_TEST(std::count(hit.begin(), hit.end(), 1) == 1000);
+}
+
+BOOST_AUTO_TEST_CASE(the_thread_pool_runs_every_item_once_and_passes_exceptions_on) {
+    // core/parallel.hpp's pool: thousands of jobs of every small size back to back (a worker that
+    // read an older job must never run an item of a newer one), fixed chunks, nesting (serial
+    // inside), two threads calling at once (one runs its items itself), and an exception thrown by
+    // an item reaching the caller after the job has finished. Runs on OpenMP regions instead when
+    // MEDIMG_POOL=0, where exceptions cannot leave a region: that part is then skipped.
+    if (num_threads() < 2) set_num_threads(2);
+    for (int rep = 0; rep < 5000; ++rep) {
+        const std::int64_t n = 1 + rep % 37;
+        std::vector<int> hit(static_cast<std::size_t>(n), 0);
+        parallel_for(0, n, [&](std::int64_t i) { hit[static_cast<std::size_t>(i)] += 1; });
+        BOOST_REQUIRE(std::count(hit.begin(), hit.end(), 1) == n);
+        std::vector<std::int64_t> sums(static_cast<std::size_t>(num_threads()), 0);
+        parallel_chunks(0, n, [&](std::int64_t lo, std::int64_t hi, int id) {
+            for (std::int64_t i = lo; i < hi; ++i) sums[static_cast<std::size_t>(id)] += i;
+        });
+        BOOST_REQUIRE(std::accumulate(sums.begin(), sums.end(), std::int64_t{0}) == n * (n - 1) / 2);
+    }
+    std::atomic<int> inner{0};
+    parallel_for(0, 8, [&](std::int64_t) {
+        BOOST_CHECK(in_parallel());
+        parallel_for(0, 8, [&](std::int64_t) { inner.fetch_add(1); });
+    });
+    BOOST_TEST(inner.load() == 64);
+    std::atomic<std::int64_t> total{0};
+    auto caller = [&] {
+        for (int rep = 0; rep < 2000; ++rep) parallel_for(0, 16, [&](std::int64_t i) { total.fetch_add(i); });
+    };
+    std::thread other(caller);
+    caller();
+    other.join();
+    BOOST_TEST(total.load() == 2 * 2000 * 120);
+    if (!detail::use_pool()) return;
+    std::vector<std::atomic<int>> ran(64);
+    BOOST_CHECK_EXCEPTION(parallel_for(0, 64,
+                                       [&](std::int64_t i) {
+                                           ran[static_cast<std::size_t>(i)].fetch_add(1);
+                                           if (i == 37) throw ValueError("item 37");
+                                       }),
+                          ValueError, message_contains("item 37"));
+    // the other chunks still ran (37's chunk stops at 37; chunks are at most 8 long with 2+ threads)
+    int done = 0;
+    for (const auto& r : ran) done += r.load();
+    BOOST_TEST(done >= 57);
+    BOOST_TEST(ran[0].load() == 1);
+    BOOST_TEST(ran[63].load() == 1);
 }
 
 BOOST_AUTO_TEST_CASE(large_host_blocks_are_reused_and_released) {

@@ -228,18 +228,23 @@ struct BatchNormImpl<Cpu> {
         });
     }
 
+    /// per_channel's write for batch norm alone: y = x * scale + shift over channel c's rows.
+    template <class T>
+    static auto affine_rows(const Geom& g, const Tensor<T, Cpu>& x, Tensor<T, Cpu>& y) {
+        return [&g, &x, &y](std::int64_t c, T scale, T shift) {
+            rows(g, x.data(), c, [&](const T* r, std::int64_t off) {
+                T* o = y.data() + off;
+                for (std::int64_t i = 0; i < g.S; ++i) o[i] = r[i] * scale + shift;
+            });
+        };
+    }
+
     template <class T>
     static void forward_training(const Tensor<T, Cpu>& x, const Tensor<T, Cpu>& gamma, const Tensor<T, Cpu>& beta,
                                  Tensor<T, Cpu>& running_mean, Tensor<T, Cpu>& running_var, double momentum, double eps,
                                  Tensor<T, Cpu>& y, Tensor<T, Cpu>& save_mean, Tensor<T, Cpu>& save_invstd) {
         const Geom g = geom(x);
-        per_channel(x, gamma, beta, running_mean, running_var, true, momentum, eps, save_mean, save_invstd,
-                    [&](std::int64_t c, T scale, T shift) {
-                        rows(g, x.data(), c, [&](const T* r, std::int64_t off) {
-                            T* o = y.data() + off;
-                            for (std::int64_t i = 0; i < g.S; ++i) o[i] = r[i] * scale + shift;
-                        });
-                    });
+        per_channel(x, gamma, beta, running_mean, running_var, true, momentum, eps, save_mean, save_invstd, affine_rows(g, x, y));
     }
 
     /// y = max(0, bn(x) + residual) (residual may be null) and mask = the bits [y > 0], (N * C,
@@ -297,16 +302,11 @@ struct BatchNormImpl<Cpu> {
                                   const Tensor<T, Cpu>& running_mean, const Tensor<T, Cpu>& running_var, double eps,
                                   Tensor<T, Cpu>& y) {
         const Geom g = geom(x);
-        parallel_for(0, g.C, [&](std::int64_t c) {
-            const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var.data()[c]) + eps);
-            const double ga = at_or(gamma, c, 1.0), be = at_or(beta, c, 0.0);
-            const T scale = static_cast<T>(ga * invstd);
-            const T shift = static_cast<T>(be - ga * invstd * running_mean.data()[c]);
-            rows(g, x.data(), c, [&](const T* r, std::int64_t off) {
-                T* o = y.data() + off;
-                for (std::int64_t i = 0; i < g.S; ++i) o[i] = r[i] * scale + shift;
-            });
-        });
+        // Without batch statistics per_channel only reads the running ones.
+        auto& rm = const_cast<Tensor<T, Cpu>&>(running_mean);
+        auto& rv = const_cast<Tensor<T, Cpu>&>(running_var);
+        Tensor<T, Cpu> none;
+        per_channel(x, gamma, beta, rm, rv, false, 0.0, eps, none, none, affine_rows(g, x, y));
     }
 
     template <class T>

@@ -318,28 +318,23 @@ void blocked(std::int64_t m, std::int64_t n, std::int64_t k, const Operand& A, c
                 }
                 continue;
             }
-            // Threads: each packs its share of B's slivers into the shared block (packing by one
-            // thread while the others waited was ~8% of a batch-1 ResNet18 forward), then, after a
-            // barrier, packs A row blocks and runs the column slivers of its static share of tiles.
+            // Threads: B's slivers are packed into the shared block in nt parts (packing by one
+            // thread while the others waited was ~8% of a batch-1 ResNet18 forward); then the
+            // tiles (a row block of A x a column sliver of B) run in chunks of consecutive tiles,
+            // each chunk on whichever thread takes it next (core/parallel.hpp): a thread that
+            // starts late takes fewer, and no thread waits for it. A chunk packs the A row block
+            // of each run of its tiles that shares one.
             const std::int64_t mblocks = (m + kMC - 1) / kMC;
             const std::int64_t tiles = mblocks * nslivers;
             const int nt = static_cast<int>(std::min<std::int64_t>(num_threads(), tiles));
             float* bp = scratch(0, static_cast<std::size_t>(nslivers * NR * kc));  // the calling thread's block, shared
-#ifdef _OPENMP
-#  pragma omp parallel num_threads(nt)
-#endif
-            {
-#ifdef _OPENMP
-                const int id = omp_get_thread_num();
-#else
-                const int id = 0;
-#endif
+            ::medimg::detail::run_items(nt, nt, [&](std::int64_t id) {
                 const std::int64_t s0 = nslivers * id / nt, s1 = nslivers * (id + 1) / nt;
                 if (s1 > s0) pack_b<NR>(B, pc, kc, jc + s0 * NR, std::min(nc - s0 * NR, (s1 - s0) * NR), bp + s0 * kc * NR);
-#ifdef _OPENMP
-#  pragma omp barrier
-#endif
-                const std::int64_t lo = tiles * id / nt, hi = tiles * (id + 1) / nt;
+            });
+            const std::int64_t chunks = std::min<std::int64_t>(tiles, 4 * static_cast<std::int64_t>(nt));
+            ::medimg::detail::run_items(chunks, nt, [&](std::int64_t q) {
+                const std::int64_t lo = tiles * q / chunks, hi = tiles * (q + 1) / chunks;
                 std::int64_t packed = -1;
                 const float* ap = nullptr;
                 for (std::int64_t t = lo; t < hi; ++t) {
@@ -354,7 +349,7 @@ void blocked(std::int64_t m, std::int64_t n, std::int64_t k, const Operand& A, c
                                static_cast<int>(std::min<std::int64_t>(MR, mc - ir)),
                                static_cast<int>(std::min<std::int64_t>(NR, nc - jr)));
                 }
-            }
+            });
         }
     }
 }
