@@ -100,7 +100,10 @@ public:
         job.ctx.store(ctx, std::memory_order_relaxed);
         job.done.store(0, std::memory_order_relaxed);
         job.error = nullptr;
-        counter_.store(gen << 32, std::memory_order_release);  // publishes the job
+        // Publishes the job. seq_cst on both sides (this store then the sleepers load; a worker's
+        // sleepers increment then its counter load) so that a worker going to sleep either sees
+        // this job or is seen here and woken: a release store could pass the load below.
+        counter_.store(gen << 32, std::memory_order_seq_cst);
         if (sleepers_.load(std::memory_order_seq_cst) > 0) {
             std::lock_guard<std::mutex> g(sleep_mutex_);
             wake_.notify_all();
@@ -183,7 +186,7 @@ private:
                 if (gen == seen) {
                     std::unique_lock<std::mutex> lock(sleep_mutex_);
                     sleepers_.fetch_add(1, std::memory_order_seq_cst);
-                    wake_.wait(lock, [&] { return (counter_.load(std::memory_order_acquire) >> 32) != seen; });
+                    wake_.wait(lock, [&] { return (counter_.load(std::memory_order_seq_cst) >> 32) != seen; });
                     sleepers_.fetch_sub(1, std::memory_order_seq_cst);
                     continue;
                 }
