@@ -13,12 +13,16 @@
 #include "medimg/core/shape.hpp"
 #include "medimg/core/tensor.hpp"
 
+#include "medimg/ops/activation.hpp"
+#include "medimg/ops/attention.hpp"
 #include "medimg/ops/batch_norm.hpp"
 #include "medimg/ops/conv2d.hpp"
 #include "medimg/ops/elementwise.hpp"
+#include "medimg/ops/layer_norm.hpp"
 #include "medimg/ops/linear.hpp"
 #include "medimg/ops/pooling.hpp"
 #include "medimg/ops/softmax.hpp"
+#include "medimg/ops/tokens.hpp"
 
 #include "medimg/autograd/engine.hpp"
 #include "medimg/autograd/functions.hpp"

@@ -125,7 +125,8 @@ BOOST_AUTO_TEST_CASE(densenet121_and_efficientnet_b0_have_torchvision_names_and_
     BOOST_TEST(e->parameter("features.8.0.weight").shape() == (Shape{1280, 320, 1, 1}));
     BOOST_TEST(e->parameter("classifier.1.weight").shape() == (Shape{2, 1280}));
     BOOST_CHECK_EXCEPTION(nn::make_model<float>("vgg16", {}), ValueError,
-                          message_contains("unknown architecture 'vgg16' (resnet18, resnet34, resnet50, densenet121, efficientnet_b0)"));
+                          message_contains("unknown architecture 'vgg16' (resnet18, resnet34, resnet50, densenet121, efficientnet_b0, "
+                                           "vit_tiny_patch16_224, vit_small_patch16_224, vit_b_16)"));
 }
 
 BOOST_AUTO_TEST_CASE(initialisation_follows_torchvision) {

@@ -9,7 +9,8 @@
 // two storages widens both); linear gives float32 (the logits and the loss stay float32); mul,
 // affine, sum, log_softmax, the losses and SSIM widen a half input through to_storage (a
 // differentiable cast), as do sigmoid, silu, scale_channels, cat_channels, avg_pool2d, dropout and
-// stochastic_depth; every gradient is stored as its value is (Node::storage).
+// stochastic_depth and the transformer ops (layer_norm, gelu, attention, bmm, tokens, take_token);
+// every gradient is stored as its value is (Node::storage).
 #pragma once
 
 #include <cstdint>
@@ -20,13 +21,16 @@
 #include "medimg/autograd/variable.hpp"
 #include "medimg/core/rng.hpp"
 #include "medimg/ops/activation.hpp"
+#include "medimg/ops/attention.hpp"
 #include "medimg/ops/batch_norm.hpp"
 #include "medimg/ops/channel.hpp"
 #include "medimg/ops/conv2d.hpp"
 #include "medimg/ops/elementwise.hpp"
+#include "medimg/ops/layer_norm.hpp"
 #include "medimg/ops/linear.hpp"
 #include "medimg/ops/pooling.hpp"
 #include "medimg/ops/softmax.hpp"
+#include "medimg/ops/tokens.hpp"
 
 namespace medimg::autograd {
 
@@ -533,6 +537,161 @@ Var<T, B> log_softmax(const Var<T, B>& x_in) {
     return Var<T, B>::from_op("log_softmax", y, {xn}, [xn, y](const Tensor<T, B>& dy) {
         auto dx = Tensor<T, B>::empty(y.shape());
         ops::log_softmax_backward(y, dy, dx);
+        xn->accumulate(dx, true);
+    });
+}
+
+// ---- transformer ops ----------------------------------------------------------------------
+/// torch.nn.functional.layer_norm over the last dimension: x (..., D), gamma / beta (D) or
+/// undefined.  backward: ops/layer_norm.hpp (keeps x and the per-row mean and rstd)
+template <class T, class B>
+Var<T, B> layer_norm(const Var<T, B>& x_in, const Var<T, B>& gamma, const Var<T, B>& beta, double eps = 1e-5) {
+    const Var<T, B> x = detail::widened(x_in);
+    MEDIMG_CHECK(x.shape().rank() >= 1 && x.shape()[x.shape().rank() - 1] >= 1, ShapeError,
+                 "layer_norm: input must be (..., D), got ", x.shape());
+    const std::int64_t D = x.shape()[x.shape().rank() - 1], R = x.value().numel() / D;
+    auto y = Tensor<T, B>::empty(x.shape());
+    auto mu = Tensor<T, B>::empty({R}), rstd = Tensor<T, B>::empty({R});
+    const Tensor<T, B> g = gamma.defined() ? gamma.value() : Tensor<T, B>();
+    ops::layer_norm_forward(x.value(), g, beta.defined() ? beta.value() : Tensor<T, B>(), eps, y, mu, rstd);
+    auto xn = x.node(), gn = gamma.node(), bn = beta.node();
+    const Tensor<T, B> xs = x.value();
+    return Var<T, B>::from_op("layer_norm", std::move(y), {xn, gn, bn}, [xn, gn, bn, xs, g, mu, rstd](const Tensor<T, B>& dy) {
+        Tensor<T, B> dx, dg, db;
+        if (detail::wants(xn)) dx = Tensor<T, B>::empty(xn->shape);
+        if (detail::wants(gn)) dg = Tensor<T, B>::empty(gn->shape);
+        if (detail::wants(bn)) db = Tensor<T, B>::empty(bn->shape);
+        ops::layer_norm_backward(xs, dy, g, mu, rstd, dx, dg, db);
+        if (dx.defined()) xn->accumulate(dx, true);
+        if (dg.defined()) gn->accumulate(dg, true);
+        if (db.defined()) bn->accumulate(db, true);
+    });
+}
+
+/// gelu(x) (torch.nn.GELU; form erf = approximate='none', tanh = approximate='tanh').
+/// backward: dx = dy * gelu'(x)
+template <class T, class B>
+Var<T, B> gelu(const Var<T, B>& x_in, ops::Gelu form = ops::Gelu::erf) {
+    const Var<T, B> x = detail::widened(x_in);
+    auto y = Tensor<T, B>::empty(x.shape());
+    ops::gelu_forward(x.value(), y, form);
+    auto xn = x.node();
+    const Tensor<T, B> xs = x.value();  // saved: the backward needs x
+    return Var<T, B>::from_op("gelu", std::move(y), {xn}, [xn, xs, form](const Tensor<T, B>& dy) {
+        auto dx = Tensor<T, B>::empty(xs.shape());
+        ops::gelu_backward(xs, dy, dx, form);
+        xn->accumulate(dx, true);
+    });
+}
+
+/// Multi-head scaled dot-product attention of the packed projections qkv (B, L, 3 H d) ->
+/// (B, L, H d), heads side by side (ops/attention.hpp). `probs`, when given, receives the
+/// attention weights (B, H, L, L) (attention rollout); nothing of size L^2 is kept for the backward.
+/// backward: ops::attention_backward (recomputes the weights from the saved logsumexp)
+template <class T, class B>
+Var<T, B> attention(const Var<T, B>& qkv_in, const ops::AttentionParams& p, Tensor<T, B>* probs = nullptr) {
+    const Var<T, B> qkv = detail::widened(qkv_in);
+    const ops::AttentionShape s = ops::attention_shape("attention", qkv.shape(), p);
+    auto y = Tensor<T, B>::empty({s.B, s.L, s.width()});
+    auto lse = Tensor<T, B>::empty({s.B, s.H, s.L});
+    Tensor<T, B> pr;
+    if (probs) pr = Tensor<T, B>::empty({s.B, s.H, s.L, s.L});
+    ops::attention_forward(qkv.value(), y, lse, pr, p);
+    if (probs) *probs = pr;
+    auto qn = qkv.node();
+    const Tensor<T, B> qs = qkv.value();
+    return Var<T, B>::from_op("attention", std::move(y), {qn}, [qn, qs, lse, p](const Tensor<T, B>& dy) {
+        auto dqkv = Tensor<T, B>::empty(qs.shape());
+        ops::attention_backward(qs, lse, dy, dqkv, p);
+        qn->accumulate(dqkv, true);
+    });
+}
+
+/// torch.bmm / torch.matmul of (batch, m, k) and (batch, k, n) stacks, either of batch 1 shared by
+/// all (broadcast); ta / tb read a / b transposed.  backward: da = dc op(b)^T, db = op(a)^T dc,
+/// summed over the batch for a shared operand.
+template <class T, class B>
+Var<T, B> bmm(const Var<T, B>& a_in, const Var<T, B>& b_in, bool ta = false, bool tb = false) {
+    const Var<T, B> a = detail::widened(a_in), b = detail::widened(b_in);
+    const ops::BmmShape s = ops::bmm_shape("bmm", a.shape(), b.shape(), ta, tb);
+    auto c = Tensor<T, B>::empty({s.batch, s.m, s.n});
+    ops::bmm(a.value(), b.value(), c, ta, tb);
+    auto an = a.node(), bn = b.node();
+    const Tensor<T, B> as = detail::wants(bn) ? a.value() : Tensor<T, B>();
+    const Tensor<T, B> bs = detail::wants(an) ? b.value() : Tensor<T, B>();
+    return Var<T, B>::from_op("bmm", std::move(c), {an, bn}, [an, bn, as, bs, s](const Tensor<T, B>& dc) {
+        // A shared operand's gradient is the sum over the batch of the per-item products: one
+        // accumulated product per item (a loop of bmm calls on batch-1 views).
+        auto item = [](const Tensor<T, B>& t, std::int64_t i) {
+            return t.size(0) == 1 ? t : t.slice0(i, 1);
+        };
+        if (detail::wants(an)) {
+            auto da = Tensor<T, B>::empty(an->shape);
+            // op(a) = dc op(b)^T; a itself = that, transposed back when ta
+            if (!s.a_shared) {
+                if (!s.ta) ops::bmm(dc, bs, da, false, !s.tb);  // da = dc op(b)^T
+                else ops::bmm(bs, dc, da, s.tb, true);           // da = op(b) dc^T
+            } else {
+                for (std::int64_t i = 0; i < s.batch; ++i) {
+                    auto dci = item(dc, i), bi = item(bs, i);
+                    if (!s.ta) ops::bmm(dci, bi, da, false, !s.tb, i > 0);
+                    else ops::bmm(bi, dci, da, s.tb, true, i > 0);
+                }
+            }
+            an->accumulate(da, true);
+        }
+        if (detail::wants(bn)) {
+            auto db = Tensor<T, B>::empty(bn->shape);
+            if (!s.b_shared) {
+                if (!s.tb) ops::bmm(as, dc, db, !s.ta, false);  // db = op(a)^T dc
+                else ops::bmm(dc, as, db, true, s.ta);           // db = dc^T op(a)
+            } else {
+                for (std::int64_t i = 0; i < s.batch; ++i) {
+                    auto dci = item(dc, i), ai = item(as, i);
+                    if (!s.tb) ops::bmm(ai, dci, db, !s.ta, false, i > 0);
+                    else ops::bmm(dci, ai, db, true, s.ta, i > 0);
+                }
+            }
+            bn->accumulate(db, true);
+        }
+    });
+}
+
+/// The token sequence (N, T, D) a ViT's encoder reads from the patch embedding's map (N, D, h, w),
+/// the class token (1, 1, D) and the position embedding (1, T, D), either undefined when absent
+/// (ops/tokens.hpp).  backward: the map gets its tokens back; cls and pos the batch sums.
+template <class T, class B>
+Var<T, B> tokens(const Var<T, B>& patches_in, const Var<T, B>& cls, const Var<T, B>& pos) {
+    const Var<T, B> patches = detail::widened(patches_in);
+    const ops::TokensShape s = ops::tokens_shape("tokens", patches.shape(), cls.shape(), pos.shape(), cls.defined(), pos.defined());
+    auto y = Tensor<T, B>::empty({s.N, s.T, s.D});
+    ops::tokens_forward(patches.value(), cls.defined() ? cls.value() : Tensor<T, B>(), pos.defined() ? pos.value() : Tensor<T, B>(), y);
+    auto xn = patches.node(), cn = cls.node(), pn = pos.node();
+    const Shape ps = patches.shape();
+    const bool with_cls = cls.defined();
+    return Var<T, B>::from_op("tokens", std::move(y), {xn, cn, pn}, [xn, cn, pn, ps, with_cls](const Tensor<T, B>& dy) {
+        Tensor<T, B> dx, dc, dp;
+        if (detail::wants(xn)) dx = Tensor<T, B>::empty(ps);
+        if (detail::wants(cn)) dc = Tensor<T, B>::empty(cn->shape);
+        if (detail::wants(pn)) dp = Tensor<T, B>::empty(pn->shape);
+        ops::tokens_backward(dy, ps, with_cls, dx, dc, dp);
+        if (dx.defined()) xn->accumulate(dx, true);
+        if (dc.defined()) cn->accumulate(dc, true);
+        if (dp.defined()) pn->accumulate(dp, true);
+    });
+}
+
+/// x[:, index] of x (N, T, D) -> (N, D).  backward: dy placed at that token, zeros elsewhere.
+template <class T, class B>
+Var<T, B> take_token(const Var<T, B>& x_in, std::int64_t index) {
+    const Var<T, B> x = detail::widened(x_in);
+    MEDIMG_CHECK(x.shape().rank() == 3, ShapeError, "take_token: input must be (N, T, D), got ", x.shape());
+    auto y = Tensor<T, B>::empty({x.size(0), x.size(2)});
+    ops::take_token_forward(x.value(), index, y);
+    auto xn = x.node();
+    return Var<T, B>::from_op("take_token", std::move(y), {xn}, [xn, index](const Tensor<T, B>& dy) {
+        auto dx = Tensor<T, B>::empty(xn->shape);
+        ops::take_token_backward(dy, index, dx);
         xn->accumulate(dx, true);
     });
 }

@@ -8,7 +8,8 @@
 //   allocator.hpp   the caching device allocator, empty_cache(), allocator_stats()
 //   memory.cuh      Memory<Cuda>, Transfer<Cpu, Cuda>, Transfer<Cuda, Cpu>, Transfer<Cuda, Cuda>
 //   *.cuh           ElementwiseImpl, Conv2dImpl, BatchNormImpl, PoolImpl, LinearImpl, SoftmaxImpl,
-//                   OptimImpl for Cuda; own kernels in kernels/
+//                   OptimImpl, ActivationImpl, LayerNormImpl, AttentionImpl, TokensImpl for Cuda;
+//                   own kernels in kernels/
 // Not listed, because they belong to higher layers and arrive with them: ssim.cuh
 // (metrics::SsimImpl<Cuda>, through metrics/ssim.hpp) and staging.cuh (train::BatchUploader<Cuda>,
 // CorrectCounter<Cuda>, GradClipper<Cuda>, through train/upload.hpp).
@@ -26,10 +27,14 @@
 #include "medimg/cuda/device.hpp"
 #include "medimg/cuda/memory.cuh"
 
+#include "medimg/cuda/activation.cuh"
+#include "medimg/cuda/attention.cuh"
 #include "medimg/cuda/batch_norm.cuh"
 #include "medimg/cuda/conv2d.cuh"
 #include "medimg/cuda/elementwise.cuh"
+#include "medimg/cuda/layer_norm.cuh"
 #include "medimg/cuda/linear.cuh"
 #include "medimg/cuda/optim.cuh"
 #include "medimg/cuda/pooling.cuh"
 #include "medimg/cuda/softmax.cuh"
+#include "medimg/cuda/tokens.cuh"

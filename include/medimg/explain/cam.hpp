@@ -33,6 +33,9 @@ struct CamOptions {
 /// Requires: the model maps (N, C, H, W) to (N, K) logits; the target module is called exactly once
 /// per forward pass and gives a (N, C', h, w) output. The model's mode and its parameters'
 /// requires_grad are left as they were (it runs in eval mode meanwhile: BN with running statistics).
+/// A ViT block's output, tokens (N, 1 + h w, C), is read as pytorch-grad-cam's reshape_transform
+/// does for ViTs: the class token dropped, the patch tokens laid out as their (h, w) grid (the
+/// grid of the input's aspect ratio: detail::token_grid).
 /// Errors (ValueError): an unknown layer (the message lists every valid name), a layer whose output is
 /// not (N, C, h, w) such as "fc", a target class out of range.
 template <class T, class B>
@@ -60,9 +63,9 @@ Explanation grad_cam(nn::Module<T, B>& model, const Tensor<T, B>& x, const CamOp
         MEDIMG_CHECK(target != &model, ValueError, fn, ": the layer must be a submodule (e.g. layer4), not the whole model");
         handles.push_back(target->register_forward_hook([&](nn::Module<T, B>&, const Var&, const Var& y) {
             ++calls;
-            MEDIMG_CHECK(y.shape().rank() == 4, ValueError, fn, ": layer '", layer, "' gives a ", y.shape(),
-                         " output with no spatial dimensions; a class activation map needs a (N, C, h, w) feature map "
-                         "such as a ResNet's layer4 or layer3");
+            MEDIMG_CHECK(y.shape().rank() == 4 || (y.shape().rank() == 3 && y.shape()[1] >= 2), ValueError, fn, ": layer '",
+                         layer, "' gives a ", y.shape(), " output with no spatial dimensions; a class activation map needs a ",
+                         "(N, C, h, w) feature map such as a ResNet's layer4 or layer3, or a ViT block's tokens (N, 1 + h w, C)");
             act = Var(y.value(), true);
             return act;
         }));
@@ -101,9 +104,14 @@ Explanation grad_cam(nn::Module<T, B>& model, const Tensor<T, B>& x, const CamOp
     if (logits.value().half_storage()) seed_t = seed_t.to_storage(logits.value().storage());
     logits.backward(seed_t);
 
-    const auto A = detail::host_float(act.value());  // (N, C', h, w)
+    auto A = detail::host_float(act.value());  // (N, C', h, w), or a ViT's tokens (N, 1 + h w, C')
+    auto G = act.grad().defined() ? detail::host_float(act.grad()) : Tensor<float, Cpu>::zeros(A.shape());
+    if (A.rank() == 3) {
+        const auto [gh, gw] = detail::token_grid(A.size(1) - 1, x.size(2), x.size(3));
+        A = detail::tokens_as_map(A, gh, gw);
+        G = detail::tokens_as_map(G, gh, gw);
+    }
     const std::int64_t C = A.size(1), h = A.size(2), w = A.size(3), hw = h * w;
-    const auto G = act.grad().defined() ? detail::host_float(act.grad()) : Tensor<float, Cpu>::zeros(A.shape());
     e.raw = Tensor<float, Cpu>::empty({n, h, w});
     std::vector<double> weight(static_cast<std::size_t>(C)), cam(static_cast<std::size_t>(hw));
     for (std::int64_t i = 0; i < n; ++i) {

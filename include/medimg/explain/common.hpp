@@ -173,6 +173,35 @@ inline Tensor<float, Cpu> heatmap_at(const Tensor<float, Cpu>& maps, std::int64_
     return out;
 }
 
+/// The (h, w) grid of `patches` tokens (h w = patches) for an H x W input: the factorisation whose
+/// h / w is closest to H / W (a ViT's patch grid is floor(H / P) x floor(W / P)).
+inline std::pair<std::int64_t, std::int64_t> token_grid(std::int64_t patches, std::int64_t H, std::int64_t W) {
+    MEDIMG_CHECK(patches >= 1, ShapeError, "explain: a token sequence needs a class token and at least one patch token");
+    std::pair<std::int64_t, std::int64_t> best{patches, 1};
+    double err = 1e300;
+    const double want = std::log(static_cast<double>(H) / static_cast<double>(W));
+    for (std::int64_t h = 1; h <= patches; ++h)
+        if (patches % h == 0) {
+            const double e = std::abs(std::log(static_cast<double>(h) / static_cast<double>(patches / h)) - want);
+            if (e < err) {
+                err = e;
+                best = {h, patches / h};
+            }
+        }
+    return best;
+}
+
+/// Tokens (N, 1 + h w, C) without their first (class) token, as a map (N, C, h, w).
+inline Tensor<float, Cpu> tokens_as_map(const Tensor<float, Cpu>& t, std::int64_t h, std::int64_t w) {
+    const std::int64_t N = t.size(0), L = t.size(1), C = t.size(2);
+    MEDIMG_CHECK(L == 1 + h * w, ShapeError, "explain: tokens ", t.shape(), " are not 1 + ", h, " x ", w);
+    auto m = Tensor<float, Cpu>::empty({N, C, h, w});
+    for (std::int64_t n = 0; n < N; ++n)
+        for (std::int64_t j = 0; j < h * w; ++j)
+            for (std::int64_t c = 0; c < C; ++c) m[(n * C + c) * h * w + j] = t[(n * L + 1 + j) * C + c];
+    return m;
+}
+
 /// One row of the logits as a softmax probability of class c (computed in double).
 inline double probability(const float* row, std::int64_t k, std::int64_t c) {
     const double mx = *std::max_element(row, row + k);

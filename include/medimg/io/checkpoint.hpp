@@ -20,6 +20,7 @@
 #include "medimg/io/utf8.hpp"
 #include "medimg/io/weights_file.hpp"
 #include "medimg/nn/module.hpp"
+#include "medimg/nn/pos_embed.hpp"
 
 namespace medimg::io {
 
@@ -188,6 +189,15 @@ private:
     CheckpointMeta meta_;
 };
 
+namespace detail {
+/// Whether a state_dict key is a ViT's position embedding (timm's or torchvision's name).
+inline bool is_pos_embed(const std::string& name) {
+    for (const std::string end : {"pos_embed", "pos_embedding"})
+        if (name.size() >= end.size() && name.compare(name.size() - end.size(), end.size(), end) == 0) return true;
+    return false;
+}
+}  // namespace detail
+
 /// What load_pretrained did, for the program to print.
 struct PretrainedReport {
     std::vector<std::string> loaded, adapted, reinitialised, ignored;
@@ -201,6 +211,9 @@ struct PretrainedReport {
 ///    image x gives the same response as the RGB image (x, x, x));
 ///  - the head, the module owning the last parameter (fc., classifier., classifier.1.), whose
 ///    shapes do not match num_classes: left as initialised (re-initialised head);
+///  - a ViT's position embedding (pos_embed, encoder.pos_embedding: (1, 1 + g^2, D)) made for
+///    another square grid: resampled to the model's grid as timm's checkpoint filter does
+///    (nn/pos_embed.hpp; a 224 checkpoint into a model for 384 inputs, or for 128);
 ///  - num_batches_tracked may be absent (older torchvision files); other missing keys are errors;
 ///  - keys the model does not have are ignored and listed.
 template <class T, class B>
@@ -233,6 +246,14 @@ PretrainedReport load_pretrained(nn::Module<T, B>& model, const std::string& pat
             t = summed;
             r.adapted.push_back(e.name + " " + file.shape(e.name).to_string() + " -> " + want.to_string() +
                                 " (summed over input channels)");
+        } else if (t.shape() != want && detail::is_pos_embed(e.name) && t.rank() == 3 && want.rank() == 3 && t.size(0) == 1 &&
+                   want[0] == 1 && t.size(2) == want[2] && nn::detail::square_side(t.size(1) - 1) > 0 &&
+                   nn::detail::square_side(want[1] - 1) > 0) {
+            const std::int64_t gi = nn::detail::square_side(t.size(1) - 1), go = nn::detail::square_side(want[1] - 1);
+            t = nn::resample_pos_embed_host(t, 1, gi, gi, go, go);
+            r.adapted.push_back(e.name + " " + file.shape(e.name).to_string() + " -> " + want.to_string() + " (grid " +
+                                std::to_string(gi) + "x" + std::to_string(gi) + " resampled to " + std::to_string(go) + "x" +
+                                std::to_string(go) + ", bicubic)");
         } else if (t.shape() != want && !head.empty() && e.name.rfind(head, 0) == 0) {
             r.reinitialised.push_back(e.name + " " + t.shape().to_string() + " -> " + want.to_string());
             continue;

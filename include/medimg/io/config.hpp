@@ -59,7 +59,7 @@ struct DataConfig {
 };
 
 struct ModelConfig {
-    std::string name = "resnet18";  // resnet18 | resnet34 | resnet50 | densenet121 | efficientnet_b0
+    std::string name = "resnet18";  // resnet18 | resnet34 | resnet50 | densenet121 | efficientnet_b0 | vit_tiny_patch16_224 | vit_small_patch16_224 | vit_b_16
     std::string pretrained;         // .pth/.pt/.safetensors with torchvision names; "" = none
     std::string gray_input = "sum_conv1";  // channels 1 with 3-channel weights: sum_conv1 | replicate
     std::optional<double> dropout = std::nullopt, stochastic_depth = std::nullopt;  // empty (`default`): the architecture's own
@@ -75,6 +75,7 @@ struct TrainConfig {
     bool nesterov = false;           // sgd
     std::vector<double> betas{0.9, 0.999};  // adam, adamw
     double weight_decay = 0.0;
+    std::string weight_decay_skip = "auto";  // auto | none | norms_biases (train/setup.hpp's make_optimizer)
     std::string scheduler = "none";  // none | step | cosine
     std::int64_t step_size = 5;      // step
     double gamma = 0.1;              // step
@@ -360,7 +361,8 @@ inline const std::vector<Field>& schema() {
         f.push_back(number("data.augment.rotation_degrees", MEDIMG_CFG_REF(data.augment.rotation_degrees), between(0, 180)));
         f.push_back(number("data.augment.brightness", MEDIMG_CFG_REF(data.augment.brightness), between(0, 1)));
         f.push_back(number("data.augment.contrast", MEDIMG_CFG_REF(data.augment.contrast), between(0, 1)));
-        f.push_back(text("model.name", MEDIMG_CFG_REF(model.name), {"resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_b0"}));
+        f.push_back(text("model.name", MEDIMG_CFG_REF(model.name), {"resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_b0",
+                                                                     "vit_tiny_patch16_224", "vit_small_patch16_224", "vit_b_16"}));
         f.push_back(text("model.pretrained", MEDIMG_CFG_REF(model.pretrained)));
         f.push_back(text("model.gray_input", MEDIMG_CFG_REF(model.gray_input), {"sum_conv1", "replicate"}));
         f.push_back(number_or_default("model.dropout", MEDIMG_CFG_REF(model.dropout), {0, 1, false, true}));
@@ -374,6 +376,7 @@ inline const std::vector<Field>& schema() {
         f.push_back(boolean("train.nesterov", MEDIMG_CFG_REF(train.nesterov)));
         f.push_back(numbers("train.betas", MEDIMG_CFG_REF(train.betas), 2, 2, {0, 1, false, true}));
         f.push_back(number("train.weight_decay", MEDIMG_CFG_REF(train.weight_decay), at_least(0)));
+        f.push_back(text("train.weight_decay_skip", MEDIMG_CFG_REF(train.weight_decay_skip), {"auto", "none", "norms_biases"}));
         f.push_back(text("train.scheduler", MEDIMG_CFG_REF(train.scheduler), {"none", "step", "cosine"}));
         f.push_back(integer("train.step_size", MEDIMG_CFG_REF(train.step_size), at_least(1)));
         f.push_back(number("train.gamma", MEDIMG_CFG_REF(train.gamma), {0, 1, true, false}));

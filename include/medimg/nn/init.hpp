@@ -44,6 +44,26 @@ void default_uniform(Tensor<T, Cpu>& t, std::int64_t fan_in_of_weight, Rng& rng)
     rng.fill_uniform(t, -bound, bound);
 }
 
+/// Normal(mean, std) truncated to [lo, hi] (absolute bounds, as torch.nn.init.trunc_normal_ and
+/// timm's trunc_normal_, default [-2, 2]) by redrawing values outside: the distribution is the
+/// same, the draws differ from torch's inverse-CDF method.
+template <class T>
+void trunc_normal(Tensor<T, Cpu>& t, Rng& rng, double std, double mean = 0.0, double lo = -2.0, double hi = 2.0) {
+    for (std::int64_t i = 0; i < t.numel(); ++i) {
+        double v = 0.0;
+        do v = rng.normal(mean, std);
+        while (v < lo || v > hi);
+        t[i] = static_cast<T>(v);
+    }
+}
+
+/// U(-b, b), b = sqrt(6 / (fan_in + fan_out)) (torch.nn.init.xavier_uniform_, Glorot & Bengio 2010).
+template <class T>
+void xavier_uniform(Tensor<T, Cpu>& w, Rng& rng) {
+    const double b = std::sqrt(6.0 / static_cast<double>(fan_in(w.shape()) + fan_out(w.shape())));
+    rng.fill_uniform(w, -b, b);
+}
+
 /// A host-initialised tensor moved to backend B (initialisation always draws on the host so the
 /// numbers do not depend on the device).
 template <class T, class B, class F>

@@ -51,5 +51,16 @@ Precision op_storage(const char* fn, bool same, std::initializer_list<NamedTenso
     return half->second->storage();
 }
 
+/// Refuses, in one line naming the op and the tensor, any half-storage tensor among an op's
+/// defined ones: the ops whose kernels read float32 only on every backend (the transformer ops;
+/// autograd widens half activations before calling them).
+template <class T, class B>
+void float32_only(const char* fn, std::initializer_list<NamedTensor<T, B>> tensors) {
+    for (const auto& t : tensors)
+        MEDIMG_CHECK(!t.second->defined() || !t.second->half_storage(), ValueError, fn, ": ", t.first, " ", t.second->shape(),
+                     " holds ", precision_name(t.second->storage()),
+                     " storage; this op reads float32 only (Tensor::to_storage(Precision::fp32))");
+}
+
 }  // namespace detail
 }  // namespace medimg::ops

@@ -74,10 +74,11 @@ protected:
         s.eps = static_cast<T>(o_.eps);
         s.neg_step_size = static_cast<T>(-step_size);
         s.bias_correction2_sqrt = static_cast<T>(std::sqrt(bias_correction2));
-        s.weight_decay = static_cast<T>(o_.weight_decay);
-        s.decay_factor = static_cast<T>(1.0 - detail::rounded_product(lr, o_.weight_decay));
-        s.l2_weight_decay = !decoupled_ && o_.weight_decay != 0.0;
-        s.decoupled_weight_decay = decoupled_ && o_.weight_decay != 0.0;
+        const double wd = this->decays(i) ? o_.weight_decay : 0.0;
+        s.weight_decay = static_cast<T>(wd);
+        s.decay_factor = static_cast<T>(1.0 - detail::rounded_product(lr, wd));
+        s.l2_weight_decay = !decoupled_ && wd != 0.0;
+        s.decoupled_weight_decay = decoupled_ && wd != 0.0;
         T* vmax = o_.amsgrad ? st["max_exp_avg_sq"].data() : nullptr;
         OptimImpl<B>::adam(p.data(), g.data(), st["exp_avg"].data(), st["exp_avg_sq"].data(), vmax, p.numel(), s);
     }

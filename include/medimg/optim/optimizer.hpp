@@ -164,6 +164,23 @@ public:
         for (auto& [pname, p] : params_) p.zero_grad();
     }
 
+    /// Takes these parameters out of weight decay (their decay is 0 whatever the options say):
+    /// PyTorch's second param group with weight_decay=0, as timm's param_groups_weight_decay builds
+    /// it for fine-tuning (nn::no_weight_decay_names). Throws ValueError naming a parameter this
+    /// optimizer does not hold. Replaces an earlier call's list.
+    void set_no_weight_decay(const std::vector<std::string>& names) {
+        std::vector<bool> skip(params_.size(), false);
+        for (const auto& n : names) {
+            std::size_t i = 0;
+            while (i < params_.size() && params_[i].first != n) ++i;
+            MEDIMG_CHECK(i < params_.size(), ValueError, name_, ".set_no_weight_decay: no parameter named '", n, "'");
+            skip[i] = true;
+        }
+        no_decay_ = std::move(skip);
+    }
+    /// Whether parameter i's updates include weight decay (not excluded by set_no_weight_decay).
+    bool decays(std::size_t i) const { return no_decay_.empty() || !no_decay_[i]; }
+
     /// Everything needed to continue training bit for bit, as host copies:
     ///   "<param>.<state>"  per-parameter state of the parameter's shape (momentum_buffer,
     ///                      exp_avg, exp_avg_sq, max_exp_avg_sq), present once created;
@@ -308,6 +325,7 @@ protected:
     NamedParams<T, B> params_;
     std::vector<std::map<std::string, Tensor<T, B>>> state_;  // per parameter, by state name
     std::vector<std::int64_t> param_step_;                     // per parameter; 0 = no update yet
+    std::vector<bool> no_decay_;                               // per parameter once set; empty: all decay
 };
 
 }  // namespace medimg::optim

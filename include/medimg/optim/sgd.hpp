@@ -53,10 +53,11 @@ protected:
         const auto& o = options_;
         SgdScalars<T> s{};
         s.neg_lr = static_cast<T>(-this->lr_);
-        s.weight_decay = static_cast<T>(o.weight_decay);
+        const double wd = this->decays(i) ? o.weight_decay : 0.0;
+        s.weight_decay = static_cast<T>(wd);
         s.momentum = static_cast<T>(o.momentum);
         s.one_minus_dampening = static_cast<T>(1.0 - o.dampening);
-        s.has_weight_decay = o.weight_decay != 0.0;
+        s.has_weight_decay = wd != 0.0;
         s.has_momentum = o.momentum != 0.0;
         s.nesterov = o.nesterov;
         T* buf = nullptr;

@@ -174,6 +174,17 @@ inline nn::ModelOptions model_options(const io::Config& c, std::int64_t num_clas
     o.dropout = c.model.dropout;
     o.stochastic_depth = c.model.stochastic_depth;
     o.head_init = c.model.head_init == "linear" ? nn::HeadInit::linear : nn::HeadInit::torchvision;
+    o.image_size = c.data.image_size;
+    return o;
+}
+
+/// The options a checkpoint's model is rebuilt with before its weights load: its class count,
+/// input channels and image size (a ViT's position grid; `classes` overrides the class count).
+inline nn::ModelOptions model_options(const io::CheckpointMeta& m, std::int64_t classes = -1) {
+    nn::ModelOptions o;
+    o.num_classes = classes >= 0 ? classes : static_cast<std::int64_t>(m.classes.size());
+    o.in_channels = m.in_channels;
+    o.image_size = m.image_size;
     return o;
 }
 
@@ -213,8 +224,9 @@ inline std::unique_ptr<data::DataLoader> make_loader(const data::FolderDataset& 
         o);
 }
 
+namespace detail {
 template <class T, class B>
-std::unique_ptr<optim::Optimizer<T, B>> make_optimizer(const io::Config& c, const nn::NamedParams<T, B>& params) {
+std::unique_ptr<optim::Optimizer<T, B>> make_optimizer_for_all(const io::Config& c, const nn::NamedParams<T, B>& params) {
     const auto& t = c.train;
     if (t.optimizer == "sgd") {
         optim::SGDOptions o(t.lr);
@@ -237,6 +249,20 @@ std::unique_ptr<optim::Optimizer<T, B>> make_optimizer(const io::Config& c, cons
     o.beta2 = t.betas[1];
     o.weight_decay = t.weight_decay;
     return std::make_unique<optim::Adam<T, B>>(params, o);
+}
+
+}  // namespace detail
+
+/// The optimizer the config names over `params`, with weight decay skipped where
+/// train.weight_decay_skip says: norms_biases: timm's fine-tuning rule (nn::no_weight_decay_names:
+/// rank <= 1, biases, position embedding, class token); none: every parameter decays (torch.optim
+/// with one group); auto (the default): norms_biases for the ViTs, none for the CNNs.
+template <class T, class B>
+std::unique_ptr<optim::Optimizer<T, B>> make_optimizer(const io::Config& c, const nn::NamedParams<T, B>& params) {
+    auto opt = detail::make_optimizer_for_all(c, params);
+    const auto& skip = c.train.weight_decay_skip;
+    if (skip == "norms_biases" || (skip == "auto" && nn::is_vit(c.model.name))) opt->set_no_weight_decay(nn::no_weight_decay_names(params));
+    return opt;
 }
 
 /// warmup (LinearLR from 0.1 to 1 over warmup_epochs), then step / cosine / constant.
