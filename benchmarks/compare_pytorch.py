@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
 # The classification models on the CPU, medimg vs PyTorch, interleaved in one run (benchmarks/RESULTS.md):
-# resnet18 (default), densenet121 and efficientnet_b0 (--models; one RESULTS.md section per model list).
+# resnet18 (default), densenet121, efficientnet_b0, vit_tiny_patch16_224 and vit_small_patch16_224
+# (--models; one RESULTS.md section per model list).
 # Workloads: training step (forward + cross-entropy + backward + Adam) at batch 32 on 3x224x224
-# and 3x128x128; inference at batch 1 and 32 on 3x224x224. PyTorch runs with 2 threads in its
+# and (CNNs) 3x128x128; inference at batch 1 and 32 on 3x224x224. PyTorch runs with 2 threads in its
 # default layout and channels_last (and frozen TorchScript for inference); its best mode is the
-# peer. Every measurement is its own process, so peak RSS is per workload. Medians of REPEATS.
+# peer. The ViTs are timm's (timm.create_model; its attention calls
+# torch.nn.functional.scaled_dot_product_attention where torch has it), measured only with the
+# interpreters that have timm, in the default layout (channels_last only concerns the patch
+# convolution) and frozen TorchScript. Every measurement is its own process, so peak RSS is per workload. Medians of REPEATS.
 # --python may be given several times (Debian's python3-torch and a newest-PyTorch virtual
 # environment): each runs every mode, and the fastest (interpreter, mode) per workload is the peer.
 # Also the compile time of examples/train.cpp (includes medimg.hpp, trains ResNet18) with the
@@ -40,7 +44,11 @@ import sys, time, json, resource, torch, torchvision
 kind, n, side, mode, iters, arch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6]
 torch.set_num_threads(%d)
 torch.manual_seed(0)
-m = getattr(torchvision.models, arch)(num_classes=2)
+if arch.startswith("vit_") and arch != "vit_b_16":
+    import timm
+    m = timm.create_model(arch, num_classes=2)
+else:
+    m = getattr(torchvision.models, arch)(num_classes=2)
 x = torch.randn(n, 3, side, side)
 y = torch.arange(n) %% 2
 if mode in ("channels_last", "frozen_cl"):
@@ -245,10 +253,15 @@ def main():
     pythons = a.python or ["/usr/bin/python3"]
     versions = {py: subprocess.run([py, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True).stdout.strip()
                 for py in pythons}
+    has_timm = {py: subprocess.run([py, "-c", "import timm"], capture_output=True).returncode == 0 for py in pythons}
     rows = []
     for arch, (kind, n, side) in [(m, w) for m in a.models.split(",") for w in WORKLOADS]:
-        modes = ["default", "channels_last"] + (["frozen", "frozen_cl"] if kind == "infer" else [])
-        peers = [(py, m) for py in pythons for m in modes]
+        vit = arch.startswith("vit_")
+        if vit and (kind, side) == ("train", 128):
+            continue  # a ViT at 128 resamples its 14x14 position grid: not a workload timm users time
+        modes = (["default"] if vit else ["default", "channels_last"]) + \
+            ((["frozen"] if vit else ["frozen", "frozen_cl"]) if kind == "infer" else [])
+        peers = [(py, m) for py in pythons if has_timm[py] or not vit for m in modes]
         iters = 3 if (kind == "train" and side == 224) else 5
         med, peer = [], {p: [] for p in peers}
         peer_rss = {}
@@ -279,7 +292,8 @@ def main():
     compile_s = time.perf_counter() - t0 if cc.returncode == 0 else float("nan")
     print("compile time of examples/train.cpp: %.1f s" % compile_s, flush=True)
     cpu = re.sub(r"\s+", " ", subprocess.run(["sh", "-c", "lscpu | grep 'Model name' | cut -d: -f2"], capture_output=True, text=True).stdout).strip()
-    pretty = {"resnet18": "ResNet18", "densenet121": "DenseNet-121", "efficientnet_b0": "EfficientNet-B0"}
+    pretty = {"resnet18": "ResNet18", "densenet121": "DenseNet-121", "efficientnet_b0": "EfficientNet-B0",
+              "vit_tiny_patch16_224": "ViT-Tiny/16", "vit_small_patch16_224": "ViT-Small/16"}
     title = "## %s on the CPU (medimg vs PyTorch)" % " and ".join(pretty.get(m, m) for m in a.models.split(","))
     lines = [title, "",
              "%s; %s, %d cores; PyTorch %s, %d threads each; medians of %d interleaved repeats; load average %s at the end; %s." %

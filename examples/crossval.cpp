@@ -154,7 +154,7 @@ void write_report(const fs::path& root, const io::Config& cfg, int K, int repeat
             if (slots.empty()) continue;
             const auto ck = io::Checkpoint::load((fold_dirs[d] / "run" / "checkpoints" / "best.safetensors").string());
             const auto pre = train::Preprocessing::from_meta(ck.meta());
-            auto model = nn::make_model<float, Cpu>(ck.meta().architecture, nn::ModelOptions{C, ck.meta().in_channels});
+            auto model = nn::make_model<float, Cpu>(ck.meta().architecture, train::model_options(ck.meta(), C));
             ck.load_into(*model, ck.meta().architecture);
             std::vector<GalleryCase> cases;
             for (auto n : slots) {
@@ -268,7 +268,7 @@ int main(int argc, char** argv) try {
                 train::run_training<float, Cpu>(fc, resume, std::cout);
                 const auto ck = io::Checkpoint::load((fs::path(fc.output_dir) / "checkpoints" / "best.safetensors").string());
                 const auto pre = train::Preprocessing::from_meta(ck.meta());
-                auto model = nn::make_model<float, Cpu>(ck.meta().architecture, nn::ModelOptions{K64, ck.meta().in_channels});
+                auto model = nn::make_model<float, Cpu>(ck.meta().architecture, train::model_options(ck.meta(), K64));
                 ck.load_into(*model, ck.meta().architecture);
                 const auto test_ds = data::FolderDataset::scan((dir / "data" / "test").string(), classes, pre.volume_options());
                 auto loader = train::make_loader(test_ds, pre.eval(), pre.read_settings(), fc, false);

@@ -49,7 +49,7 @@ Research software: not for clinical diagnosis.
 template <class B>
 medimg::train::Evaluation evaluate_on(const medimg::io::Checkpoint& ck, medimg::data::DataLoader& loader, std::int64_t classes) {
     using namespace medimg;
-    auto model = nn::make_model<float, B>(ck.meta().architecture, nn::ModelOptions{classes, ck.meta().in_channels});
+    auto model = nn::make_model<float, B>(ck.meta().architecture, train::model_options(ck.meta(), classes));
     ck.load_into(*model, ck.meta().architecture);
     return train::evaluate(*model, loader, classes);
 }
@@ -76,7 +76,7 @@ std::vector<std::vector<medimg::report::Thumbnail>> gallery_on_device(bool gpu, 
     const auto run = [&](auto backend) {
         using B = decltype(backend);
         const auto& m = ck.meta();
-        auto model = nn::make_model<float, B>(m.architecture, nn::ModelOptions{static_cast<std::int64_t>(m.classes.size()), m.in_channels});
+        auto model = nn::make_model<float, B>(m.architecture, train::model_options(m));
         ck.load_into(*model, m.architecture);
         layer = model->default_cam_layer(pre.image_size);
         std::vector<std::vector<report::Thumbnail>> out;

@@ -52,7 +52,14 @@ ExplainedOverlay explained_overlay(medimg::nn::ImageClassifier<float, B>& model,
                                    const std::string& file = "") {
     using namespace medimg;
     explain::Explanation e;
-    if (req.method == "occlusion") {
+    if (req.method == "rollout") {
+        auto* vit = dynamic_cast<nn::VisionTransformer<float, B>*>(&model);
+        MEDIMG_CHECK(vit != nullptr, ConfigError, "--explain rollout: attention rollout needs a Vision Transformer (vit_*); ",
+                     "this model has no attention (use gradcam, gradcam++ or occlusion)");
+        explain::RolloutOptions o;
+        o.classes = {target};
+        e = explain::attention_rollout(*vit, x, o);
+    } else if (req.method == "occlusion") {
         explain::OcclusionOptions o;
         o.patch = req.patch > 0 ? req.patch : std::max<std::int64_t>(1, pre.image_size / 7);
         o.stride = req.stride > 0 ? req.stride : std::max<std::int64_t>(1, o.patch / 2);
@@ -72,7 +79,10 @@ ExplainedOverlay explained_overlay(medimg::nn::ImageClassifier<float, B>& model,
                                                  gray.size(1), gray.size(2), pre.resize);
     report::OverlayOptions ov;
     ov.title = title;
-    const std::string what = req.method == "gradcam" ? "Grad-CAM" : req.method == "gradcam++" ? "Grad-CAM++" : "occlusion";
+    const std::string what = req.method == "gradcam"     ? "Grad-CAM"
+                             : req.method == "gradcam++" ? "Grad-CAM++"
+                             : req.method == "rollout"   ? "attention rollout"
+                                                         : "occlusion";
     ov.subtitle = what + (e.layer.empty() ? "" : " at " + e.layer) + " for '" + classes[static_cast<std::size_t>(target)] +
                   "' | " + std::filesystem::path(path).filename().string();
     ExplainedOverlay out{report::heatmap_overlay(gray, heat, ov), {}};

@@ -3,9 +3,9 @@
 // folder), from a checkpoint alone: architecture, classes and preprocessing come from its
 // metadata. --config is accepted for the prototype's command line and used only for
 // runtime.threads. Output: one line per class, or with --json one object per image.
-// --explain gradcam|gradcam++|occlusion also writes, per image, an overlay PNG (the exam in gray at
-// its own resolution, the heat map blended over it, a colour bar, the class and its probability;
-// docs/explain.md).
+// --explain gradcam|gradcam++|occlusion|rollout also writes, per image, an overlay PNG (the exam in
+// gray at its own resolution, the heat map blended over it, a colour bar, the class and its
+// probability; docs/explain.md).
 #include <medimg/medimg.hpp>
 #include <medimg/train/run.hpp>
 
@@ -20,7 +20,7 @@
 #include "explain_overlay.hpp"
 
 static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image FILE|FOLDER [--image ...] [--config FILE [--set key=value ...]] [--json] [--calibration none|temperature]
-                      [--explain gradcam|gradcam++|occlusion [--explain-layer NAME] [--explain-out DIR]
+                      [--explain gradcam|gradcam++|occlusion|rollout [--explain-layer NAME] [--explain-out DIR]
                        [--explain-class NAME] [--explain-patch N] [--explain-stride N]]
 
   --checkpoint FILE    a medimg checkpoint (e.g. artifacts/checkpoints/best.safetensors)
@@ -33,7 +33,8 @@ static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image F
   --json               one JSON object per image: {"image", "probabilities", "predicted"}, and with
                        --explain an "explanation" object (method, layer, class, file, peak)
   --explain METHOD     where the model looked, per image: gradcam, gradcam++ (both at --explain-layer)
-                       or occlusion (a gray patch slid over the input); writes DIR/<image>_<method>.png
+                       occlusion (a gray patch slid over the input) or rollout (attention rollout,
+                       Vision Transformers only); writes DIR/<image>_<method>.png
   --explain-layer NAME the module whose output is explained, as PyTorch names it (layer4, layer3,
                        layer4.1.conv2; features.norm5 for densenet121, features.8 for
                        efficientnet_b0); default: the model's last stage, or an earlier one
@@ -55,7 +56,7 @@ void predict_on(const medimg::io::Checkpoint& ck, const medimg::train::Preproces
     using namespace medimg;
     const auto& meta = ck.meta();
     auto model = nn::make_model<float, B>(meta.architecture,
-                                           nn::ModelOptions{static_cast<std::int64_t>(meta.classes.size()), meta.in_channels});
+                                           train::model_options(meta));
     ck.load_into(*model, meta.architecture);
     model->eval();
     autograd::NoGrad guard;
@@ -144,10 +145,11 @@ int main(int argc, char** argv) try {
     const bool json = args.has("--json");
     ExplainRequest req;
     req.method = args.get("--explain");
-    MEDIMG_CHECK(!args.has("--explain") || req.method == "gradcam" || req.method == "gradcam++" || req.method == "occlusion",
-                 ConfigError, "--explain: unknown method '", req.method, "' (gradcam, gradcam++ or occlusion)");
+    MEDIMG_CHECK(!args.has("--explain") || req.method == "gradcam" || req.method == "gradcam++" || req.method == "occlusion" ||
+                     req.method == "rollout",
+                 ConfigError, "--explain: unknown method '", req.method, "' (gradcam, gradcam++, occlusion or rollout)");
     for (const char* k : {"--explain-layer", "--explain-out", "--explain-class", "--explain-patch", "--explain-stride"})
-        MEDIMG_CHECK(!args.has(k) || args.has("--explain"), ConfigError, k, " needs --explain gradcam|gradcam++|occlusion");
+        MEDIMG_CHECK(!args.has(k) || args.has("--explain"), ConfigError, k, " needs --explain gradcam|gradcam++|occlusion|rollout");
     MEDIMG_CHECK(!args.has("--explain-layer") || req.method != "occlusion", ConfigError,
                  "--explain-layer: occlusion works on the input image, not on a layer (use gradcam or gradcam++)");
     req.layer = args.get("--explain-layer", req.layer);
