@@ -45,20 +45,6 @@ inline constexpr int kAttnWarps = 4;                                   // rows (
 inline constexpr std::size_t kAttnScoreBytes = std::size_t(256) << 20;  // score scratch per call, at most
 
 namespace {
-template <class T>
-__device__ __forceinline__ T attn_warp_sum(T v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-template <class T>
-__device__ __forceinline__ T attn_warp_max(T v) {
-    for (int o = 16; o > 0; o >>= 1) {
-        const T u = __shfl_xor_sync(0xffffffffu, v, o);
-        v = u > v ? u : v;
-    }
-    return v;
-}
-
 /// Up to three source groups of attn_merge_heads_kernel (q, k, v or their gradients).
 template <class T>
 struct AttnGroups {
@@ -111,10 +97,10 @@ __global__ void attn_softmax_rows_kernel(T* s, T* lse, std::int64_t rows, std::i
         T* row = s + r * L;
         T m = -INFINITY;
         for (std::int64_t j = lane; j < L; j += 32) m = row[j] > m ? row[j] : m;
-        m = attn_warp_max(m);
+        m = warp_max(m);
         T sum = 0;
         for (std::int64_t j = lane; j < L; j += 32) sum += exp(row[j] - m);
-        sum = attn_warp_sum(sum);
+        sum = warp_sum(sum);
         const T inv = T(1) / sum;
         for (std::int64_t j = lane; j < L; j += 32) row[j] = exp(row[j] - m) * inv;
         if (lane == 0) lse[r] = m + log(sum);
@@ -138,7 +124,7 @@ __global__ void attn_softmax_backward_rows_kernel(T* s, T* dp, const T* lse, std
             prow[j] = p;
             acc += p * drow[j];
         }
-        acc = attn_warp_sum(acc);
+        acc = warp_sum(acc);
         for (std::int64_t j = lane; j < L; j += 32) drow[j] = prow[j] * (drow[j] - acc);
     }
 }

@@ -36,13 +36,6 @@ inline constexpr int kLnColLanes = 8;        // threads per column in that block
 inline constexpr std::int64_t kLnMaxChunks = 512;  // row chunks of the column sums (partials held)
 
 namespace {
-/// The sum of v over the warp, the same bits in every lane (each step adds a pair both partners see).
-template <class T>
-__device__ __forceinline__ T ln_warp_sum(T v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
 // x (R, D) -> y (R, D), mean (R), rstd (R); one warp per row; gamma / beta (D) may be null
 template <class T>
 __global__ void ln_forward_kernel(const T* x, const T* gamma, const T* beta, T eps, T* y, T* mean, T* rstd,
@@ -54,13 +47,13 @@ __global__ void ln_forward_kernel(const T* x, const T* gamma, const T* beta, T e
         T* yr = y + r * D;
         T s = 0;
         for (std::int64_t i = lane; i < D; i += 32) s += xr[i];
-        const T mu = ln_warp_sum(s) / static_cast<T>(D);
+        const T mu = warp_sum(s) / static_cast<T>(D);
         T q = 0;
         for (std::int64_t i = lane; i < D; i += 32) {
             const T c = xr[i] - mu;
             q += c * c;
         }
-        const T rs = T(1) / sqrt(ln_warp_sum(q) / static_cast<T>(D) + eps);
+        const T rs = T(1) / sqrt(warp_sum(q) / static_cast<T>(D) + eps);
         for (std::int64_t i = lane; i < D; i += 32) {
             T v = (xr[i] - mu) * rs;
             if (gamma) v *= gamma[i];
@@ -91,7 +84,7 @@ __global__ void ln_backward_data_kernel(const T* x, const T* dy, const T* gamma,
             sg += g;
             sgx += g * ((xr[i] - mu) * rs);
         }
-        const T mg = ln_warp_sum(sg) / static_cast<T>(D), mgx = ln_warp_sum(sgx) / static_cast<T>(D);
+        const T mg = warp_sum(sg) / static_cast<T>(D), mgx = warp_sum(sgx) / static_cast<T>(D);
         T* o = dx + r * D;
         for (std::int64_t i = lane; i < D; i += 32) {
             const T g = gamma ? gr[i] * gamma[i] : gr[i];

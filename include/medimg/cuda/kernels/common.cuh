@@ -2,7 +2,8 @@
 // cuda/kernels/common.cuh: what every kernel file shares: launch geometry (grid-stride loops over
 // int64 sizes), exactly rounded arithmetic helpers (so a kernel can repeat the CPU reference's
 // rounding steps instead of letting nvcc contract them into FMAs), a deterministic block sum in
-// double, and the device side of the error slot (context.hpp).
+// double, warp sums and maxima (the row kernels of layer_norm.cuh and attention.cuh), and the
+// device side of the error slot (context.hpp).
 // ODR (STYLE.md): device helpers are __device__ __forceinline__; kernels elsewhere are templates
 // in an unnamed namespace inside medimg::cuda::detail.
 #pragma once
@@ -60,6 +61,23 @@ __device__ __forceinline__ double block_sum(double v, double* shared) {
     const double r = shared[0];
     __syncthreads();  // shared may be reused by the caller right away
     return r;
+}
+
+/// The sum of v over the warp (all 32 lanes take part), the same bits in every lane: each
+/// butterfly step adds a pair both partners see.
+template <class T>
+__device__ __forceinline__ T warp_sum(T v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+/// The maximum of v over the warp, in every lane (a NaN lane is dropped, as fmax drops it).
+template <class T>
+__device__ __forceinline__ T warp_max(T v) {
+    for (int o = 16; o > 0; o >>= 1) {
+        const T u = __shfl_xor_sync(0xffffffffu, v, o);
+        v = u > v ? u : v;
+    }
+    return v;
 }
 
 /// Records a bad input a kernel found; the host throws it at the next synchronize(). Called by
