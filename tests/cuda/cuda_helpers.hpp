@@ -2,7 +2,8 @@
 // cuda_helpers.hpp: what the CUDA test files share: the has_cuda_device precondition (a case on a
 // machine without a GPU is SKIPPED, not passed or failed - cudnn-frontend's SKIP), tolerances for
 // GPU-vs-CPU comparisons (each with its reason), and comparisons that bring a device tensor to the
-// host and report the largest difference and its flat index (llm.c's check_tensor).
+// host and report the largest difference and its flat index (llm.c's check_tensor), and gpu(t),
+// a host tensor's device copy.
 // Included only by .cu files (it includes medimg/cuda/). It includes the core, ops and cuda headers
 // rather than medimg.hpp: every header nvcc parses costs compile time on CI's two cores (only the
 // ODR test must include the umbrella).
@@ -26,6 +27,12 @@
 #include "medimg/ops/softmax.hpp"
 
 namespace medimg::test {
+
+/// t on the device (an undefined tensor stays undefined: optional operands).
+template <class T>
+Tensor<T, Cuda> gpu(const Tensor<T, Cpu>& t) {
+    return t.defined() ? t.template to<Cuda>() : Tensor<T, Cuda>();
+}
 
 /// Precondition for every case that needs a GPU: `* boost::unit_test::precondition(has_cuda_device)`.
 struct HasCudaDevice {

@@ -27,16 +27,13 @@
 #include "reference.hpp"
 
 using namespace medimg;
+using medimg::test::gpu;
 using medimg::test::has_cuda_device;
 using medimg::test::relative_l2;
 namespace ref = medimg::test::ref;
 namespace utf = boost::unit_test;
 
 namespace {
-template <class T>
-Tensor<T, Cuda> gpu(const Tensor<T, Cpu>& t) {
-    return t.defined() ? t.template to<Cuda>() : Tensor<T, Cuda>();
-}
 /// t with every element rounded as precision p stores it (the operands the GPU multiplies).
 Tensor<float, Cpu> rounded(const Tensor<float, Cpu>& t, Precision p) {
     auto r = t.clone();

@@ -33,6 +33,7 @@
 #include "reference.hpp"
 
 using namespace medimg;
+using medimg::test::gpu;
 using medimg::test::has_cuda_device;
 namespace ref = medimg::test::ref;
 namespace utf = boost::unit_test;
@@ -47,10 +48,6 @@ Precision precision_of() {
 Tensor<float, Cpu> rounded(const Tensor<float, Cpu>& t, Precision p) { return t.to_storage(p).to_storage(Precision::fp32); }
 /// t on the device, stored as p.
 Tensor<float, Cuda> dev(const Tensor<float, Cpu>& t, Precision p) { return t.to_storage(p).to<Cuda>(); }
-template <class T>
-Tensor<T, Cuda> gpu(const Tensor<T, Cpu>& t) {
-    return t.defined() ? t.template to<Cuda>() : Tensor<T, Cuda>();
-}
 /// One unit in the last place, relative: bf16 keeps 8 significant bits, fp16 11.
 double ulp(Precision p) { return p == Precision::bf16 ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11); }
 double max_abs(const Tensor<float, Cpu>& t) {

@@ -23,6 +23,7 @@
 #include "reference.hpp"
 
 using namespace medimg;
+using medimg::test::gpu;
 using medimg::test::gpu_atol;
 using medimg::test::gpu_rtol;
 using medimg::test::has_cuda_device;
@@ -30,13 +31,6 @@ namespace ref = medimg::test::ref;
 namespace utf = boost::unit_test;
 
 using float_types = boost::mpl::list<float, double>;
-
-namespace {
-template <class T>
-Tensor<T, Cuda> gpu(const Tensor<T, Cpu>& t) {
-    return t.defined() ? t.template to<Cuda>() : Tensor<T, Cuda>();
-}
-}  // namespace
 
 BOOST_AUTO_TEST_SUITE(cuda_transformer)
 
