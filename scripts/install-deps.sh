@@ -12,6 +12,7 @@ packages=(
   libeigen3-dev libxtensor-dev nlohmann-json3-dev libstb-dev libyaml-cpp-dev libjpeg62-turbo-dev zlib1g-dev
   libboost-test-dev libbenchmark-dev
   libgdcm-dev libnifti2-dev  # DICOM and NIfTI (medimg::dicom, medimg::nifti; docs/formats.md)
+  libopenmpi-dev openmpi-bin  # data-parallel training over MPI (dist/; docs/distributed.md)
 )
 for arg in "$@"; do
   case "$arg" in

@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: MIT
+// dist/mpi.hpp: the processes of a data-parallel run and the messages between them, over MPI
+// (the MPI 3.1 standard, https://www.mpi-forum.org/docs/; Debian's OpenMPI). `mpirun -np N prog`
+// (or srun on a cluster) starts N copies; each makes one dist::Mpi, which initialises MPI (thread
+// level FUNNELED: only the thread that made it talks to MPI) and finalises it when destroyed.
+// Collectives are in place and blocking; every rank must make the same calls in the same order.
+//   allreduce_sum   x <- the elementwise sum of every rank's x (MPI_Allreduce, MPI_SUM)
+//   broadcast       x <- root's x (MPI_Bcast)
+//   allgather       the concatenation of every rank's vector, in rank order (MPI_Allgatherv)
+//   agree           throws on every rank, naming the ranks that differ, unless all hold the same
+//                   64-bit value (a hash of the configuration, the parameter layout)
+// and, over a module: broadcast_state (rank 0's parameters and buffers to all: the start of
+// training) and average_gradients (every gradient all-reduced and divided by the world size in
+// one flat buffer: DistributedDataParallel's averaging, without its overlap with the backward).
+// Errors: an MPI call that fails throws medimg::Error with the call and MPI's own error string
+// (MPI_ERRORS_RETURN is set on the world communicator).
+// Link: MPI::MPI_CXX (CMake's FindMPI); this header includes <mpi.h> and nothing includes it by
+// default (medimg.hpp does not).
+#pragma once
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "medimg/core/tensor.hpp"
+#include "medimg/error.hpp"
+#include "medimg/nn/module.hpp"
+
+namespace medimg::dist {
+
+namespace detail {
+inline void check(int rc, const char* call) {
+    if (rc == MPI_SUCCESS) return;
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, text, &len);
+    throw Error(std::string("dist: ") + call + " failed: " + std::string(text, static_cast<std::size_t>(len)));
+}
+template <class T>
+MPI_Datatype type_of() {
+    if constexpr (std::is_same_v<T, float>) return MPI_FLOAT;
+    else if constexpr (std::is_same_v<T, double>) return MPI_DOUBLE;
+    else if constexpr (std::is_same_v<T, std::int64_t>) return MPI_INT64_T;
+    else if constexpr (std::is_same_v<T, std::uint64_t>) return MPI_UINT64_T;
+    else if constexpr (std::is_same_v<T, std::int32_t>) return MPI_INT32_T;
+    else if constexpr (std::is_same_v<T, char>) return MPI_CHAR;
+    else static_assert(!sizeof(T), "dist: no MPI datatype for this element type");
+}
+/// MPI counts are int: a larger message goes in pieces of at most 2^30 elements.
+constexpr std::int64_t kMaxCount = std::int64_t(1) << 30;
+}  // namespace detail
+
+/// Whether this process was started by an MPI launcher (mpirun / mpiexec / srun with PMI or PMIx):
+/// the variables OpenMPI, MPICH and Slurm set for each rank.
+inline bool launched_by_mpi() {
+    for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"})
+        if (std::getenv(v)) return true;
+    return false;
+}
+
+class Mpi {
+public:
+    /// Initialises MPI (unless the program did) and reads rank and world size.
+    Mpi() {
+        int init = 0;
+        detail::check(MPI_Initialized(&init), "MPI_Initialized");
+        if (!init) {
+            int provided = 0;
+            detail::check(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+            owner_ = true;
+        }
+        detail::check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+        detail::check(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
+        detail::check(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
+    }
+    ~Mpi() {
+        int fin = 0;
+        if (owner_ && MPI_Finalized(&fin) == MPI_SUCCESS && !fin) MPI_Finalize();
+    }
+    Mpi(const Mpi&) = delete;
+    Mpi& operator=(const Mpi&) = delete;
+
+    int rank() const { return rank_; }
+    int size() const { return size_; }
+    bool is_root() const { return rank_ == 0; }
+
+    /// x[0, n) <- the sum over ranks, in place.
+    template <class T>
+    void allreduce_sum(T* x, std::int64_t n) {
+        for (std::int64_t off = 0; off < n; off += detail::kMaxCount) {
+            const int c = static_cast<int>(std::min(detail::kMaxCount, n - off));
+            detail::check(MPI_Allreduce(MPI_IN_PLACE, x + off, c, detail::type_of<T>(), MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+        }
+    }
+    /// x[0, n) <- root's x[0, n).
+    template <class T>
+    void broadcast(T* x, std::int64_t n, int root = 0) {
+        for (std::int64_t off = 0; off < n; off += detail::kMaxCount) {
+            const int c = static_cast<int>(std::min(detail::kMaxCount, n - off));
+            detail::check(MPI_Bcast(x + off, c, detail::type_of<T>(), root, MPI_COMM_WORLD), "MPI_Bcast");
+        }
+    }
+    /// Every rank's `mine`, concatenated in rank order (ranks may hold different lengths).
+    template <class T>
+    std::vector<T> allgather(const std::vector<T>& mine) {
+        MEDIMG_CHECK(static_cast<std::int64_t>(mine.size()) < detail::kMaxCount, ValueError, "dist::allgather: ", mine.size(),
+                     " elements on rank ", rank_, " exceed one message");
+        std::vector<int> counts(static_cast<std::size_t>(size_)), displs(static_cast<std::size_t>(size_));
+        const int c = static_cast<int>(mine.size());
+        detail::check(MPI_Allgather(&c, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
+        std::int64_t total = 0;
+        for (int r = 0; r < size_; ++r) {
+            displs[static_cast<std::size_t>(r)] = static_cast<int>(total);
+            total += counts[static_cast<std::size_t>(r)];
+        }
+        MEDIMG_CHECK(total < detail::kMaxCount, ValueError, "dist::allgather: ", total, " elements in all exceed one message");
+        std::vector<T> out(static_cast<std::size_t>(total));
+        detail::check(MPI_Allgatherv(mine.data(), c, detail::type_of<T>(), out.data(), counts.data(), displs.data(),
+                                     detail::type_of<T>(), MPI_COMM_WORLD),
+                      "MPI_Allgatherv");
+        return out;
+    }
+    void barrier() { detail::check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+
+    /// Throws ConfigError on every rank unless every rank holds the same `value`; the message
+    /// names `what` and the ranks whose value differs from rank 0's.
+    void agree(const std::string& what, std::uint64_t value) {
+        const auto all = allgather(std::vector<std::uint64_t>{value});
+        std::string differ;
+        for (int r = 1; r < size_; ++r)
+            if (all[static_cast<std::size_t>(r)] != all[0]) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
+        MEDIMG_CHECK(differ.empty(), ConfigError, "dist: ", what, " differs between ranks (rank ", differ,
+                     " against rank 0); every rank must run the same configuration");
+    }
+
+private:
+    int rank_ = 0, size_ = 1;
+    bool owner_ = false;
+};
+
+/// Rank 0's parameters and buffers copied to every rank (the replicas start equal).
+template <class T>
+void broadcast_state(Mpi& mpi, nn::Module<T, Cpu>& m) {
+    for (auto& e : m.state_dict()) mpi.broadcast(e.value.data(), e.value.numel());
+}
+
+/// Every parameter's gradient <- its mean over ranks, through one flat buffer (one all-reduce per
+/// step, not one per tensor). A parameter without a gradient on this rank counts as zeros; it must
+/// then have none on every rank, or the layouts differ (refused: MPI would mix tensors).
+template <class T>
+void average_gradients(Mpi& mpi, nn::Module<T, Cpu>& m) {
+    auto params = m.named_parameters();
+    std::vector<std::uint64_t> layout;  // which parameters have gradients here
+    std::int64_t n = 0;
+    for (auto& [name, p] : params) {
+        layout.push_back(p.grad().defined() ? 1u : 0u);
+        if (p.grad().defined()) n += p.grad().numel();
+    }
+    std::uint64_t h = 1469598103934665603ULL;  // FNV-1a over the layout
+    for (auto b : layout) h = (h ^ b) * 1099511628211ULL;
+    mpi.agree("the set of parameters with gradients", h);
+    std::vector<T> flat(static_cast<std::size_t>(n));
+    std::int64_t off = 0;
+    for (auto& [name, p] : params)
+        if (p.grad().defined()) {
+            const auto& g = p.grad();
+            std::copy(g.data(), g.data() + g.numel(), flat.data() + off);
+            off += g.numel();
+        }
+    mpi.allreduce_sum(flat.data(), n);
+    const T inv = T(1) / static_cast<T>(mpi.size());
+    off = 0;
+    for (auto& [name, p] : params)
+        if (p.grad().defined()) {
+            auto g = p.grad();
+            for (std::int64_t i = 0; i < g.numel(); ++i) g.data()[i] = flat[static_cast<std::size_t>(off + i)] * inv;
+            off += g.numel();
+        }
+}
+
+}  // namespace medimg::dist
