@@ -104,6 +104,7 @@ expect "checkpoint truncated mid-file" "cut.safetensors" -- "$P" --checkpoint "$
 expect "image missing" "no_such.png" -- "$P" --checkpoint "$ckpt" --image "$work/no_such.png"
 # --explain (docs/explain.md): methods, layers, classes, folders; tiny images are explained, not refused.
 expect "unknown explanation method" "--explain: unknown method 'heatmap' (gradcam, gradcam++, occlusion or rollout)" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain heatmap
+expect "rollout on a model without attention" "--explain rollout: attention rollout needs a Vision Transformer (vit_*); this model has no attention (use gradcam, gradcam++ or occlusion)" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain rollout
 expect "unknown layer to explain" "unknown layer 'layer9'; valid names: conv1, bn1, layer1," -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain gradcam --explain-layer layer9 --explain-out "$work/maps"
 expect "layer with no spatial output" "layer 'fc' gives a [1,2] output with no spatial dimensions" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain gradcam++ --explain-layer fc --explain-out "$work/maps"
 expect "a layer for occlusion" "occlusion works on the input image, not on a layer" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain occlusion --explain-layer layer4
