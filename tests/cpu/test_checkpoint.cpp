@@ -4,8 +4,10 @@
 // atomic writes, and pretrained loading with the 3 -> 1 channel conv1 adaptation and fc reset.
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 
 #include "helpers.hpp"
@@ -91,6 +93,24 @@ BOOST_AUTO_TEST_CASE(refuses_another_architecture_class_count_or_a_truncated_fil
     w.add("x", Tensor<float>::zeros({1}));
     w.write(dir / "plain.safetensors");
     BOOST_CHECK_EXCEPTION(io::Checkpoint::load(dir / "plain.safetensors"), IoError, message_contains("metadata key 'format' is missing"));
+}
+
+BOOST_AUTO_TEST_CASE(weights_holding_nan_or_infinity_are_refused_naming_the_tensor) {
+    TempDir dir;
+    for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity()}) {
+        nn::ResNet18<float> a(nn::ResNetOptions{2, 1});
+        a.parameter("layer3.1.bn2.weight").value()[5] = bad;
+        io::save_checkpoint(dir / "bad.safetensors", a, meta());
+        const auto c = io::Checkpoint::load(dir / "bad.safetensors");
+        nn::ResNet18<float> b(nn::ResNetOptions{2, 1});
+        BOOST_CHECK_EXCEPTION(c.load_into(b), IoError,
+                              message_contains("bad.safetensors: 'layer3.1.bn2.weight' holds " +
+                                               std::string(std::isnan(bad) ? "nan" : bad > 0 ? "inf" : "-inf") +
+                                               " at element 5 of [256]; the weights are damaged or training diverged"));
+        BOOST_CHECK_EXCEPTION(io::load_pretrained(b, dir / "bad.safetensors"), IoError,
+                              message_contains("pretrained: " + (dir / "bad.safetensors") + ": 'layer3.1.bn2.weight' holds"));
+    }
 }
 
 BOOST_AUTO_TEST_CASE(a_failed_write_leaves_the_existing_checkpoint_intact) {

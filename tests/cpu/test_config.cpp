@@ -31,6 +31,13 @@ BOOST_AUTO_TEST_CASE(the_shipped_default_config_loads_with_the_documented_values
     BOOST_TEST(c.output_dir == "artifacts");
 }
 
+BOOST_AUTO_TEST_CASE(a_key_given_twice_is_refused_naming_it_and_both_lines) {
+    expect_error("train:\n  lr: 0.1\n  epochs: 3\n  lr: 0.01\n", "config: x.yaml: key 'train.lr' appears twice (lines 2 and 4); YAML requires unique keys");
+    expect_error("train: {lr: 0.1}\ndata: {channels: 1}\ntrain: {epochs: 2}\n", "key 'train' appears twice (lines 1 and 3)");
+    expect_error("data:\n  augment: {hflip: true, hflip: false}\n", "key 'data.augment.hflip' appears twice (lines 2 and 2)");
+    BOOST_CHECK_NO_THROW(io::parse_config("train: {lr: 0.1}\ndata: {train: a, val: a}\n", "x.yaml"));  // equal values, other keys
+}
+
 BOOST_AUTO_TEST_CASE(overrides_apply_and_are_validated) {
     const auto c = io::load_config(default_config(), {"train.lr=0.01", "data.classes=[a, b, c]", "train.class_weights=[1, 2, 3]",
                                                       "data.channels=1", "data.mean=[0.5]", "data.std=[0.25]"});

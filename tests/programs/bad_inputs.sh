@@ -88,6 +88,8 @@ expect "resize neither none nor a number" "'data.resize' must be none or an inte
 expect "image smaller than the crop with resize: none" "': center_crop: crop 48 x 48 is larger than the image [1,32,32]" -- "$T" --config "$work/ok.yaml" --set data.resize=none --set data.image_size=48 --set output.dir="$work/out-nr"
 expect "unknown sampler" "'data.sampler' must be one of shuffle, balanced; got 'oversample'" -- "$T" --config "$work/ok.yaml" --set data.sampler=oversample
 expect "malformed YAML" "not valid YAML" -- "$T" --config "$(cfg 's/epochs: 1,/epochs: [1,/' yaml)"
+{ cat "$work/ok.yaml"; echo "train: {epochs: 2}"; } > "$work/dup.yaml"
+expect "a key given twice" "key 'train' appears twice (lines" -- "$T" --config "$work/dup.yaml"
 expect "unknown option" "unknown option '--lr'" -- "$T" --config "$work/ok.yaml" --lr 0.1
 expect "missing data folder" "does not exist or is not a folder" -- "$T" --config "$work/ok.yaml" --set data.train="$work/missing"
 mkdir -p "$work/partial/normal" && cp "$work/data/train/normal/0000.png" "$work/partial/normal/"
@@ -101,6 +103,15 @@ expect "CUDA asked for in a CPU build" "no CUDA backend" -- "$T" --config "$work
 expect "checkpoint missing" "nope.safetensors" -- "$P" --checkpoint "$work/nope.safetensors" --image "$data/images/gray8.png"
 head -c 5000 "$ckpt" > "$work/cut.safetensors"
 expect "checkpoint truncated mid-file" "cut.safetensors" -- "$P" --checkpoint "$work/cut.safetensors" --image "$data/images/gray8.png"
+python3 - "$ckpt" "$work/nan.safetensors" << 'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+start = 8 + n + json.loads(b[8:8 + n])["fc.bias"]["data_offsets"][0]
+b[start:start + 4] = struct.pack("<f", float("nan"))  # one NaN weight
+open(sys.argv[2], "wb").write(b)
+PY
+expect "checkpoint holding NaN" "nan.safetensors: 'fc.bias' holds nan at element 0 of [2]" -- "$P" --checkpoint "$work/nan.safetensors" --image "$data/images/gray8.png"
 expect "image missing" "no_such.png" -- "$P" --checkpoint "$ckpt" --image "$work/no_such.png"
 # --explain (docs/explain.md): methods, layers, classes, folders; tiny images are explained, not refused.
 expect "unknown explanation method" "--explain: unknown method 'heatmap' (gradcam, gradcam++, occlusion or rollout)" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain heatmap

@@ -9,9 +9,11 @@
 // in "__metadata__". Writes are atomic (temporary file, fsync, rename).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -64,6 +66,18 @@ inline void put_meta(SafetensorsWriter& w, const CheckpointMeta& m) {
     if (!m.config.empty()) w.set_metadata("config", escape_invalid_utf8(m.config));
     for (const auto& [k, v] : m.extra) w.set_metadata(k, v);
 }
+/// Refuses weights holding NaN or an infinity in one line naming the file, the tensor and the
+/// first such element: such a checkpoint (training diverged, or the file was damaged) would make
+/// every prediction NaN while the program reports success.
+template <class T>
+void refuse_non_finite(const char* what, const std::string& file, const std::string& name, const Tensor<T, Cpu>& t) {
+    if constexpr (std::is_floating_point_v<T>)
+        for (std::int64_t i = 0; i < t.numel(); ++i)
+            if (!std::isfinite(t[i]))
+                throw IoError(::medimg::detail::concat(what, ": ", file, ": '", name, "' holds ", t[i], " at element ", i,
+                                                       " of ", t.shape(), "; the weights are damaged or training diverged"));
+}
+
 }  // namespace detail
 
 /// Writes model (+ optional optimizer state) + metadata to `path`, atomically.
@@ -147,12 +161,14 @@ public:
         return out;
     }
     /// Loads the weights into `model` (strict), after checking that the architecture and class
-    /// count agree; each mismatch is one line naming the file and both values.
+    /// count agree; each mismatch is one line naming the file and both values. A tensor holding
+    /// NaN or an infinity is refused, naming it (detail::refuse_non_finite).
     template <class T, class B>
     void load_into(nn::Module<T, B>& model, const std::string& expected_architecture = "") const {
         MEDIMG_CHECK(expected_architecture.empty() || expected_architecture == meta_.architecture, IoError, "checkpoint: ",
                      file_.name(), ": holds a ", meta_.architecture, " but the model is a ", expected_architecture);
         auto state = model_state<T>();
+        for (const auto& [name, t] : state) detail::refuse_non_finite("checkpoint", file_.name(), name, t);
         for (const auto& e : model.state_dict()) {
             auto it = state.find(e.name);
             if (it != state.end() && it->second.shape() != e.value.shape())
@@ -235,6 +251,7 @@ PretrainedReport load_pretrained(nn::Module<T, B>& model, const std::string& pat
             continue;
         }
         auto t = file.tensor<T>(e.name);
+        detail::refuse_non_finite("pretrained", path, e.name, t);
         const Shape want = e.value.shape();
         if (t.shape() != want && e.name == stem && t.rank() == 4 && want.rank() == 4 && want[1] == 1 &&
             t.size(0) == want[0] && t.size(2) == want[2] && t.size(3) == want[3]) {

@@ -493,6 +493,31 @@ inline void set_path(YAML::Node root, const std::string& key, const YAML::Node& 
 /// yaml-cpp itself: deeper than 2000 levels is a YAML::DeepRecursion, reported as invalid YAML.)
 inline constexpr std::size_t max_config_bytes = std::size_t{1} << 20;
 
+namespace detail {
+/// Refuses a mapping that holds a key twice, anywhere in the tree: YAML 1.2 requires unique keys
+/// (https://yaml.org/spec/1.2.2/#mapping), and yaml-cpp keeps both entries (lookups then see the
+/// first, a loop both), so a repeated key would silently take one of two values. One line naming
+/// the dotted key and both lines.
+inline void refuse_duplicate_keys(const YAML::Node& n, const std::string& source, const std::string& prefix = "") {
+    if (n.IsSequence()) {
+        for (const auto& e : n) refuse_duplicate_keys(e, source, prefix);
+        return;
+    }
+    if (!n.IsMap()) return;
+    std::vector<std::pair<std::string, int>> seen;
+    for (auto it = n.begin(); it != n.end(); ++it) {
+        const std::string key = it->first.IsScalar() ? it->first.Scalar() : std::string("<complex key>");
+        const int line = it->first.Mark().line + 1;
+        for (const auto& [k, l] : seen)
+            if (k == key)
+                throw ConfigError("config: " + source + ": key '" + prefix + key + "' appears twice (lines " + std::to_string(l) +
+                                  " and " + std::to_string(line) + "); YAML requires unique keys");
+        seen.emplace_back(key, line);
+        refuse_duplicate_keys(it->second, source, prefix + key + ".");
+    }
+}
+}  // namespace detail
+
 /// Parses YAML text (named `source` in messages) plus `key=value` overrides into a validated Config.
 inline Config parse_config(const std::string& yaml_text, const std::string& source,
                            const std::vector<std::string>& overrides = {}) {
@@ -514,6 +539,7 @@ inline Config parse_config(const std::string& yaml_text, const std::string& sour
     } catch (const YAML::Exception& e) {
         throw ConfigError("config: " + source + ": " + e.what());
     }
+    detail::refuse_duplicate_keys(root, source);  // after the values' own checks (a bad value is named first)
     for (const auto& o : overrides) {
         const auto eq = o.find('=');
         if (eq == std::string::npos || eq == 0)
