@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "cli.hpp"
+
 static const char* kUsage = R"(usage: medimg-anonymize IN OUT
 
 Writes a de-identified copy of the DICOM file IN to OUT, or of every DICOM file under the folder IN
@@ -44,7 +46,8 @@ int main(int argc, char** argv) try {
     std::vector<std::pair<fs::path, fs::path>> jobs;  // (input, output)
     if (fs::is_directory(in, ec)) {
         for (fs::recursive_directory_iterator it(in, ec), end; !ec && it != end; it.increment(ec))
-            if (it->is_regular_file(ec) && data::file_format(it->path()) == data::FileFormat::dicom)
+            if (std::error_code type_ec;  // its own: a dangling link must not end the listing; FIFOs, sockets are skipped
+                it->is_regular_file(type_ec) && data::file_format(it->path()) == data::FileFormat::dicom)
                 jobs.emplace_back(it->path(), out / fs::relative(it->path(), in));
         MEDIMG_CHECK(!ec, IoError, "anonymize: cannot list '", in.string(), "': ", ec.message());
         MEDIMG_CHECK(!jobs.empty(), IoError, "anonymize: folder '", in.string(), "' holds no DICOM files (.dcm, or 'DICM' at byte 128)");
@@ -69,7 +72,6 @@ int main(int argc, char** argv) try {
               << total.removed << " attributes removed, " << total.emptied << " emptied, " << total.uids << " UIDs replaced ("
               << uids.size() << " distinct)\n";
     return 0;
-} catch (const std::exception& e) {
-    std::cerr << "medimg-anonymize: " << e.what() << "\n";
-    return 1;
+} catch (...) {
+    return medimg::cli::fail("medimg-anonymize");  // one line for any exception (medimg::current_exception_message)
 }

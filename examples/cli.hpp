@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstdio>
 #include <exception>
 #include <cctype>
 #include <map>
@@ -12,6 +13,8 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#include <iostream>
 
 #include <medimg/error.hpp>
 #include <medimg/io/text.hpp>
@@ -36,13 +39,22 @@ struct Args {
     }
     /// The value of k as a number in [lo, hi] (whole: an integer), or dflt when k is absent;
     /// anything else is one ConfigError line: "<k>: expected a whole number in [lo, hi], got '<v>'".
+    /// Every number option of every program goes through here (never std::stoi and kin, whose
+    /// exceptions say only "stoi"): "", "12abc", " 5", "0x10", "nan", "1e400" and out-of-range
+    /// values are all refused with the flag and the value (io::parse_number).
     double number(const std::string& k, double lo, double hi, bool whole, double dflt) const {
         if (!values.count(k)) return dflt;
         const std::string v = get(k);
         double x = 0;
         MEDIMG_CHECK(io::parse_number(v, x) && x >= lo && x <= hi && (!whole || x == std::floor(x)), ConfigError, k, ": expected ",
-                     whole ? "a whole number" : "a number", " in [", lo, ", ", hi, "], got '", v, "'");
+                     whole ? "a whole number" : "a number", " in [", bound(lo), ", ", bound(hi), "], got '", io::clipped(v), "'");
         return x;
+    }
+    /// A range's end as people write it: 1000000 and 9007199254740992, not 1e+06 and 9.0072e+15.
+    static std::string bound(double x) {
+        char text[32];
+        std::snprintf(text, sizeof text, x == std::floor(x) && std::fabs(x) < 1e16 ? "%.0f" : "%g", x);
+        return text;
     }
 };
 
@@ -88,6 +100,14 @@ inline Args parse(int argc, char** argv, const std::set<std::string>& valued, co
         }
     }
     return a;
+}
+
+/// What every program's main does with an exception that reached it (use inside the catch block):
+/// prints "<program>: <one line>" (medimg::current_exception_message: a medimg error as it is,
+/// out of memory in words, anything else marked as a gap) and returns the exit status 1.
+inline int fail(const char* program) {
+    std::cerr << program << ": " << current_exception_message() << "\n";
+    return 1;
 }
 
 }  // namespace medimg::cli

@@ -13,7 +13,7 @@
 
 int main(int argc, char** argv) try {
     return medimg::metrics::run_compare(argc, argv, std::cout, std::cerr);
-} catch (const std::exception& e) {  // run_compare reports its own errors; this catches the rest
-    std::fprintf(stderr, "medimg-compare: %s\n", e.what());
+} catch (...) {  // run_compare reports its own errors; this catches the rest (writing the report)
+    std::fprintf(stderr, "medimg-compare: %s\n", medimg::current_exception_message().c_str());
     return 1;
 }

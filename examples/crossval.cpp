@@ -64,6 +64,7 @@ std::string canonical(const std::string& p) {
 
 /// --groups: canonical path -> group. Every listed file must be in the pooled data.
 std::map<std::string, std::string> read_groups(const std::string& csv, const std::set<std::string>& known) {
+    io::check_input_file(csv, "--groups");  // a FIFO would block the open below
     std::ifstream in(csv);
     MEDIMG_CHECK(in.good(), IoError, "--groups: cannot open '", csv, "'");
     std::map<std::string, std::string> out;
@@ -291,23 +292,39 @@ int main(int argc, char** argv) try {
             } else {
                 std::cout << "== repeat " << r << ", fold " << f << ": done earlier (" << result.string() << ")\n";
             }
-            std::ifstream in(result);
-            const auto j = nlohmann::json::parse(in);
-            const auto probs = j.at("probabilities").get<std::vector<double>>();
-            const auto y = j.at("labels").get<std::vector<std::int64_t>>();
-            const auto tp = j.at("paths").get<std::vector<std::string>>();
-            const auto ts = j.contains("slices") ? j.at("slices").get<std::vector<std::int64_t>>() : std::vector<std::int64_t>(tp.size(), -1);
+            // The fold's result, written above or by an earlier run: a damaged one (a file edited by
+            // hand, a disk error) is one line naming it, not nlohmann's "[json.exception...]" text.
+            std::vector<double> probs;
+            std::vector<std::int64_t> y, ts;
+            std::vector<std::string> tp;
+            double temperature = 1.0;
+            try {
+                io::check_input_file(result.string(), "crossval");
+                std::ifstream in(result);
+                const auto j = nlohmann::json::parse(in);
+                probs = j.at("probabilities").get<std::vector<double>>();
+                y = j.at("labels").get<std::vector<std::int64_t>>();
+                tp = j.at("paths").get<std::vector<std::string>>();
+                ts = j.contains("slices") ? j.at("slices").get<std::vector<std::int64_t>>() : std::vector<std::int64_t>(tp.size(), -1);
+                temperature = j.at("temperature").get<double>();
+            } catch (const nlohmann::json::exception&) {
+                throw IoError("crossval: " + result.string() +
+                              ": not a fold result of medimg-crossval (damaged?); delete it and run again to recompute the fold");
+            }
+            MEDIMG_CHECK(probs.size() == y.size() * static_cast<std::size_t>(K64) && tp.size() == y.size() && ts.size() == y.size() &&
+                             temperature > 0,
+                         IoError, "crossval: ", result.string(),
+                         ": its probabilities, labels, paths and slices disagree in length; delete it and run again to recompute the fold");
             const auto s = metrics::summarize(probs, y, K64);
             const auto& auc = K64 == 2 ? s.per_class[1].auc.auc : metrics::Interval{s.macro_auc, NAN, NAN};
             char row[256];
             std::snprintf(row, sizeof row, "%d,%d,%zu,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f\n", r, f, y.size(), s.accuracy.value, auc.value,
-                          auc.lo, auc.hi, s.log_loss, s.calibration.ece, j.at("temperature").get<double>());
+                          auc.lo, auc.hi, s.log_loss, s.calibration.ece, temperature);
             folds_csv << row;
             std::printf("   fold %d: accuracy %.4f, ROC AUC %.4f (95%% CI %.4f-%.4f), ECE %.4f, %zu test images\n", f, s.accuracy.value,
                         auc.value, auc.lo, auc.hi, s.calibration.ece, y.size());
             fold_auc.push_back(auc.value);
             fold_acc.push_back(s.accuracy.value);
-            const double temperature = j.at("temperature").get<double>();
             fold_results.push_back({(repeats > 1 ? "r" + std::to_string(r) + "/" : std::string()) + "fold" + std::to_string(f),
                                     static_cast<std::int64_t>(y.size()), s.accuracy, auc, s.calibration.ece, temperature});
             fold_dirs.push_back(dir);
@@ -360,7 +377,6 @@ int main(int argc, char** argv) try {
     std::cout << "wrote " << (root / "oof.csv").string() << ", folds.csv, summary.json, report.html\n";
     std::cout << "Research software: not for clinical diagnosis.\n";
     return 0;
-} catch (const std::exception& e) {
-    std::cerr << "medimg-crossval: " << e.what() << "\n";
-    return 1;
+} catch (...) {
+    return medimg::cli::fail("medimg-crossval");  // one line for any exception (medimg::current_exception_message)
 }

@@ -268,7 +268,6 @@ int main(int argc, char** argv) try {
     }
     if (loader->skipped()) std::cerr << "medimg-evaluate: skipped " << loader->skipped() << " unreadable images\n";
     return 0;
-} catch (const std::exception& e) {
-    std::cerr << "medimg-evaluate: " << e.what() << "\n";
-    return 1;
+} catch (...) {
+    return medimg::cli::fail("medimg-evaluate");  // one line for any exception (medimg::current_exception_message)
 }

@@ -42,25 +42,26 @@ int main(int argc, char** argv) try {
         return 0;
     }
     const fs::path out = args.require("--out");
-    const int side = std::stoi(args.get("--size", "64"));
+    const int side = static_cast<int>(args.number("--size", 32, 1024, true, 64));  // data::phantom_slice's range
+    const auto seed = static_cast<std::uint64_t>(args.number("--seed", 0, 9007199254740992.0, true, 7));  // 2^53: exact in a double
     if (args.has("--pairs")) {
         for (const char* k : {"--train", "--val", "--test"})
             MEDIMG_CHECK(!args.has(k), ConfigError, k, " and --pairs: a pairs folder holds pairs only (see --help)");
         const auto n = static_cast<std::int64_t>(args.number("--pairs", 1, 100000, true, 1));
-        const auto written = data::write_phantom_pairs(out.string(), side, n, std::stoull(args.get("--seed", "7")));
+        const auto written = data::write_phantom_pairs(out.string(), side, n, seed);
         std::cout << "wrote " << written / 2 << " exam pairs (" << side << "x" << side << ", 16-bit) and pairs.csv under " << out.string()
                   << "\n";
         return 0;
     }
-    const std::int64_t counts[3] = {std::stoll(args.get("--train", "400")), std::stoll(args.get("--val", "100")),
-                                    std::stoll(args.get("--test", "100"))};
+    const std::int64_t counts[3] = {static_cast<std::int64_t>(args.number("--train", 2, 1e6, true, 400)),
+                                    static_cast<std::int64_t>(args.number("--val", 2, 1e6, true, 100)),
+                                    static_cast<std::int64_t>(args.number("--test", 2, 1e6, true, 100))};
     const std::string format = args.get("--format", "png");
     MEDIMG_CHECK(format == "png" || format == "dicom", ConfigError, "--format: '", format, "' is not png or dicom");
     data::PhantomWriter writer = data::write_phantom_png;
     if (format == "dicom") {
 #if defined(MEDIMG_WITH_DICOM)
-        const std::string seed = args.get("--seed", "7");
-        writer = [seed](const std::string& stem, const Tensor<float, Cpu>& slice, std::int64_t index) {
+        writer = [seed = std::to_string(seed)](const std::string& stem, const Tensor<float, Cpu>& slice, std::int64_t index) {
             auto hu = Tensor<float, Cpu>::empty(slice.shape());
             for (std::int64_t i = 0; i < slice.numel(); ++i) hu.data()[i] = static_cast<float>(data::phantom_hu(slice.data()[i]));
             io::DicomCtOptions o;
@@ -73,11 +74,10 @@ int main(int argc, char** argv) try {
         throw ConfigError("--format dicom: this medimg-phantoms was built without DICOM support (GDCM; docs/formats.md)");
 #endif
     }
-    const auto written = data::write_phantom_dataset(out.string(), side, counts, std::stoull(args.get("--seed", "7")), writer);
+    const auto written = data::write_phantom_dataset(out.string(), side, counts, seed, writer);
     std::cout << "wrote " << written << " phantom images (" << side << "x" << side << (format == "dicom" ? ", DICOM CT in HU" : ", 16-bit")
               << ") under " << out.string() << "\n";
     return 0;
-} catch (const std::exception& e) {
-    std::cerr << "medimg-phantoms: " << e.what() << "\n";
-    return 1;
+} catch (...) {
+    return medimg::cli::fail("medimg-phantoms");
 }

@@ -169,8 +169,12 @@ int main(int argc, char** argv) try {
         std::error_code ec;
         if (fs::is_directory(p, ec)) {
             std::vector<std::string> found;
-            for (const auto& e : fs::directory_iterator(p))
-                if (e.is_regular_file() && data::is_image_file(e.path())) found.push_back(e.path().string());
+            // Regular files only, as a data set's scan takes them: a FIFO or socket is skipped, never opened.
+            for (fs::directory_iterator it(p, ec), end; !ec && it != end; it.increment(ec)) {
+                std::error_code type_ec;
+                if (it->is_regular_file(type_ec) && data::is_image_file(it->path())) found.push_back(it->path().string());
+            }
+            MEDIMG_CHECK(!ec, IoError, "predict: cannot list folder '", p, "': ", ec.message());
             MEDIMG_CHECK(!found.empty(), IoError, "predict: folder '", p, "' holds no images");
             std::sort(found.begin(), found.end());
             images.insert(images.end(), found.begin(), found.end());
@@ -210,7 +214,6 @@ int main(int argc, char** argv) try {
     const double temperature = train::calibration_temperature(meta, args.get("--calibration"), args.get("--checkpoint"));
     predict_on_device<Cuda>(gpu, ck, pre, images, json, req, temperature);
     return 0;
-} catch (const std::exception& e) {
-    std::cerr << "medimg-predict: " << e.what() << "\n";
-    return 1;
+} catch (...) {
+    return medimg::cli::fail("medimg-predict");  // one line for any exception (medimg::current_exception_message)
 }

@@ -69,6 +69,7 @@
 
 #include "medimg/io/checkpoint.hpp"
 #include "medimg/io/config.hpp"
+#include "medimg/io/input_file.hpp"
 #include "medimg/io/utf8.hpp"
 #include "medimg/io/safetensors.hpp"
 #include "medimg/io/text.hpp"

@@ -95,6 +95,37 @@ BOOST_AUTO_TEST_CASE(refuses_another_architecture_class_count_or_a_truncated_fil
     BOOST_CHECK_EXCEPTION(io::Checkpoint::load(dir / "plain.safetensors"), IoError, message_contains("metadata key 'format' is missing"));
 }
 
+// #22 item 3: a damaged metadata value was read with std::stoll / nlohmann and reported as
+// "malformed metadata (stoll)" or "[json.exception...]"; each is now one line naming the key.
+BOOST_AUTO_TEST_CASE(damaged_metadata_values_are_refused_naming_the_key_and_the_file) {
+    TempDir dir;
+    const std::map<std::string, std::string> good{{"format", "medimg-checkpoint"}, {"architecture", "resnet18"},
+                                                  {"classes", "[\"normal\",\"lesao\"]"}, {"in_channels", "1"},
+                                                  {"image_size", "64"}, {"normalize_mean", "[0.5]"}, {"normalize_std", "[0.25]"},
+                                                  {"epoch", "7"}, {"metrics", "{\"val_acc\":0.5}"}};
+    auto load_with = [&](const std::string& key, const std::string& value) {
+        io::SafetensorsWriter w;
+        w.add("x", Tensor<float>::zeros({1}));
+        for (const auto& [k, v] : good) w.set_metadata(k, k == key ? value : v);
+        w.write(dir / "m.safetensors");
+        return io::Checkpoint::load(dir / "m.safetensors");
+    };
+    BOOST_TEST(load_with("", "").meta().image_size == 64);
+    const std::string where = "checkpoint: " + (dir / "m.safetensors") + ": metadata ";
+    for (const char* bad : {"abc", "", "12abc", "1e400", "99999999999999999999", "3.5", " 3"})
+        BOOST_TEST_CONTEXT(bad) {
+            BOOST_CHECK_EXCEPTION(load_with("in_channels", bad), IoError,
+                                  message_contains(where + "'in_channels' must be a whole number, got '" + bad + "'"));
+        }
+    BOOST_CHECK_EXCEPTION(load_with("epoch", std::string(200, '9')), IoError,
+                          message_contains("'epoch' must be a whole number, got '" + std::string(60, '9') + "...'"));
+    BOOST_CHECK_EXCEPTION(load_with("classes", "[\"normal\","), IoError,
+                          message_contains(where + "'classes' must be a JSON list of class names, got '[\"normal\",'"));
+    BOOST_CHECK_EXCEPTION(load_with("classes", "[1, 2]"), IoError, message_contains("'classes' must be a JSON list of class names"));
+    BOOST_CHECK_EXCEPTION(load_with("normalize_std", "{}"), IoError, message_contains("'normalize_std' must be a JSON list of numbers"));
+    BOOST_CHECK_EXCEPTION(load_with("metrics", "[1]"), IoError, message_contains("'metrics' must be a JSON object of numbers, got '[1]'"));
+}
+
 BOOST_AUTO_TEST_CASE(weights_holding_nan_or_infinity_are_refused_naming_the_tensor) {
     TempDir dir;
     for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),

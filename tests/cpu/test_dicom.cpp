@@ -275,6 +275,48 @@ BOOST_AUTO_TEST_CASE(a_folder_of_dicom_files_is_a_data_set) {
     BOOST_TEST(named.slice == 2);
 }
 
+// #22 item 6: the 128-byte preamble of a DICOM file is free (PS3.10 7.1; a dual TIFF/DICOM file
+// holds a TIFF header there), so it may start with any other format's signature; 'DICM' at byte
+// 128 decides. Such a file named as an image, or by a UID, or with no name at all, is read as the
+// DICOM file it is, and the image reader alone refuses it as DICOM, by name.
+BOOST_AUTO_TEST_CASE(a_preamble_that_looks_like_another_format_does_not_hide_a_dicom_file) {
+    TempDir dir;
+    const auto good = bytes_of(kDir + "ct_hu.dcm");
+    const auto png = bytes_of(std::string(MEDIMG_TEST_DATA_DIR) + "/images/gray8.png");
+    BOOST_REQUIRE(png.size() <= 128);  // a whole valid PNG fits in the preamble
+    const std::vector<std::pair<std::string, std::vector<std::uint8_t>>> preambles = {
+        {"png", png},
+        {"jpeg", {0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, 'J', 'F', 'I', 'F', 0}},
+        {"tiff", {'I', 'I', '*', 0, 8, 0, 0, 0}},
+        {"bmp", {'B', 'M', 0x36, 0, 0, 0}},
+        {"pgm", {'P', '5', '\n', '1', ' ', '1', '\n', '2', '5', '5', '\n', 0}},
+        {"gif", {'G', 'I', 'F', '8', '9', 'a'}}};
+    const auto ref = io::read_dicom(kDir + "ct_hu.dcm").to_unit(data::IntensitySetting::parse("file"));  // (1, 1, 32, 32)
+    for (const auto& [kind, head] : preambles) {
+        auto b = good;
+        std::copy(head.begin(), head.end(), b.begin());
+        for (const std::string& name : std::vector<std::string>{"scan." + kind, "scan.PNG", "IM_" + kind, "1.2.840.113619.2.55." + kind + ".3"}) {
+            BOOST_TEST_CONTEXT(kind << " preamble, named " << name) {
+                write_bytes(dir / name, b);
+                const auto x = data::read_sample({dir / name, -1}, {});
+                BOOST_TEST(x.shape() == Shape({1, 32, 32}));
+                BOOST_TEST(std::equal(x.data(), x.data() + 1024, ref.data()));
+                BOOST_CHECK_EXCEPTION(data::read_image(dir / name), IoError,
+                                      message_contains("image: " + (dir / name) + ": a DICOM file ('DICM' at byte 128)"));
+                fs::remove(dir / name);
+            }
+        }
+    }
+    // Names without an image extension are DICOM by their bytes (a scan takes them); the image names stay images by name.
+    write_bytes(dir / "1.2.840.113619.2.55.3", good);
+    BOOST_TEST((data::file_format(dir / "1.2.840.113619.2.55.3") == data::FileFormat::dicom));
+    write_bytes(dir / "notes.txt", std::vector<std::uint8_t>(200, 'x'));
+    BOOST_TEST((data::file_format(dir / "notes.txt") == data::FileFormat::unknown));
+    // A PNG whose bytes 128-131 are not 'DICM' is still a PNG.
+    write_bytes(dir / "plain.png", png);
+    BOOST_TEST(data::read_sample({dir / "plain.png", -1}, {}).shape() == data::read_image(dir / "plain.png").pixels.shape());
+}
+
 BOOST_AUTO_TEST_CASE(the_writer_round_trips) {
     TempDir dir;
     auto hu = Tensor<float, Cpu>::empty({1, 20, 24});

@@ -173,6 +173,29 @@ BOOST_AUTO_TEST_CASE(reads_from_memory_with_the_given_name) {
     BOOST_CHECK_EXCEPTION(read_image_from_memory(cut, "upload#3"), IoError, message_contains("image: upload#3: truncated PNG"));
 }
 
+// #22 item 6: detection follows each format's rule. A DICOM file's 128-byte preamble is free and may
+// hold a whole valid PNG (or a JPEG or TIFF header); 'DICM' at byte 128 decides, so the image
+// reader refuses such a file as DICOM (data::read_sample reads it as DICOM: test_dicom.cpp).
+// A NIfTI file is named too (its magic is at byte 344, or at 4 for NIfTI-2).
+BOOST_AUTO_TEST_CASE(a_dicom_marker_at_byte_128_wins_over_the_signature_at_byte_0) {
+    std::ifstream in(fixture("gray8.png"), std::ios::binary);
+    std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    BOOST_REQUIRE(bytes.size() <= 128);
+    BOOST_TEST(read_image_from_memory(bytes, "plain").width() == 7);  // the PNG alone reads
+    for (const std::vector<std::uint8_t>& head : {bytes, std::vector<std::uint8_t>{0xff, 0xd8, 0xff, 0xe0}, std::vector<std::uint8_t>{'B', 'M'},
+                                                  std::vector<std::uint8_t>{'P', '5', '\n'}, std::vector<std::uint8_t>{'I', 'I', '*', 0}}) {
+        std::vector<std::uint8_t> dicom(head);
+        dicom.resize(128, 0);
+        for (char c : std::string("DICM\x02\x00\x00\x00")) dicom.push_back(static_cast<std::uint8_t>(c));
+        BOOST_CHECK_EXCEPTION(read_image_from_memory(dicom, "x.png"), IoError,
+                              message_contains("image: x.png: a DICOM file ('DICM' at byte 128), not an image of the formats data::read_image reads"));
+    }
+    std::vector<std::uint8_t> nifti(352, 0);
+    nifti[0] = 0x5c, nifti[1] = 0x01;  // sizeof_hdr 348
+    for (int i = 0; i < 4; ++i) nifti[static_cast<std::size_t>(344 + i)] = static_cast<std::uint8_t>("n+1"[i]);
+    BOOST_CHECK_EXCEPTION(read_image_from_memory(nifti, "x.png"), IoError, message_contains("unsupported format: NIfTI-1 (name it .nii)"));
+}
+
 BOOST_AUTO_TEST_CASE(bad_files_give_one_line_io_errors_naming_the_file) {
     check_read_error("does_not_exist.png", "file not found");
     check_read_error("empty.png", "empty file (0 bytes)");
@@ -188,7 +211,7 @@ BOOST_AUTO_TEST_CASE(bad_files_give_one_line_io_errors_naming_the_file) {
     check_read_error("notes.txt", "unsupported format: unrecognised signature");
     // A directory is not an image either.
     const std::string dir = std::string(MEDIMG_TEST_DATA_DIR) + "/images";
-    BOOST_CHECK_EXCEPTION(read_image(dir), IoError, message_contains("is a directory"));
+    BOOST_CHECK_EXCEPTION(read_image(dir), IoError, message_contains("image: " + dir + ": is a folder, not a regular file"));
 }
 
 BOOST_AUTO_TEST_CASE(decompression_bombs_are_refused_before_decoding) {

@@ -4,21 +4,41 @@
 // naming the epoch and batch and keeps the last good checkpoints; gradient clipping matches
 // torch.nn.utils.clip_grad_norm_; leftovers of a killed checkpoint write are cleaned up.
 // The end-to-end kill -9 test is tests/programs/kill_resume.sh.
+// Also the input rules every reader shares (#22): special files (FIFO, socket, device, folder) are
+// refused before they are opened (io/input_file.hpp) and skipped by folder scans; every message
+// stays on one line whatever a file name holds (escape_controls); anything reaching a program's
+// main becomes one line in its own words (current_exception_message); numbers given as text are
+// read whole or refused (io/text.hpp).
 #include <boost/test/unit_test.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <random>
 #include <sstream>
+#include <thread>
 
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "helpers.hpp"
+#include "medimg/data/dataset.hpp"
 #include "medimg/data/image.hpp"
+#include "medimg/data/readers.hpp"
+#include "medimg/io/checkpoint.hpp"
 #include "medimg/io/config.hpp"
+#include "medimg/io/input_file.hpp"
+#include "medimg/io/text.hpp"
+#include "medimg/io/weights_file.hpp"
 #include "medimg/nn/layers.hpp"
 #include "medimg/train/fit.hpp"
 
@@ -98,6 +118,58 @@ struct Run {
         return n ? n - 1 : 0;
     }
 };
+
+/// A FIFO that cannot hang the test: were a reader to open it (the bug under test), a thread opens
+/// it for writing and closes it again, so that the reader sees an empty file and the test fails on
+/// the message instead of waiting forever for a writer.
+struct SafeFifo {
+    std::string path;
+    std::atomic<bool> stop{false};
+    std::thread unblocker;
+    explicit SafeFifo(std::string p) : path(std::move(p)) {
+        BOOST_REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+        unblocker = std::thread([this] {
+            while (!stop) {
+                const int fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);  // succeeds only while a reader has it open
+                if (fd >= 0) ::close(fd);
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            }
+        });
+    }
+    ~SafeFifo() {
+        stop = true;
+        unblocker.join();
+    }
+};
+
+/// A Unix-domain socket bound at `path` (the file stays after the socket is closed).
+void make_socket(const std::string& path) {
+    const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    BOOST_REQUIRE(s >= 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    BOOST_REQUIRE(path.size() < sizeof a.sun_path);
+    std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+    BOOST_REQUIRE(::bind(s, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+    ::close(s);
+}
+
+struct ScratchDir {
+    fs::path path = fs::temp_directory_path() / ("medimg-special-" + std::to_string(Rng(std::random_device{}()).next_u64()));
+    ScratchDir() { fs::create_directories(path); }
+    ~ScratchDir() { fs::remove_all(path); }
+    std::string operator/(const std::string& f) const { return (path / f).string(); }
+};
+
+/// A predicate for BOOST_CHECK_EXCEPTION: the message contains `fragment` and is one line.
+auto one_line_containing(const std::string& fragment) {
+    return [fragment](const std::exception& e) {
+        const std::string m = e.what();
+        const bool ok = m.find(fragment) != std::string::npos && m.find('\n') == std::string::npos && m.find('\r') == std::string::npos;
+        if (!ok) BOOST_TEST_MESSAGE("message: " << m);
+        return ok;
+    };
+}
 
 void require_finite(const io::Checkpoint& ck) {
     for (const auto& [k, t] : ck.model_state<float>())
@@ -216,7 +288,7 @@ BOOST_AUTO_TEST_CASE(config_text_is_bounded_in_size_and_nesting) {
     for (int i = 0; i < 50000; ++i) block += "- ";
     BOOST_CHECK_EXCEPTION(io::parse_config(block + "x\n", "deep.yaml"), ConfigError, message_contains("not valid YAML"));
     // A folder given as the config file.
-    BOOST_CHECK_EXCEPTION(io::load_config(fs::temp_directory_path().string()), ConfigError, message_contains("is a folder, not a file"));
+    BOOST_CHECK_EXCEPTION(io::load_config(fs::temp_directory_path().string()), ConfigError, message_contains("is a folder, not a regular file"));
 }
 
 // Fuzzing finding 1 (fuzz_config, tests/fuzz/corpus/fuzz_config/regression-sequence-key.yaml): a
@@ -403,6 +475,139 @@ BOOST_AUTO_TEST_CASE(grad_clip_norm_in_fit_bounds_every_step) {
     // Two batches, each step at most 0.1 * 1e-3 in the joint (weight, bias) norm.
     BOOST_TEST(std::sqrt(moved) <= 2 * 0.1 * 1e-3 * (1 + 1e-5));
     BOOST_TEST(std::sqrt(moved) > 0.0);
+}
+
+// #22 item 4: a FIFO (or socket, or device) given as an image, a config, a checkpoint or weights
+// blocked the program forever in open(); each reader now refuses anything but a regular file,
+// before opening it, saying what it is. The FIFOs here cannot hang the suite (SafeFifo).
+BOOST_AUTO_TEST_CASE(special_files_are_refused_by_every_reader_before_opening_naming_what_they_are) {
+    ScratchDir dir;
+    SafeFifo fifo_png(dir / "fifo.png"), fifo_plain(dir / "IM0001"), fifo_st(dir / "fifo.safetensors"), fifo_pth(dir / "fifo.pth"),
+        fifo_yaml(dir / "fifo.yaml");
+    make_socket(dir / "sock.png");
+    fs::create_symlink(dir / "fifo.png", dir / "link.png");
+    const std::string fifo = "is a FIFO (named pipe), not a regular file";
+
+    BOOST_CHECK_EXCEPTION(data::read_image(dir / "fifo.png"), IoError, one_line_containing("image: " + (dir / "fifo.png") + ": " + fifo));
+    BOOST_CHECK_EXCEPTION(data::read_image_info(dir / "fifo.png"), IoError, one_line_containing(fifo));
+    BOOST_CHECK_EXCEPTION(data::read_sample({dir / "fifo.png", -1}, {}), IoError, one_line_containing(fifo));
+    BOOST_CHECK_EXCEPTION(data::read_sample({dir / "IM0001", -1}, {}), IoError, one_line_containing(fifo));  // no name: not sniffed
+    BOOST_TEST((data::file_format(dir / "IM0001") == data::FileFormat::unknown));
+    BOOST_CHECK_EXCEPTION(data::read_image(dir / "link.png"), IoError, one_line_containing("link.png: " + fifo));  // the target counts
+    BOOST_CHECK_EXCEPTION(data::read_image(dir / "sock.png"), IoError, one_line_containing("is a socket, not a regular file"));
+    BOOST_CHECK_EXCEPTION(data::read_image("/dev/null"), IoError, one_line_containing("image: /dev/null: is a character device"));
+    BOOST_CHECK_EXCEPTION(data::read_image(dir.path.string()), IoError, one_line_containing("is a folder, not a regular file"));
+    BOOST_CHECK_EXCEPTION(io::SafetensorsFile::load(dir / "fifo.safetensors"), IoError, one_line_containing("safetensors: " + (dir / "fifo.safetensors") + ": " + fifo));
+    BOOST_CHECK_EXCEPTION(io::Checkpoint::load(dir / "fifo.safetensors"), IoError, one_line_containing(fifo));
+    BOOST_CHECK_EXCEPTION(io::WeightsFile::load(dir / "fifo.pth"), IoError, one_line_containing("pth: " + (dir / "fifo.pth") + ": " + fifo));
+    BOOST_CHECK_EXCEPTION(io::TorchStateDict::load(dir / "fifo.pth"), IoError, one_line_containing(fifo));
+    BOOST_CHECK_EXCEPTION(io::load_config(dir / "fifo.yaml"), ConfigError, one_line_containing("config: " + (dir / "fifo.yaml") + ": " + fifo));
+    BOOST_CHECK_EXCEPTION(io::load_config("/dev/null"), ConfigError, one_line_containing("is a character device"));
+    BOOST_CHECK_EXCEPTION(io::load_config(fs::temp_directory_path().string()), ConfigError, one_line_containing("is a folder, not a regular file"));
+    // DICOM and NIfTI go through the same check (or, in a build without them, are refused unopened).
+    SafeFifo fifo_dcm(dir / "fifo.dcm"), fifo_nii(dir / "fifo.nii");
+#if defined(MEDIMG_WITH_DICOM)
+    BOOST_CHECK_EXCEPTION(data::read_sample({dir / "fifo.dcm", -1}, {}), IoError, one_line_containing("dicom: " + (dir / "fifo.dcm") + ": " + fifo));
+#endif
+#if defined(MEDIMG_WITH_NIFTI)
+    BOOST_CHECK_EXCEPTION(data::read_sample({dir / "fifo.nii", -1}, {}), IoError, one_line_containing("nifti: " + (dir / "fifo.nii") + ": " + fifo));
+    BOOST_CHECK_EXCEPTION(data::slice_count(dir / "fifo.nii", 2), IoError, one_line_containing(fifo));
+#endif
+    // The check itself: regular files and missing paths pass (each reader reports a missing file in its own words).
+    BOOST_CHECK_NO_THROW(io::check_input_file(std::string(MEDIMG_TEST_DATA_DIR) + "/images/gray8.png", "image"));
+    BOOST_CHECK_NO_THROW(io::check_input_file(dir / "missing.png", "image"));
+    BOOST_CHECK_EXCEPTION(data::read_image(dir / "missing.png"), IoError, one_line_containing("missing.png: file not found"));
+}
+
+// #22 item 4: a folder scan never opens what is not a regular file: a FIFO named like an image, a
+// socket and a dangling link in a class folder are skipped (and counted), subfolders ignored;
+// before, a dangling link ended the listing with "cannot list".
+BOOST_AUTO_TEST_CASE(a_folder_scan_skips_special_files_without_opening_them) {
+    ScratchDir dir;
+    for (const char* c : {"normal", "lesao"}) {
+        fs::create_directories(dir.path / c / "sub");
+        fs::copy_file(std::string(MEDIMG_TEST_DATA_DIR) + "/images/gray8.png", dir.path / c / "a.png");
+    }
+    SafeFifo fifo(dir / "normal/b.png"), fifo_plain(dir / "normal/IM0002");
+    make_socket(dir / "lesao/c.png");
+    fs::create_symlink(dir / "lesao/nowhere.png", dir / "lesao/dangling.png");
+    const auto ds = data::FolderDataset::scan(dir.path.string(), {"normal", "lesao"});
+    BOOST_TEST(ds.size() == 2);
+    BOOST_TEST(ds.skipped_non_images() == 4);
+    BOOST_TEST(ds.path(0) == dir / "normal/a.png");
+}
+
+// #22 item 4: a file name holding a newline or another control character broke the one-line rule;
+// every medimg::Error now escapes control characters in its message (escape_controls), so every
+// reader's message naming such a path is one line.
+BOOST_AUTO_TEST_CASE(messages_stay_on_one_line_whatever_a_file_name_holds) {
+    BOOST_TEST(escape_controls("a\nb\rc\td") == "a\\x0ab\\x0dc\\x09d");
+    BOOST_TEST(escape_controls("\x1b[31mred\x7f") == "\\x1b[31mred\\x7f");
+    BOOST_TEST(escape_controls(std::string("nul\0x", 5)) == "nul\\x00x");
+    BOOST_TEST(escape_controls("C1 \xc2\x9b and lone \x9b") == "C1 \\xc2\\x9b and lone \\x9b");  // CSI, UTF-8 and raw
+    BOOST_TEST(escape_controls("les\xc3\xa3o \xe2\x82\xac data set \xff\xfe") == "les\xc3\xa3o \xe2\x82\xac data set \xff\xfe");  // bytes as they are
+    BOOST_TEST(escape_controls(escape_controls("a\nb")) == escape_controls("a\nb"));  // idempotent
+    BOOST_TEST(std::string(IoError("x: 'a\nb'").what()) == "x: 'a\\x0ab'");
+
+    ScratchDir dir;
+    const std::string odd = dir / "two\nlines\r.png";
+    BOOST_CHECK_EXCEPTION(data::read_image(odd), IoError, one_line_containing("two\\x0alines\\x0d.png: file not found"));
+    { std::ofstream(odd) << "not an image"; }
+    BOOST_CHECK_EXCEPTION(data::read_image(odd), IoError, one_line_containing("two\\x0alines\\x0d.png: unsupported format"));
+    BOOST_CHECK_EXCEPTION(io::Checkpoint::load(odd), IoError, one_line_containing("two\\x0alines"));
+    BOOST_CHECK_EXCEPTION(io::load_config(dir / "no\nconfig.yaml"), ConfigError, one_line_containing("no\\x0aconfig.yaml"));
+    BOOST_CHECK_EXCEPTION(data::FolderDataset::scan(dir / "no\ndata", {"a"}), IoError, one_line_containing("no\\x0adata"));
+    fs::create_directories(dir.path / "set" / "a\tb");
+    BOOST_CHECK_EXCEPTION(data::FolderDataset::scan(dir / "set", {"a\tb"}), IoError, one_line_containing("a\\x09b' holds no images"));
+}
+
+// #22 item 3: what reaches a program's main becomes one line in words meant for the user
+// (examples/cli.hpp's cli::fail prints it): medimg's messages as they are, out of memory as such,
+// and anything else (a gap in medimg's checks: "stoi", "map::at") marked as unexpected.
+BOOST_AUTO_TEST_CASE(exceptions_reaching_a_program_become_one_line_in_their_own_words) {
+    auto line = [](auto&& thrower) {
+        try {
+            thrower();
+        } catch (...) {
+            return current_exception_message();
+        }
+        return std::string("nothing thrown");
+    };
+    BOOST_TEST(line([] { throw IoError("image: x.png: file not found"); }) == "image: x.png: file not found");
+    const std::string oom = line([] { throw std::bad_alloc(); });
+    BOOST_TEST(oom.rfind("out of memory: ", 0) == 0);
+    BOOST_TEST(oom.find("bad_alloc") == std::string::npos);
+    BOOST_TEST(line([] { (void)std::stoi("abc"); }) == "unexpected error, not a medimg message (please report it): stoi");
+    BOOST_TEST(line([] { throw std::out_of_range("map::at\nsecond line"); }) ==
+               "unexpected error, not a medimg message (please report it): map::at\\x0asecond line");
+    BOOST_TEST(line([] { throw 42; }) == "unexpected error of an unknown type (please report it)");
+}
+
+// #22 item 3: numbers typed on a command line or stored as text are read whole, or refused so that
+// the caller names its flag or key (std::stoi's exception says only "stoi").
+BOOST_AUTO_TEST_CASE(numbers_given_as_text_are_read_whole_or_refused) {
+    double x = -7;
+    for (const char* bad : {"", " ", "abc", "12abc", " 5", "5 ", "0x10", "inf", "-inf", "nan", "1e400", "-1e400", "1e", "e5", ".", "+",
+                            "--1", "1,5", "1.5.2", "\xef\xbc\x91"}) {
+        BOOST_TEST_CONTEXT("'" << bad << "'") {
+            BOOST_TEST(!io::parse_number(bad, x));
+            BOOST_TEST(x == -7);  // untouched
+        }
+    }
+    for (const auto& [text, value] : {std::pair<const char*, double>{"0", 0}, {"-1", -1}, {"+2.5", 2.5}, {".5", 0.5}, {"5.", 5},
+                                      {"1e3", 1000}, {"1E-3", 0.001}, {"1e-400", 0}, {"9007199254740993", 9007199254740992.0}}) {
+        BOOST_TEST_CONTEXT(text) {
+            BOOST_TEST(io::parse_number(text, x));
+            BOOST_TEST(x == value);
+        }
+    }
+    std::int64_t n = -7;
+    for (const char* bad : {"", "-", "1.0", "1e3", " 1", "0x1", "9223372036854775808", "-9223372036854775809", "12abc"})
+        BOOST_TEST_CONTEXT("'" << bad << "'") { BOOST_TEST(!io::parse_integer(bad, n)); }
+    BOOST_TEST(n == -7);
+    BOOST_TEST((io::parse_integer("9223372036854775807", n) && n == std::numeric_limits<std::int64_t>::max()));
+    BOOST_TEST((io::parse_integer("-42", n) && n == -42));
+    BOOST_TEST(io::clipped(std::string(100, 'x'), 10) == "xxxxxxxxxx...");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -30,11 +30,22 @@ YAML
 ckpt=$work/out/checkpoints/best.safetensors
 sum_before=$(md5sum "$ckpt" | cut -d' ' -f1)
 
+# Every case runs under `timeout`, so that a program that blocks (on a FIFO, say) fails its case
+# instead of hanging the suite: `limit` seconds (300; the special-file cases set 20).
+limit=300
+# For the table: control characters in a command (a file name with a newline) as \xNN, as the
+# programs print them.
+escape_controls() {
+  local t=$1
+  t=${t//$'\n'/\\x0a}; t=${t//$'\r'/\\x0d}; t=${t//$'\t'/\\x09}; t=${t//$'\e'/\\x1b}
+  printf '%s' "$t"
+}
+
 # expect NAME FRAGMENT -- COMMAND...: the first word of COMMAND named medimg-* is the program.
 expect() {
   local name=$1 fragment=$2
   shift 3
-  "$@" > "$work/stdout" 2> "$work/stderr"
+  timeout -k 5 "$limit" "$@" > "$work/stdout" 2> "$work/stderr" < /dev/null
   local rc=$? lines
   lines=$(wc -l < "$work/stderr")
   local prog=""
@@ -47,11 +58,13 @@ expect() {
     sed 's/^/    /' "$work/stderr"
   fi
   if [ -n "$md" ]; then
-    local shown="${*:1}"
+    local shown="" a
+    for a in "$@"; do shown+="${shown:+ }${a:-''}"; done  # an empty argument shown as ''
     shown=${shown//$work/…}
     shown=${shown//$bin\//}
     shown=${shown//$data/tests\/data}
     shown=${shown//$here/tests\/programs}
+    shown=$(escape_controls "$shown")
     local msg
     msg=$(head -c 400 "$work/stderr" | tr -d '\n')
     msg=${msg//$work/…}
@@ -65,7 +78,7 @@ expect() {
 accept() {
   local name=$1
   shift 2
-  if "$@" > "$work/stdout" 2> "$work/stderr" && [ ! -s "$work/stderr" ]; then
+  if timeout -k 5 "$limit" "$@" > "$work/stdout" 2> "$work/stderr" < /dev/null && [ ! -s "$work/stderr" ]; then
     passes=$((passes + 1))
   else
     fails=$((fails + 1))
@@ -192,7 +205,7 @@ expect "threshold outside [0, 1]" "--threshold: expected a number in [0, 1], got
 expect "target sensitivity above 1" "--threshold: sensitivity=S needs S in (0, 1], got '2'" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --threshold sensitivity=2
 accept "threshold chosen on validation (youden, --json)" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --threshold youden --json
 grep -qF '"threshold_rule":"Youden'"'"'s J on the val split"' "$work/stdout" || { echo "FAIL: evaluate --threshold youden: no rule in the JSON:"; cat "$work/stdout"; fails=$((fails + 1)); }
-expect "bootstrap count not whole" "--bootstrap: expected a whole number in [0, 1e+06], got '2.5'" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --bootstrap 2.5
+expect "bootstrap count not whole" "--bootstrap: expected a whole number in [0, 1000000], got '2.5'" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --bootstrap 2.5
 accept "evaluate with a bootstrap interval (--json)" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --bootstrap 200 --json
 grep -qF '"roc_auc_bootstrap_ci":[' "$work/stdout" || { echo "FAIL: evaluate --bootstrap --json: no bootstrap interval:"; cat "$work/stdout"; fails=$((fails + 1)); }
 # Without a usable GPU (a CPU build, or a CUDA build on a machine without a device) cuda is refused.
@@ -264,7 +277,134 @@ for prog in medimg-train medimg-predict medimg-evaluate medimg-crossval medimg-p
 done
 accept "train --print-config" -- "$T" --config "$work/ok.yaml" --set train.lr=0.25 --print-config
 grep -qE '^ +lr: 0\.25$' "$work/stdout" || { echo "FAIL: --print-config does not show the --set value:"; cat "$work/stdout"; fails=$((fails + 1)); }
-expect "train: --stop-after-epoch below 0" "--stop-after-epoch: expected a whole number in [0, 1e+09], got '-1'" -- "$T" --config "$work/ok.yaml" --stop-after-epoch -1
+expect "train: --stop-after-epoch below 0" "--stop-after-epoch: expected a whole number in [0, 1000000000], got '-1'" -- "$T" --config "$work/ok.yaml" --stop-after-epoch -1
+
+# Number arguments (#22 item 3): every program reads them through cli::number / io::parse_number,
+# so text that is not wholly one number in range is one line naming the flag and the value, never
+# std::stoi's "stoi" (medimg-phantoms used it).
+PH="$bin/medimg-phantoms"
+expect "phantoms: --size too large for a double" "--size: expected a whole number in [32, 1024], got '1e400'" -- "$PH" --out "$work/ph" --size 1e400
+expect "phantoms: --size not a number" "--size: expected a whole number in [32, 1024], got 'abc'" -- "$PH" --out "$work/ph" --size abc
+expect "phantoms: --size empty" "--size: expected a whole number in [32, 1024], got ''" -- "$PH" --out "$work/ph" --size ''
+expect "phantoms: --size with trailing text" "--size: expected a whole number in [32, 1024], got '12abc'" -- "$PH" --out "$work/ph" --size 12abc
+expect "phantoms: --size negative" "--size: expected a whole number in [32, 1024], got '-64'" -- "$PH" --out "$work/ph" --size -64
+expect "phantoms: --size huge" "--size: expected a whole number in [32, 1024], got '99999999999999999999'" -- "$PH" --out "$work/ph" --size 99999999999999999999
+expect "phantoms: --size in hexadecimal" "--size: expected a whole number in [32, 1024], got '0x40'" -- "$PH" --out "$work/ph" --size 0x40
+expect "phantoms: --train not a number" "--train: expected a whole number in [2, 1000000], got 'many'" -- "$PH" --out "$work/ph" --train many
+expect "phantoms: --seed beyond 2^53" "--seed: expected a whole number in [0, 9007199254740992], got '18446744073709551616'" -- "$PH" --out "$work/ph" --seed 18446744073709551616
+[ ! -e "$work/ph" ] || { echo "FAIL: a refused medimg-phantoms left $work/ph behind"; fails=$((fails + 1)); }
+expect "train: --stop-after-epoch not a number" "--stop-after-epoch: expected a whole number in [0, 1000000000], got 'two'" -- "$T" --config "$work/ok.yaml" --stop-after-epoch two
+expect "train: --stop-after-epoch 1e400" "--stop-after-epoch: expected a whole number in [0, 1000000000], got '1e400'" -- "$T" --config "$work/ok.yaml" --stop-after-epoch 1e400
+expect "predict: --explain-patch with trailing text" "--explain-patch: expected a whole number in [1, 4096], got '12abc'" -- "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png" --explain occlusion --explain-patch 12abc
+expect "evaluate: --bootstrap empty" "--bootstrap: expected a whole number in [0, 1000000], got ''" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --bootstrap ''
+expect "evaluate: --seed negative" "--seed: expected a whole number in [0, 9007199254740992], got '-1'" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --seed -1
+expect "evaluate: --threshold nan" "--threshold: expected a number in [0, 1], got 'nan'" -- "$E" --config "$work/ok.yaml" --checkpoint "$ckpt" --split val --threshold nan
+if [ -x "$bin/medimg-compare" ]; then
+  expect "compare: --threshold not a number" "option --threshold needs a number in (-1, 1], got '0.5x'" -- "$bin/medimg-compare" --reference "$data/images/gray8.png" --target "$data/images/gray8.png" --threshold 0.5x
+  expect "compare: --pixel-spacing 1e400" "option --pixel-spacing needs a positive number of millimetres, got '1e400'" -- "$bin/medimg-compare" --reference "$data/images/gray8.png" --target "$data/images/gray8.png" --pixel-spacing 1e400
+fi
+if [ -x "$bin/medimg-crossval" ]; then
+  expect "crossval: --folds 1e400" "--folds: expected a whole number in [2, 100], got '1e400'" -- "$bin/medimg-crossval" --config "$work/ok.yaml" --folds 1e400 --set output.dir="$work/cv"
+fi
+# Numbers in a checkpoint's metadata are text too: a damaged one is named with its key.
+python3 - "$ckpt" "$work/meta.safetensors" << 'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+h["__metadata__"]["image_size"] = "32px"
+t = json.dumps(h).encode()
+t += b" " * (-(8 + len(t)) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(t)) + t + b[8 + n:])
+PY
+expect "checkpoint metadata number damaged" "meta.safetensors: metadata 'image_size' must be a whole number, got '32px'" -- "$P" --checkpoint "$work/meta.safetensors" --image "$data/images/gray8.png"
+# Out of memory is named as such (not "std::bad_alloc"): two images at the pixel limit (8192 x
+# 8192) compared under a 1 GiB address-space limit.
+# (Not with sanitizer builds, whose shadow memory does not fit such a limit.)
+if command -v prlimit > /dev/null && [ -x "$bin/medimg-compare" ] && ! ldd "$bin/medimg-compare" 2> /dev/null | grep -qE 'lib[amt]san'; then
+  python3 - "$work/big.png" << 'PY'
+import struct, sys, zlib
+w = h = 8192
+raw = zlib.compress(b"".join(b"\0" + bytes([(y // 64) % 256]) * w for y in range(h)), 9)
+def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open(sys.argv[1], "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+PY
+  OMP_NUM_THREADS=1 expect "out of memory (compare, 1 GiB address space)" "out of memory: this input and these settings need more memory than the system would give" -- prlimit --as=$((1 << 30)) "$bin/medimg-compare" --reference "$work/big.png" --target "$work/big.png"
+fi
+
+# Special files (#22 item 4): a FIFO, socket or device is refused, saying what it is, before it
+# is opened (io/input_file.hpp): opening a FIFO would wait for a writer forever. limit=20 makes a
+# regression fail its case instead of hanging the suite. A folder scan skips such entries.
+mkfifo "$work/fifo.png" "$work/fifo.yaml" "$work/fifo.safetensors" "$work/fifo.pth" "$work/fifo.csv" "$work/fifo.dcm" "$work/fifo.nii"
+python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$work/socket.png"
+limit=20 expect "image is a FIFO" "image: $work/fifo.png: is a FIFO (named pipe), not a regular file" -- "$P" --checkpoint "$ckpt" --image "$work/fifo.png"
+limit=20 expect "image is a socket" "image: $work/socket.png: is a socket, not a regular file" -- "$P" --checkpoint "$ckpt" --image "$work/socket.png"
+limit=20 expect "image is a device" "image: /dev/zero: is a character device, not a regular file" -- "$P" --checkpoint "$ckpt" --image /dev/zero
+limit=20 expect "checkpoint is a FIFO" "safetensors: $work/fifo.safetensors: is a FIFO (named pipe), not a regular file" -- "$P" --checkpoint "$work/fifo.safetensors" --image "$data/images/gray8.png"
+limit=20 expect "checkpoint is a folder" "safetensors: $work/out/checkpoints: is a folder, not a regular file" -- "$P" --checkpoint "$work/out/checkpoints" --image "$data/images/gray8.png"
+limit=20 expect "config is a FIFO" "config: $work/fifo.yaml: is a FIFO (named pipe), not a regular file" -- "$T" --config "$work/fifo.yaml"
+limit=20 expect "config is a device" "config: /dev/stdin: is a character device, not a regular file" -- "$E" --config /dev/stdin --checkpoint "$ckpt"
+limit=20 expect "pretrained weights are a FIFO" "pth: $work/fifo.pth: is a FIFO (named pipe), not a regular file" -- "$T" --config "$work/ok.yaml" --set model.pretrained="$work/fifo.pth" --set output.dir="$work/out-fifo"
+if [ -x "$bin/medimg-compare" ]; then
+  limit=20 expect "compare: reference is a FIFO" "image: $work/fifo.png: is a FIFO (named pipe), not a regular file" -- "$bin/medimg-compare" --reference "$work/fifo.png" --target "$data/images/gray8.png"
+  limit=20 expect "compare: mask is a FIFO" "image: $work/fifo.png: is a FIFO (named pipe), not a regular file" -- "$bin/medimg-compare" --reference "$work/data/val/normal/0000.png" --target "$work/data/val/lesao/0000.png" --mask "$work/fifo.png"
+fi
+if [ -x "$bin/medimg-crossval" ]; then
+  limit=20 expect "crossval: groups CSV is a FIFO" "--groups: $work/fifo.csv: is a FIFO (named pipe), not a regular file" -- "$bin/medimg-crossval" --config "$work/ok.yaml" --folds 2 --groups "$work/fifo.csv" --set output.dir="$work/cv"
+fi
+if [ "${MEDIMG_TEST_DICOM:-0}" = 1 ]; then
+  limit=20 expect "DICOM image is a FIFO" "dicom: $work/fifo.dcm: is a FIFO (named pipe), not a regular file" -- "$P" --checkpoint "$ckpt" --image "$work/fifo.dcm"
+  limit=20 expect "anonymize: input is a FIFO" "dicom: $work/fifo.dcm: is a FIFO (named pipe), not a regular file" -- "$bin/medimg-anonymize" "$work/fifo.dcm" "$work/anon-fifo.dcm"
+  [ ! -e "$work/anon-fifo.dcm" ] || { echo "FAIL: a refused anonymization left $work/anon-fifo.dcm behind"; fails=$((fails + 1)); }
+fi
+if [ "${MEDIMG_TEST_NIFTI:-0}" = 1 ]; then
+  limit=20 expect "NIfTI image is a FIFO" "nifti: $work/fifo.nii: is a FIFO (named pipe), not a regular file" -- "$P" --checkpoint "$ckpt" --image "$work/fifo.nii"
+fi
+[ ! -e "$work/out-fifo" ] || { echo "FAIL: training refused on its pretrained weights left $work/out-fifo behind"; fails=$((fails + 1)); }
+# A FIFO, a socket and a dangling link among a class's images: skipped (never opened), training works.
+cp -r "$work/data/train" "$work/special" && mkfifo "$work/special/lesao/0100.png"
+python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' "$work/special/normal/0100.png"
+ln -s "$work/nowhere.png" "$work/special/normal/0101.png"
+limit=120 accept "a FIFO, a socket and a dangling link in a class folder are skipped" -- "$T" --config "$work/ok.yaml" --set data.train="$work/special" --set output.dir="$work/out-special"
+grep -q "3 non-image files skipped" "$work/stdout" || { echo "FAIL: the special files were not counted as skipped:"; cat "$work/stdout"; fails=$((fails + 1)); }
+limit=60 accept "predict on a folder holding a FIFO skips it" -- "$P" --checkpoint "$ckpt" --image "$work/special/lesao"
+
+# Names with control characters (#22 item 4): every message prints them as \xNN (medimg::Error
+# escapes its message), so it stays one line; the file itself is found and read as it is named.
+nl_name=$'two\nlines.png'
+expect "image name with a newline, missing" "image: $work/$(escape_controls "$nl_name"): file not found" -- "$P" --checkpoint "$ckpt" --image "$work/$nl_name"
+cp "$data/images/truncated.png" "$work/$nl_name"
+expect "image name with a newline, truncated" "$(escape_controls "$nl_name"): truncated PNG" -- "$P" --checkpoint "$ckpt" --image "$work/$nl_name"
+esc_name=$'red\e[31m\tname.yaml'
+expect "config name with an escape and a tab, missing" "config: cannot open '$work/$(escape_controls "$esc_name")'" -- "$T" --config "$work/$esc_name"
+cp -r "$work/data/train" "$work/named" && cp "$data/images/truncated.png" "$work/named/lesao/$(printf 'bad\r\nimage.png')"
+expect "training image name with CR LF, truncated" "named/lesao/bad\\x0d\\x0aimage.png: truncated PNG" -- "$T" --config "$work/ok.yaml" --set data.train="$work/named" --set output.dir="$work/out-named"
+if [ -x "$bin/medimg-compare" ]; then
+  expect "compare: reference name with a newline, missing" "image: $work/$(escape_controls "$nl_name")x: file not found" -- "$bin/medimg-compare" --reference "$work/${nl_name}x" --target "$data/images/gray8.png"
+fi
+accept "image name with a newline, valid" -- "$P" --checkpoint "$ckpt" --image "$(cp "$data/images/gray8.png" "$work/ok$nl_name"; echo "$work/ok$nl_name")"
+
+# Format detection (#22 item 6): 'DICM' at byte 128 decides, whatever the 128-byte preamble looks
+# like (PS3.10 7.1 leaves it free; dual TIFF/DICOM files put a TIFF header there). A DICOM file
+# whose preamble starts like a PNG, a JPEG or a TIFF is read as DICOM, by any name.
+if [ "${MEDIMG_TEST_DICOM:-0}" = 1 ]; then
+  python3 - "$data/dicom/ct_hu.dcm" "$data/images/gray8.png" "$work" << 'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+png = open(sys.argv[2], "rb").read()
+out = sys.argv[3]
+for name, head in (("png_preamble.png", png), ("jpeg_preamble.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"),
+                   ("1.2.840.113619.2.55.3", b"II*\x00\x08\x00\x00\x00")):
+    d = bytearray(b); d[:len(head)] = head
+    open(out + "/" + name, "wb").write(d)
+cut = bytearray(b[:3000]); cut[:len(png)] = png
+open(out + "/cut_png_preamble.png", "wb").write(cut)
+PY
+  accept "DICOM with a PNG preamble, named .png" -- "$P" --checkpoint "$ckpt" --image "$work/png_preamble.png"
+  accept "DICOM with a JPEG preamble, named .jpg" -- "$P" --checkpoint "$ckpt" --image "$work/jpeg_preamble.jpg"
+  accept "DICOM with a TIFF preamble, named by UID" -- "$P" --checkpoint "$ckpt" --image "$work/1.2.840.113619.2.55.3"
+  expect "DICOM with a PNG preamble, cut short" "dicom: $work/cut_png_preamble.png: truncated: element (7FE0,0010)" -- "$P" --checkpoint "$ckpt" --image "$work/cut_png_preamble.png"
+fi
 
 [ "$(md5sum "$ckpt" | cut -d' ' -f1)" = "$sum_before" ] || { echo "FAIL: an existing checkpoint was modified"; fails=$((fails + 1)); }
 echo "bad_inputs: $passes passed, $fails failed"

@@ -2,8 +2,10 @@
 // data/dataset.hpp: FolderDataset, the prototype's layout root/<class>/<image>. The class list
 // and its order come from the configuration (the model's output order), not from the folder
 // names sorted. Within a class, files are sorted by name so indexing is the same everywhere.
-// Files no reader takes (by name; data/readers.hpp) are skipped and counted; a configured class
-// folder that is missing, not a folder, or holds no readable file is an error naming it.
+// Files no reader takes (by name; data/readers.hpp) are skipped and counted; so are entries that
+// are not regular files (a FIFO, a socket, a device, a dangling link: never opened, since reading
+// one would block or never end; io/input_file.hpp), while subfolders are ignored. A configured
+// class folder that is missing, not a folder, or holds no readable file is an error naming it.
 // A volume (a NIfTI file, a multi-frame DICOM) becomes one sample per selected slice
 // (data.volume_slices, along data.volume_axis), all in one group named by the file, so
 // cross-validation never splits it; its header is read here to count the slices. Every other
@@ -49,7 +51,12 @@ public:
                          "' is missing (classes come from the config: data.classes)");
             std::vector<fs::path> files;
             for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-                if (!it->is_regular_file(ec)) continue;
+                std::error_code type_ec;  // its own: a dangling link must not end the listing
+                const fs::file_type type = it->status(type_ec).type();  // links followed
+                if (type != fs::file_type::regular) {
+                    if (type != fs::file_type::directory) ++d.skipped_non_images_;
+                    continue;
+                }
                 if (is_image_file(it->path()))
                     files.push_back(it->path());
                 else

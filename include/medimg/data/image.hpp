@@ -30,6 +30,7 @@
 #include "medimg/core/tensor.hpp"
 #include "medimg/error.hpp"
 #include "medimg/io/atomic_file.hpp"
+#include "medimg/io/input_file.hpp"
 
 // ---- stb_image / stb_image_write: a private copy in every translation unit ----------------------
 // This header is the only place medimg touches stb. STB_IMAGE_STATIC / STB_IMAGE_WRITE_STATIC give
@@ -175,9 +176,19 @@ struct ImageHeader {
 /// libjpeg-turbo's own guard (TJFLAG_LIMITSCANS in turbojpeg.h, djpeg -maxscans).
 inline constexpr int max_jpeg_scans = 500;
 
+/// True when bytes 128-131 are "DICM": a DICOM file (PS3.10 7.1), whatever its first 128 bytes.
+/// That preamble is free for applications to fill (PS3.10 7.1 names a TIFF header as an example of
+/// a dual-format file), so it may start with any other format's signature; the marker decides.
+inline bool has_dicom_marker(const std::uint8_t* p, std::size_t n) { return n >= 132 && std::memcmp(p + 128, "DICM", 4) == 0; }
+
 /// The format from the first bytes; anything unsupported is refused by name where it is recognisable.
+/// Each format by its own rule: DICOM first (its marker is at byte 128, and its preamble may look
+/// like PNG, JPEG, TIFF or BMP), then the signatures at byte 0.
 inline ImageFormat sniff_format(const std::uint8_t* p, std::size_t n, const std::string& name) {
     auto starts = [&](const char* sig, std::size_t len) { return n >= len && std::memcmp(p, sig, len) == 0; };
+    if (has_dicom_marker(p, n))
+        throw image_error(name, "a DICOM file ('DICM' at byte 128), not an image of the formats data::read_image reads; "
+                                "DICOM is read by data::read_sample with medimg::dicom (docs/formats.md)");
     if (starts("\x89PNG\r\n\x1a\n", 8)) return ImageFormat::png;
     if (starts("\xFF\xD8\xFF", 3)) return ImageFormat::jpeg;
     if (starts("BM", 2)) return ImageFormat::bmp;
@@ -186,7 +197,8 @@ inline ImageFormat sniff_format(const std::uint8_t* p, std::size_t n, const std:
     if (starts("\x89PNG", 4)) what = "a damaged PNG signature";
     else if (starts("GIF87a", 6) || starts("GIF89a", 6)) what = "GIF";
     else if (starts("II*\0", 4) || starts("MM\0*", 4)) what = "TIFF";
-    else if (n >= 132 && std::memcmp(p + 128, "DICM", 4) == 0) what = "DICOM";
+    else if (n >= 348 && (std::memcmp(p + 344, "n+1\0", 4) == 0 || std::memcmp(p + 344, "ni1\0", 4) == 0)) what = "NIfTI-1 (name it .nii)";
+    else if (n >= 8 && (std::memcmp(p + 4, "n+2\0", 4) == 0 || std::memcmp(p + 4, "ni2\0", 4) == 0)) what = "NIfTI-2 (name it .nii)";
     else if (starts("RIFF", 4) && n >= 12 && std::memcmp(p + 8, "WEBP", 4) == 0) what = "WebP";
     else if (starts("\0\0\0\x0CjP  ", 8) || starts("\xFF\x4F\xFF\x51", 4)) what = "JPEG 2000";
     else if (starts("P1", 2) || starts("P4", 2)) what = "PBM bitmap (P1/P4)";
@@ -494,10 +506,12 @@ inline void check_pixel_limit(const ImageHeader& h, const ReadOptions& opts, con
 }
 
 /// The whole file, with errno-accurate messages "<who>: <path>: ..."; at most max_bytes (else an
-/// error naming `limit_name`). Shared by the image, DICOM and NIfTI readers.
+/// error naming `limit_name`). Shared by the image, DICOM and NIfTI readers. Only a regular file is
+/// opened (io/input_file.hpp): a FIFO, socket, device or folder is refused by what it is.
 inline std::vector<std::uint8_t> read_whole_file(const std::string& path, std::int64_t max_bytes, const char* who, const char* limit_name) {
     auto error = [&](auto&&... what) { return IoError(medimg::detail::concat(who, ": ", path, ": ", what...)); };
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    io::check_input_file(path, who);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // O_NONBLOCK: a FIFO swapped in cannot block open()
     if (fd < 0) {
         const int e = errno;
         if (e == ENOENT) throw error("file not found");
@@ -509,7 +523,7 @@ inline std::vector<std::uint8_t> read_whole_file(const std::string& path, std::i
     } closer{fd};
     struct stat st {};
     if (::fstat(fd, &st) != 0) throw error("cannot stat (", std::strerror(errno), ")");
-    if (S_ISDIR(st.st_mode)) throw error("is a directory, not a file");
+    io::check_opened_file(st.st_mode, path, who);
     if (st.st_size > max_bytes) throw error("file of ", st.st_size, " bytes exceeds the limit of ", max_bytes, " (", limit_name, ")");
     std::vector<std::uint8_t> bytes(static_cast<std::size_t>(st.st_size));
     std::size_t got = 0;

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 // data/readers.hpp: one front door for every file a data set may hold, whatever its format:
 //   images  .png .jpg .jpeg .bmp .pgm .ppm .pnm (.tga is listed but refused by the decoder)
-//   DICOM   .dcm .dicom, and files without an extension that carry 'DICM' at byte 128
+//   DICOM   .dcm .dicom, and files of any other name that carry 'DICM' at byte 128
 //   NIfTI   .nii .nii.gz
+// Names decide what a folder scan takes; reading, the file's bytes decide by each format's rule:
+// 'DICM' at byte 128 makes a DICOM file whatever its name and whatever its 128-byte preamble looks
+// like (PS3.10 7.1 leaves the preamble to applications; it may hold a TIFF, PNG or JPEG header).
 // A sample is a file and, for a volume (a NIfTI file, a multi-frame DICOM), one slice of it
 // (SampleRef). read_sample turns it into the (C, H, W) float tensor in [0, 1] the transforms take:
 // images as data/image.hpp reads them; DICOM and NIfTI through the windowing of data.window
@@ -50,8 +53,20 @@ inline std::string lower_name(const std::filesystem::path& p) {
     return s;
 }
 
-/// A file's format from its name, or for a name without an extension from its first 132 bytes
-/// (the DICOM preamble's 'DICM'). Names are compared case-insensitively.
+/// True when the regular file `p` carries 'DICM' at byte 128 (PS3.10 7.1). Reads 132 bytes; never
+/// opens anything but a regular file (io/input_file.hpp), so a FIFO in a folder cannot block a scan.
+inline bool file_has_dicom_marker(const std::filesystem::path& p) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(p, ec)) return false;
+    std::ifstream in(p, std::ios::binary);
+    char head[132];
+    return in.read(head, sizeof head) && std::memcmp(head + 128, "DICM", 4) == 0;
+}
+
+/// A file's format from its name, or for a name with none of the extensions below from its first
+/// 132 bytes (the DICOM preamble's 'DICM': a PACS export names files IM0001 or by UID,
+/// 1.2.840...3.5, whose "extension" is a number). Names are compared case-insensitively. A file
+/// named as an image may still be DICOM; read_sample looks at its bytes.
 inline FileFormat file_format(const std::filesystem::path& p) {
     const std::string name = lower_name(p);
     auto ends = [&](const char* e) { const std::size_t n = std::strlen(e); return name.size() > n && name.compare(name.size() - n, n, e) == 0; };
@@ -59,11 +74,7 @@ inline FileFormat file_format(const std::filesystem::path& p) {
         if (ends(e)) return FileFormat::image;
     if (ends(".dcm") || ends(".dicom")) return FileFormat::dicom;
     if (ends(".nii") || ends(".nii.gz")) return FileFormat::nifti;
-    if (!name.empty() && p.extension().empty() && name.front() != '.') {
-        std::ifstream in(p, std::ios::binary);
-        char head[132];
-        if (in.read(head, sizeof head) && std::memcmp(head + 128, "DICM", 4) == 0) return FileFormat::dicom;
-    }
+    if (!name.empty() && name.front() != '.' && file_has_dicom_marker(p)) return FileFormat::dicom;
     return FileFormat::unknown;
 }
 inline bool is_readable_file(const std::filesystem::path& p) { return file_format(p) != FileFormat::unknown; }
@@ -196,8 +207,15 @@ inline std::int64_t slice_count(const std::string& path, int axis) {
 /// `s.slice` picks the frame (DICOM) or the slice along settings.axis (NIfTI); -1 means the
 /// middle one (frames / 2: the only one of a single-frame file).
 inline Tensor<float, Cpu> read_sample(const SampleRef& s, const ReadSettings& settings) {
-    const FileFormat f = file_format(s.path);
-    if (f == FileFormat::image || f == FileFormat::unknown) return read_image(s.path, settings.channels).pixels;
+    FileFormat f = file_format(s.path);
+    if (f == FileFormat::image || f == FileFormat::unknown) {
+        // The name says image (or nothing); the bytes decide, read once: 'DICM' at byte 128 is a
+        // DICOM file even when its preamble starts like a PNG or JPEG (detail::has_dicom_marker).
+        const auto bytes = detail::read_image_file(s.path, ReadOptions{});
+        if (!detail::has_dicom_marker(bytes.data(), bytes.size()))
+            return read_image_from_memory(bytes, s.path, settings.channels).pixels;
+        f = FileFormat::dicom;
+    }
     if (!format_available(f)) detail::format_missing(f, s.path);
     const std::string key = s.path + '\n' + settings.intensity.text() + '\n' + std::to_string(settings.axis);
 #if defined(MEDIMG_WITH_DICOM)

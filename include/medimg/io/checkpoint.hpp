@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "medimg/io/safetensors.hpp"
+#include "medimg/io/text.hpp"
 #include "medimg/io/utf8.hpp"
 #include "medimg/io/weights_file.hpp"
 #include "medimg/nn/module.hpp"
@@ -119,24 +120,36 @@ public:
         };
         MEDIMG_CHECK(get("format") == kCheckpointFormat, IoError, "checkpoint: ", path, ": format is '", get("format"),
                      "', expected '", kCheckpointFormat, "'");
-        try {
-            auto& m = c.meta_;
-            m.architecture = get("architecture");
-            m.classes = nlohmann::json::parse(get("classes")).get<std::vector<std::string>>();
-            m.in_channels = std::stoll(get("in_channels"));
-            m.image_size = std::stoll(get("image_size"));
-            m.mean = nlohmann::json::parse(get("normalize_mean")).get<std::vector<double>>();
-            m.std = nlohmann::json::parse(get("normalize_std")).get<std::vector<double>>();
-            m.epoch = std::stoll(get("epoch"));
-            m.metrics = nlohmann::json::parse(get("metrics")).get<std::map<std::string, double>>();
-            if (md.count("config")) m.config = md.at("config");
-            for (const auto& [k, v] : md)
-                if (!known_key(k)) m.extra[k] = v;
-        } catch (const IoError&) {
-            throw;
-        } catch (const std::exception& e) {
-            throw IoError("checkpoint: " + path + ": malformed metadata (" + e.what() + ")");
-        }
+        // Each value is checked by itself, so that a damaged one is named with the file, never
+        // reported as std::stoll's "stoll" or nlohmann's "[json.exception...]" text.
+        auto integer = [&](const char* key) -> std::int64_t {
+            const std::string v = get(key);
+            std::int64_t x = 0;
+            MEDIMG_CHECK(parse_integer(v, x), IoError, "checkpoint: ", path, ": metadata '", key, "' must be a whole number, got '",
+                         clipped(v), "'");
+            return x;
+        };
+        auto json = [&](const char* key, const char* what, auto as) {
+            const std::string v = get(key);
+            try {
+                return nlohmann::json::parse(v).get<decltype(as)>();
+            } catch (const nlohmann::json::exception&) {
+                throw IoError(::medimg::detail::concat("checkpoint: ", path, ": metadata '", key, "' must be ", what, ", got '",
+                                                       clipped(v), "'"));
+            }
+        };
+        auto& m = c.meta_;
+        m.architecture = get("architecture");
+        m.classes = json("classes", "a JSON list of class names", std::vector<std::string>{});
+        m.in_channels = integer("in_channels");
+        m.image_size = integer("image_size");
+        m.mean = json("normalize_mean", "a JSON list of numbers", std::vector<double>{});
+        m.std = json("normalize_std", "a JSON list of numbers", std::vector<double>{});
+        m.epoch = integer("epoch");
+        m.metrics = json("metrics", "a JSON object of numbers", std::map<std::string, double>{});
+        if (const auto it = md.find("config"); it != md.end()) m.config = it->second;
+        for (const auto& [k, v] : md)
+            if (!known_key(k)) m.extra[k] = v;
         return c;
     }
 

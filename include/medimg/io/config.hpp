@@ -25,6 +25,7 @@
 #include "medimg/data/intensity.hpp"
 #include "medimg/data/slices.hpp"
 #include "medimg/error.hpp"
+#include "medimg/io/input_file.hpp"
 #include "medimg/io/utf8.hpp"
 
 namespace medimg::io {
@@ -591,10 +592,9 @@ inline Config parse_config(const std::string& yaml_text, const std::string& sour
 
 /// Reads and validates a config file; a missing file is a ConfigError naming it.
 inline Config load_config(const std::string& path, const std::vector<std::string>& overrides = {}) {
+    check_input_file<ConfigError>(path, "config");  // a FIFO would block the open below; a folder, socket or device too
     std::ifstream in(path, std::ios::binary);
     if (!in) throw ConfigError("config: cannot open '" + path + "'");
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec)) throw ConfigError("config: '" + path + "' is a folder, not a file");
     std::string text;  // read at most max_config_bytes + 1 bytes: parse_config refuses longer text
     char buf[1 << 16];
     while (text.size() <= max_config_bytes && (in.read(buf, sizeof buf) || in.gcount() > 0))

@@ -89,6 +89,7 @@ extern "C" {
 
 #include "medimg/core/tensor.hpp"
 #include "medimg/error.hpp"
+#include "medimg/io/input_file.hpp"
 
 namespace medimg::io {
 
@@ -317,7 +318,8 @@ inline NiftiPlan nifti_plan(const std::string& path, const NiftiLimits& limits, 
     NiftiPlan p;
     std::int64_t file_bytes = 0;
     {
-        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        check_input_file(path, "nifti");  // a FIFO, socket, device or folder: refused before opening
+        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // O_NONBLOCK: a FIFO swapped in cannot block
         if (fd < 0) throw fail("cannot open (", nifti_errno_text(errno), ")");
         struct stat st {};
         unsigned char magic[2] = {0, 0};
@@ -332,7 +334,7 @@ inline NiftiPlan nifti_plan(const std::string& path, const NiftiLimits& limits, 
         const int read_errno = errno;
         ::close(fd);
         if (fstat_rc != 0) throw fail("cannot stat (", nifti_errno_text(fstat_errno), ")");
-        if (!S_ISREG(st.st_mode)) throw fail("not a regular file");
+        check_opened_file(st.st_mode, path, "nifti");
         if (got < 0) throw fail("cannot read (", nifti_errno_text(read_errno), ")");
         file_bytes = static_cast<std::int64_t>(st.st_size);
         if (file_bytes > limits.max_file_bytes)

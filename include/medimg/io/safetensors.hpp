@@ -38,6 +38,7 @@
 #include "medimg/core/tensor.hpp"
 #include "medimg/error.hpp"
 #include "medimg/io/atomic_file.hpp"
+#include "medimg/io/input_file.hpp"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "medimg/io/safetensors.hpp: safetensors data is little-endian; big-endian hosts are not supported"
@@ -450,9 +451,11 @@ inline std::string missing_key_message(const std::string& prefix, const std::str
                                     list, ")");
 }
 
-/// Reads a whole regular file; `who` starts each message ("safetensors", "pth", ...).
+/// Reads a whole regular file; `who` starts each message ("safetensors", "pth", ...). Anything but a
+/// regular file is refused by what it is, before it is opened (io/input_file.hpp).
 inline std::vector<std::uint8_t> read_file(const std::string& path, const char* who = "safetensors") {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    check_input_file(path, who);
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // O_NONBLOCK: a FIFO swapped in cannot block open()
     if (fd < 0) {
         const int err = errno;
         throw IoError(::medimg::detail::concat(who, ": cannot open ", path, ": ", errno_message(err)));
@@ -466,7 +469,7 @@ inline std::vector<std::uint8_t> read_file(const std::string& path, const char* 
         const int err = errno;
         throw IoError(::medimg::detail::concat(who, ": cannot stat ", path, ": ", errno_message(err)));
     }
-    MEDIMG_CHECK(S_ISREG(st.st_mode), IoError, who, ": ", path, ": not a regular file");
+    check_opened_file(st.st_mode, path, who);
     std::vector<std::uint8_t> bytes(static_cast<std::size_t>(st.st_size));
     std::size_t got = 0;
     while (got < bytes.size()) {

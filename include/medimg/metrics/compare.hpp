@@ -641,7 +641,7 @@ inline nlohmann::ordered_json compare_json(const CompareResult& r) {
 
 /// The whole program: parse, compare, print the report to `out`. Returns the exit status: 0 on
 /// success (and for --help), 1 after printing one line "medimg-compare: <message>" to `err`.
-/// The message is the exception's, without the "compare: " prefix and with newlines flattened.
+/// The message is the exception's, without the "compare: " prefix, control characters escaped.
 inline int run_compare(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
     try {
         const CompareOptions o = parse_compare_args(argc, argv);
@@ -656,11 +656,11 @@ inline int run_compare(int argc, const char* const* argv, std::ostream& out, std
             out << format_compare_text(r);
         out.flush();
         return 0;
-    } catch (const std::exception& e) {
-        std::string msg = e.what();
+    } catch (...) {
+        // One line whatever was thrown: control characters in a file name are escaped
+        // (medimg::escape_controls, which every medimg::Error applies to its message).
+        std::string msg = current_exception_message();
         if (msg.rfind("compare: ", 0) == 0) msg.erase(0, 9);
-        std::replace(msg.begin(), msg.end(), '\n', ' ');
-        std::replace(msg.begin(), msg.end(), '\r', ' ');
         err << "medimg-compare: " << msg << "\n";
         return 1;
     }

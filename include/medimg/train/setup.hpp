@@ -42,13 +42,8 @@ inline double calibration_temperature(const io::CheckpointMeta& m, const std::st
                  " holds no temperature (medimg-train stores one, fitted on the validation split, in best.safetensors); "
                  "use --calibration none");
     double t = 0;
-    try {
-        t = std::stod(it->second);
-    } catch (const std::exception&) {
-        t = 0;
-    }
-    MEDIMG_CHECK(t > 0 && std::isfinite(t), IoError, "checkpoint: ", checkpoint, ": metadata 'temperature' is '", it->second,
-                 "', not a positive number");
+    MEDIMG_CHECK(io::parse_number(it->second, t) && t > 0, IoError, "checkpoint: ", checkpoint, ": metadata 'temperature' is '",
+                 io::clipped(it->second), "', not a positive number");
     return t;
 }
 
