@@ -5,6 +5,11 @@
 // unequal lengths), the configuration check, the epoch shards, the state broadcast, and data
 // parallelism itself: each rank's gradient of its half of a batch, averaged, and one AdamW step give
 // the weights one process gets from the whole batch (a ViT: LayerNorm, no batch statistics).
+// dist/data_parallel.hpp: the gradient buckets equal one all-reduce, a parameter used on one rank
+// only is refused on both, SyncBatchNorm equals BatchNorm over the whole batch (outputs, running
+// statistics, every gradient). dist/train.hpp through train::run_training, medimg-train's own
+// path: two ranks on half batches (a ResNet18 with SyncBatchNorm; a ViT) end with the weights and
+// metrics of one process on the whole global batch.
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
@@ -12,9 +17,18 @@
 #include <numeric>
 #include <vector>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "helpers.hpp"
+#include "medimg/data/phantom.hpp"
+#include "medimg/dist/data_parallel.hpp"
 #include "medimg/dist/mpi.hpp"
 #include "medimg/dist/sampler.hpp"
+#include "medimg/dist/train.hpp"
+#include "medimg/train/run.hpp"
 #include "medimg/medimg.hpp"
 #include "medimg/optim/optim.hpp"
 #include "reference.hpp"
@@ -134,6 +148,203 @@ BOOST_AUTO_TEST_CASE(averaged_half_batch_gradients_and_one_adamw_step_equal_one_
     const auto a = single.named_parameters(), b = replica.named_parameters();
     for (std::size_t k = 0; k < a.size(); ++k)
         BOOST_TEST_CONTEXT(a[k].first) { MEDIMG_CHECK_CLOSE_TENSORS(b[k].second.value(), a[k].second.value(), 1e-9, 1e-12); }
+}
+
+BOOST_AUTO_TEST_CASE(gradient_buckets_give_the_average_of_one_all_reduce) {
+    auto& w = world();
+    nn::VitOptions o;
+    o.image_size = 32;
+    o.patch_size = 8;
+    o.embed_dim = 24;
+    o.depth = 2;
+    o.heads = 2;
+    o.mlp_dim = 48;
+    o.num_classes = 3;
+    const auto x = ref::random<double>({2, 3, 32, 32}, 10 + static_cast<std::uint64_t>(w.rank()));  // each rank its own batch
+    auto y = Tensor<std::int64_t, Cpu>::from_vector({2}, {w.rank(), 2});
+    nn::VisionTransformer<double> a(o), b(o);
+    dist::broadcast_state(w, a);
+    dist::broadcast_state(w, b);
+    loss::cross_entropy(a(autograd::Var<double, Cpu>(x)), y).backward();
+    dist::average_gradients(w, a);
+    // buckets of ~2 KB: many, launched while the backward runs
+    dist::GradientReducer<double> reducer(w, b.named_parameters(), 0.002, 0.001);
+    BOOST_TEST(reducer.bucket_count() > 10u);
+    for (int step = 0; step < 2; ++step) {  // twice: the hooks re-arm
+        for (auto& [n, p] : b.named_parameters()) p.zero_grad();
+        reducer.start_step();
+        loss::cross_entropy(b(autograd::Var<double, Cpu>(x)), y).backward();
+        reducer.finish_step();
+        const auto pa = a.named_parameters(), pb = b.named_parameters();
+        for (std::size_t k = 0; k < pa.size(); ++k)
+            BOOST_TEST_CONTEXT(pa[k].first) { MEDIMG_CHECK_CLOSE_TENSORS(pb[k].second.grad(), pa[k].second.grad(), 0.0, 0.0); }
+    }
+    BOOST_TEST(reducer.steps() == 2);
+}
+
+BOOST_AUTO_TEST_CASE(a_parameter_with_a_gradient_on_one_rank_only_is_refused_on_both) {
+    auto& w = world();
+    auto p0 = autograd::Var<float, Cpu>::parameter(Tensor<float, Cpu>::ones({3}));
+    auto p1 = autograd::Var<float, Cpu>::parameter(Tensor<float, Cpu>::ones({3}));
+    nn::NamedParams<float, Cpu> params{{"used", p0}, {"branch", p1}};
+    dist::GradientReducer<float> reducer(w, params);
+    reducer.start_step();
+    auto loss = autograd::sum(p0);
+    if (w.rank() == 0) loss = autograd::add(loss, autograd::sum(p1));  // rank 1 never touches "branch"
+    loss.backward();
+    BOOST_CHECK_EXCEPTION(reducer.finish_step(), ValueError, message_contains("every rank must use the same parameters"));
+}
+
+BOOST_AUTO_TEST_CASE(sync_batch_norm_equals_batch_norm_over_the_whole_batch) {
+    auto& w = world();
+    const auto x = ref::random<double>({4, 3, 5, 6}, 21);
+    const auto wy = ref::random<double>({4, 3, 5, 6}, 22);  // loss = mean over images of sum(y * wy)
+    nn::BatchNorm2dOptions bo;
+    bo.num_features = 3;
+    nn::BatchNorm2d<double> single(bo), synced(bo);
+    for (auto* m : {&single, &synced}) {
+        auto g = m->weight().value();
+        auto b = m->bias().value();
+        for (int c = 0; c < 3; ++c) g[c] = 0.5 + c, b[c] = 0.1 * c;
+    }
+    BOOST_TEST(nn::convert_sync_batch_norm(synced, std::make_shared<dist::MpiReplicaSum>(w)) == 1);
+    autograd::Var<double, Cpu> xa(x.clone(), true);
+    auto ya = single(xa);
+    autograd::scale(autograd::sum(autograd::mul(ya, autograd::Var<double, Cpu>(wy))), 0.25).backward();
+    // this rank's two images; its loss is the mean over its own images
+    autograd::Var<double, Cpu> xb(x.slice0(2 * w.rank(), 2).clone(), true);
+    auto yb = synced(xb);
+    autograd::scale(autograd::sum(autograd::mul(yb, autograd::Var<double, Cpu>(wy.slice0(2 * w.rank(), 2).clone()))), 0.5)
+        .backward();
+    MEDIMG_CHECK_CLOSE_TENSORS(yb.value(), ya.value().slice0(2 * w.rank(), 2).clone(), 1e-12, 1e-12);
+    MEDIMG_CHECK_CLOSE_TENSORS(synced.running_mean(), single.running_mean(), 1e-12, 1e-12);
+    MEDIMG_CHECK_CLOSE_TENSORS(synced.running_var(), single.running_var(), 1e-12, 1e-12);
+    // each rank's dx is world x the whole batch's (its loss weighs its images world times more);
+    // the parameters' gradients averaged over the ranks are the whole batch's
+    auto dx = xb.grad().clone();
+    ops::affine(dx, 0.5, 0.0, dx);
+    MEDIMG_CHECK_CLOSE_TENSORS(dx, xa.grad().slice0(2 * w.rank(), 2).clone(), 1e-12, 1e-12);
+    nn::NamedParams<double, Cpu> gb{{"weight", synced.weight()}, {"bias", synced.bias()}};
+    for (auto& [n, p] : gb) {
+        auto g = p.grad();
+        w.allreduce_sum(g.data(), g.numel());
+        ops::affine(g, 0.5, 0.0, g);
+    }
+    MEDIMG_CHECK_CLOSE_TENSORS(synced.weight().grad(), single.weight().grad(), 1e-12, 1e-12);
+    MEDIMG_CHECK_CLOSE_TENSORS(synced.bias().grad(), single.bias().grad(), 1e-12, 1e-12);
+}
+
+BOOST_AUTO_TEST_CASE(a_resnet18_with_sync_batch_norm_on_half_batches_has_the_whole_batch_gradients) {
+    auto& w = world();
+    nn::ModelOptions mo;
+    mo.num_classes = 2;
+    mo.in_channels = 1;
+    auto single = nn::make_model<double, Cpu>("resnet18", mo);
+    auto replica = nn::make_model<double, Cpu>("resnet18", mo);
+    replica->load_state_dict([&] {
+        std::map<std::string, Tensor<double, Cpu>> m;
+        for (auto& e : single->state_dict()) m[e.name] = e.value.clone();
+        return m;
+    }());
+    BOOST_TEST(nn::convert_sync_batch_norm(*replica, std::make_shared<dist::MpiReplicaSum>(w)) == 20);
+    dist::GradientReducer<double> reducer(w, replica->named_parameters());
+    const auto x = ref::random<double>({8, 1, 32, 32}, 31);
+    auto y = Tensor<std::int64_t, Cpu>::from_vector({8}, {0, 1, 1, 0, 1, 0, 0, 1});
+    single->train();
+    replica->train();
+    loss::cross_entropy((*single)(autograd::Var<double, Cpu>(x)), y).backward();
+    auto ys = Tensor<std::int64_t, Cpu>::empty({4});
+    for (int i = 0; i < 4; ++i) ys[i] = y[4 * w.rank() + i];
+    reducer.start_step();
+    loss::cross_entropy((*replica)(autograd::Var<double, Cpu>(x.slice0(4 * w.rank(), 4).clone())), ys).backward();
+    reducer.finish_step();
+    const auto a = single->named_parameters(), b = replica->named_parameters();
+    for (std::size_t k = 0; k < a.size(); ++k)
+        BOOST_TEST_CONTEXT(a[k].first) { MEDIMG_CHECK_CLOSE_TENSORS(b[k].second.grad(), a[k].second.grad(), 1e-9, 1e-12); }
+}
+
+namespace {
+/// A folder every rank sees (rank 0 makes it; the name is broadcast).
+std::string shared_temp_dir() {
+    auto& w = world();
+    std::vector<char> name(256, 0);
+    if (w.is_root()) {
+        std::string t = (std::filesystem::temp_directory_path() / "medimg-dist-XXXXXX").string();
+        BOOST_REQUIRE(mkdtemp(t.data()) != nullptr);
+        std::copy(t.begin(), t.end(), name.begin());
+    }
+    w.broadcast(name.data(), static_cast<std::int64_t>(name.size()));
+    return std::string(name.data());
+}
+
+std::vector<std::vector<double>> csv_rows(const std::string& path) {
+    std::ifstream in(path);
+    std::string line;
+    std::getline(in, line);
+    std::vector<std::vector<double>> rows;
+    while (std::getline(in, line)) {
+        std::vector<double> r;
+        std::stringstream ss(line);
+        std::string cell;
+        while (std::getline(ss, cell, ',')) r.push_back(std::stod(cell));
+        r.pop_back();  // seconds
+        rows.push_back(r);
+    }
+    return rows;
+}
+
+/// medimg-train's path on two ranks (batch 4 each) and on one process (batch 8): the same weights
+/// after the epoch, and the same metrics.csv figures (validation gathered over the ranks).
+void two_ranks_equal_one_process(const std::string& model_yaml, const std::string& train_yaml, std::size_t epochs, double rtol,
+                                 double atol) {
+    auto& w = world();
+    const std::string root = shared_temp_dir();
+    namespace fs = std::filesystem;
+    if (w.is_root()) {
+        const std::int64_t counts[3] = {32, 10, 6};
+        data::write_phantom_dataset(root + "/data", 32, counts, 5);
+    }
+    w.barrier();
+    const std::string yaml = "data: {train: " + root + "/data/train, val: " + root + "/data/val, test: " + root +
+                             "/data/test, image_size: 32, resize: 32, channels: 1, mean: [0.3], std: [0.25]}\n" + model_yaml +
+                             "\ntrain: {epochs: " + std::to_string(epochs) + ", batch_size: 4, seed: 9, " + train_yaml + "}\n"
+                             "runtime: {threads: 1, workers: 1, distributed: mpi}\noutput: {dir: " +
+                             root + "/two}\n";
+    const auto cfg = io::parse_config(yaml, "two.yaml");
+    std::ostringstream sink;
+    train::run_training<float, Cpu>(cfg, false, sink, false, 0, dist::replicas<float>(w, cfg));
+    if (w.is_root()) {
+        auto one = cfg;
+        one.train.batch_size = 8;
+        one.runtime.distributed = "none";
+        one.output_dir = root + "/one";
+        train::run_training<float, Cpu>(one, false, sink, false, 0);
+        const auto model = cfg.model.name;
+        auto a = nn::make_model<float, Cpu>(model, train::model_options(one, 2, 1));
+        auto b = nn::make_model<float, Cpu>(model, train::model_options(one, 2, 1));
+        io::Checkpoint::load(root + "/one/checkpoints/last.safetensors").load_into(*a);
+        io::Checkpoint::load(root + "/two/checkpoints/last.safetensors").load_into(*b);
+        const auto sa = a->state_dict(), sb = b->state_dict();
+        for (std::size_t k = 0; k < sa.size(); ++k)
+            BOOST_TEST_CONTEXT(sa[k].name) { MEDIMG_CHECK_CLOSE_TENSORS(sb[k].value, sa[k].value, rtol, atol); }
+        const auto ra = csv_rows(root + "/one/metrics.csv"), rb = csv_rows(root + "/two/metrics.csv");
+        BOOST_TEST_REQUIRE(ra.size() == epochs);
+        BOOST_TEST_REQUIRE(rb.size() == epochs);
+        for (std::size_t e = 0; e < epochs; ++e)
+            for (std::size_t k = 0; k < ra[e].size(); ++k) BOOST_TEST(rb[e][k] == ra[e][k], boost::test_tools::tolerance(1e-4));
+        BOOST_TEST(!fs::exists(root + "/two/checkpoints/last.safetensors.tmp-0"));
+    }
+    w.barrier();
+    if (w.is_root()) fs::remove_all(root);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(training_on_two_ranks_with_sync_batch_norm_equals_one_process_on_the_global_batch) {
+    two_ranks_equal_one_process("model: {name: resnet18, sync_bn: true}", "optimizer: sgd, lr: 0.001, momentum: 0", 1, 1e-3, 1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(training_a_vit_on_two_ranks_equals_one_process_on_the_global_batch) {
+    two_ranks_equal_one_process("model: {name: vit_tiny_patch16_224}", "optimizer: sgd, lr: 0.02, momentum: 0.9", 2, 2e-3, 2e-4);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

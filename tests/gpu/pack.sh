@@ -14,7 +14,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build-gpu}
 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMEDIMG_WITH_CUDA=ON \
-  -DMEDIMG_BUILD_TESTS=ON -DMEDIMG_BUILD_EXAMPLES=ON -DMEDIMG_BUILD_BENCHMARKS=ON >/dev/null
+  -DMEDIMG_BUILD_TESTS=ON -DMEDIMG_BUILD_EXAMPLES=ON -DMEDIMG_BUILD_BENCHMARKS=ON \
+  -DCMAKE_DISABLE_FIND_PACKAGE_MPI=ON >/dev/null  # the device machine has no OpenMPI: a medimg-train without it
 cmake --build "$build" -j "${JOBS:-2}" --target test_cuda medimg-bench-gpu medimg-train medimg-phantoms
 bundle=$build/bundle
 rm -rf "$bundle"

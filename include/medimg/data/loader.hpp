@@ -11,7 +11,10 @@
 // left out of its batch and counted. Batches are collated into memory from
 // LoaderOptions::allocate_images when set (thread-safe; the CUDA fit loop sets a pool of pinned
 // blocks, cuda/staging.cuh, so a batch goes to the GPU by DMA with no host copy), else
-// Tensor::empty. Deliberately not here: decoding straight into the batch (each sample is one
+// Tensor::empty. In a data-parallel run (LoaderOptions::shard_world > 1) every process computes the
+// same epoch order and takes its rank's share of it (dist/sampler.hpp: DistributedSampler's padding
+// for training; an unpadded stride for evaluation, so each sample is scored once over all ranks);
+// a sample's augmentation stream does not depend on which rank draws it. Deliberately not here: decoding straight into the batch (each sample is one
 // tensor, copied once into its row).
 #pragma once
 
@@ -31,6 +34,7 @@
 #include "medimg/core/parallel.hpp"
 #include "medimg/core/rng.hpp"
 #include "medimg/core/tensor.hpp"
+#include "medimg/dist/sampler.hpp"
 #include "medimg/error.hpp"
 
 namespace medimg::data {
@@ -54,6 +58,12 @@ struct LoaderOptions {
     bool skip_errors = false;
     ImageAllocator allocate_images{};  // empty: Tensor<float, Cpu>::empty
     bool balanced = false;    // epochs of N class-balanced draws with replacement (overrides shuffle)
+    // Data-parallel runs: this process's share of each epoch's order, positions shard_rank,
+    // shard_rank + shard_world, ... With shard_even (training) the order is first padded (or, with
+    // drop_last, cut) to a multiple of shard_world as DistributedSampler does, so every rank runs the
+    // same number of steps; without (evaluation) it is not, so the shards partition the split.
+    std::int64_t shard_rank = 0, shard_world = 1;
+    bool shard_even = true;
 };
 
 /// load(index, rng) -> one (C, H, W) image with the same shape for every index.
@@ -67,14 +77,24 @@ public:
                      "DataLoader: batch_size and prefetch_batches must be >= 1 and workers >= 0, got ", o.batch_size, ", ",
                      o.prefetch_batches, ", ", o.workers);
         MEDIMG_CHECK(!labels_.empty(), ValueError, "DataLoader: the dataset is empty");
+        MEDIMG_CHECK(o.shard_world >= 1 && o.shard_rank >= 0 && o.shard_rank < o.shard_world, ValueError, "DataLoader: shard_rank ",
+                     o.shard_rank, " is not in [0, ", o.shard_world, ")");
     }
     ~DataLoader() { stop(); }
     DataLoader(const DataLoader&) = delete;
     DataLoader& operator=(const DataLoader&) = delete;
 
+    /// Samples in the dataset.
     std::int64_t size() const { return static_cast<std::int64_t>(labels_.size()); }
+    /// Samples this loader hands out per epoch: size(), or this rank's share of it.
+    std::int64_t epoch_size() const {
+        const auto n = size(), w = o_.shard_world, r = o_.shard_rank;
+        if (w == 1) return n;
+        if (o_.shard_even) return dist::samples_per_rank(n, w, o_.drop_last);
+        return r < n ? (n - r + w - 1) / w : 0;
+    }
     std::int64_t num_batches() const {
-        const auto n = size(), b = o_.batch_size;
+        const auto n = epoch_size(), b = o_.batch_size;
         return o_.drop_last ? n / b : (n + b - 1) / b;
     }
     /// Where batches are collated from now on (empty: Tensor::empty). Call between epochs: an
@@ -112,6 +132,21 @@ public:
         stop();
         epoch_ = epoch;
         order_ = order(epoch);
+        // A balanced epoch's draw k gets augmentation stream k (its position in the whole epoch's
+        // order), any other sample its dataset index: the same whichever rank takes it.
+        streams_.resize(order_.size());
+        for (std::size_t k = 0; k < order_.size(); ++k) streams_[k] = o_.balanced ? static_cast<std::int64_t>(k) : order_[k];
+        if (o_.shard_world > 1) {
+            const auto n = static_cast<std::int64_t>(order_.size()), w = o_.shard_world;
+            const std::int64_t end = o_.shard_even ? dist::samples_per_rank(n, w, o_.drop_last) * w : n;
+            std::vector<std::int64_t> mine, mine_streams;
+            for (std::int64_t k = o_.shard_rank; k < end; k += w) {  // k >= n: DistributedSampler's padding
+                mine.push_back(order_[static_cast<std::size_t>(k % n)]);
+                mine_streams.push_back(streams_[static_cast<std::size_t>(k % n)]);
+            }
+            order_ = std::move(mine);
+            streams_ = std::move(mine_streams);
+        }
         next_to_make_ = 0;
         next_to_take_ = 0;
         ready_.clear();
@@ -145,12 +180,12 @@ private:
         return r.next_u64();
     }
     Batch make(std::int64_t b) {
-        const std::int64_t lo = b * o_.batch_size, hi = std::min<std::int64_t>(lo + o_.batch_size, size());
+        const std::int64_t lo = b * o_.batch_size, hi = std::min<std::int64_t>(lo + o_.batch_size, epoch_size());
         std::vector<Tensor<float, Cpu>> imgs;
         Batch out;
         for (std::int64_t k = lo; k < hi; ++k) {
             const std::int64_t i = order_[static_cast<std::size_t>(k)];
-            const std::int64_t stream = o_.balanced ? k : i;  // a repeated draw gets its own augmentation
+            const std::int64_t stream = streams_[static_cast<std::size_t>(k)];  // a repeated draw gets its own augmentation
             Rng rng(mix(o_.seed, static_cast<std::uint64_t>(epoch_), static_cast<std::uint64_t>(stream) + 1));
             try {
                 imgs.push_back(load_(i, rng));
@@ -214,7 +249,7 @@ private:
     SampleFn load_;
     LoaderOptions o_;
     std::int64_t epoch_ = 0;
-    std::vector<std::int64_t> order_;
+    std::vector<std::int64_t> order_, streams_;  // this epoch's samples (this rank's share) and their Rng streams
     std::mutex m_;
     std::condition_variable cv_;
     std::vector<std::thread> threads_;

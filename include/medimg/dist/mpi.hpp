@@ -14,6 +14,10 @@
 // one flat buffer: DistributedDataParallel's averaging, without its overlap with the backward).
 // Errors: an MPI call that fails throws medimg::Error with the call and MPI's own error string
 // (MPI_ERRORS_RETURN is set on the world communicator).
+// A rank that dies: mpirun (and srun --kill-on-bad-exit) ends the others itself. A rank that hangs,
+// or a launcher that does not: with set_timeout(s), a watchdog thread ends this process with one
+// line on stderr when one collective has waited s seconds (MPI has no timeout of its own), and
+// the launcher then ends the rest. Checkpoints are written atomically, so the last one is intact.
 // Link: MPI::MPI_CXX (CMake's FindMPI); this header includes <mpi.h> and nothing includes it by
 // default (medimg.hpp does not).
 #pragma once
@@ -21,9 +25,15 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -79,8 +89,17 @@ public:
         detail::check(MPI_Comm_size(MPI_COMM_WORLD, &size_), "MPI_Comm_size");
     }
     ~Mpi() {
+        // MPI_Finalize waits for every rank: under the watchdog, which stops afterwards.
         int fin = 0;
-        if (owner_ && MPI_Finalized(&fin) == MPI_SUCCESS && !fin) MPI_Finalize();
+        if (owner_ && MPI_Finalized(&fin) == MPI_SUCCESS && !fin) guarded("MPI_Finalize", [] { MPI_Finalize(); });
+        if (watchdog_.joinable()) {
+            {
+                std::lock_guard<std::mutex> lock(watch_m_);
+                watch_stop_ = true;
+            }
+            watch_cv_.notify_all();
+            watchdog_.join();
+        }
     }
     Mpi(const Mpi&) = delete;
     Mpi& operator=(const Mpi&) = delete;
@@ -89,12 +108,36 @@ public:
     int size() const { return size_; }
     bool is_root() const { return rank_ == 0; }
 
+    /// From now on a collective that waits more than `seconds` ends this process (exit status 1)
+    /// after one line on stderr: "<program>: rank R: waited S s in <call> for the other ranks ...".
+    void set_timeout(double seconds, std::string program) {
+        MEDIMG_CHECK(seconds > 0 && !watchdog_.joinable(), ValueError, "dist::Mpi::set_timeout: need seconds > 0, once; got ", seconds);
+        timeout_ = seconds;
+        program_ = std::move(program);
+        watchdog_ = std::thread([this] { watch(); });
+    }
+    /// Runs f() (MPI calls that may wait for other ranks) under the watchdog, as `call`.
+    template <class F>
+    void guarded(const char* call, F&& f) {
+        struct Scope {
+            Mpi& m;
+            Scope(Mpi& mm, const char* c) : m(mm) {
+                m.waiting_in_.store(c);
+                m.waiting_since_.store(now_ns());
+            }
+            ~Scope() { m.waiting_since_.store(0); }
+        } scope(*this, call);
+        f();
+    }
+
     /// x[0, n) <- the sum over ranks, in place.
     template <class T>
     void allreduce_sum(T* x, std::int64_t n) {
         for (std::int64_t off = 0; off < n; off += detail::kMaxCount) {
             const int c = static_cast<int>(std::min(detail::kMaxCount, n - off));
-            detail::check(MPI_Allreduce(MPI_IN_PLACE, x + off, c, detail::type_of<T>(), MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+            guarded("MPI_Allreduce", [&] {
+                detail::check(MPI_Allreduce(MPI_IN_PLACE, x + off, c, detail::type_of<T>(), MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
+            });
         }
     }
     /// x[0, n) <- root's x[0, n).
@@ -102,7 +145,7 @@ public:
     void broadcast(T* x, std::int64_t n, int root = 0) {
         for (std::int64_t off = 0; off < n; off += detail::kMaxCount) {
             const int c = static_cast<int>(std::min(detail::kMaxCount, n - off));
-            detail::check(MPI_Bcast(x + off, c, detail::type_of<T>(), root, MPI_COMM_WORLD), "MPI_Bcast");
+            guarded("MPI_Bcast", [&] { detail::check(MPI_Bcast(x + off, c, detail::type_of<T>(), root, MPI_COMM_WORLD), "MPI_Bcast"); });
         }
     }
     /// Every rank's `mine`, concatenated in rank order (ranks may hold different lengths).
@@ -112,7 +155,7 @@ public:
                      " elements on rank ", rank_, " exceed one message");
         std::vector<int> counts(static_cast<std::size_t>(size_)), displs(static_cast<std::size_t>(size_));
         const int c = static_cast<int>(mine.size());
-        detail::check(MPI_Allgather(&c, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
+        guarded("MPI_Allgather", [&] { detail::check(MPI_Allgather(&c, 1, MPI_INT, counts.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather"); });
         std::int64_t total = 0;
         for (int r = 0; r < size_; ++r) {
             displs[static_cast<std::size_t>(r)] = static_cast<int>(total);
@@ -120,12 +163,16 @@ public:
         }
         MEDIMG_CHECK(total < detail::kMaxCount, ValueError, "dist::allgather: ", total, " elements in all exceed one message");
         std::vector<T> out(static_cast<std::size_t>(total));
-        detail::check(MPI_Allgatherv(mine.data(), c, detail::type_of<T>(), out.data(), counts.data(), displs.data(),
-                                     detail::type_of<T>(), MPI_COMM_WORLD),
-                      "MPI_Allgatherv");
+        guarded("MPI_Allgatherv", [&] {
+            detail::check(MPI_Allgatherv(mine.data(), c, detail::type_of<T>(), out.data(), counts.data(), displs.data(),
+                                         detail::type_of<T>(), MPI_COMM_WORLD),
+                          "MPI_Allgatherv");
+        });
         return out;
     }
-    void barrier() { detail::check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+    void barrier() {
+        guarded("MPI_Barrier", [&] { detail::check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); });
+    }
 
     /// Throws ConfigError on every rank unless every rank holds the same `value`; the message
     /// names `what` and the ranks whose value differs from rank 0's.
@@ -139,8 +186,35 @@ public:
     }
 
 private:
+    static std::int64_t now_ns() {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    }
+    void watch() {
+        std::unique_lock<std::mutex> lock(watch_m_);
+        while (!watch_cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return watch_stop_; })) {
+            const std::int64_t since = waiting_since_.load();
+            if (since == 0) continue;
+            const double waited = static_cast<double>(now_ns() - since) * 1e-9;
+            if (waited < timeout_) continue;
+            std::fprintf(stderr,
+                         "%s: rank %d: waited %.0f s in %s for the other ranks (runtime.dist_timeout): a rank died or hangs; "
+                         "ending the job (the last checkpoint is intact)\n",
+                         program_.c_str(), rank_, waited, waiting_in_.load());
+            std::fflush(stderr);
+            std::_Exit(1);  // not MPI_Abort: only the main thread may call MPI (FUNNELED)
+        }
+    }
+
     int rank_ = 0, size_ = 1;
     bool owner_ = false;
+    double timeout_ = 0;
+    std::string program_;
+    std::atomic<std::int64_t> waiting_since_{0};  // 0: not inside a collective
+    std::atomic<const char*> waiting_in_{""};
+    std::thread watchdog_;
+    std::mutex watch_m_;
+    std::condition_variable watch_cv_;
+    bool watch_stop_ = false;
 };
 
 /// Rank 0's parameters and buffers copied to every rank (the replicas start equal).

@@ -65,6 +65,7 @@ struct ModelConfig {
     std::string gray_input = "sum_conv1";  // channels 1 with 3-channel weights: sum_conv1 | replicate
     std::optional<double> dropout = std::nullopt, stochastic_depth = std::nullopt;  // empty (`default`): the architecture's own
     std::string head_init = "torchvision";  // torchvision | linear (nn::HeadInit)
+    bool sync_bn = false;  // data-parallel runs: BatchNorm statistics over every rank's batch (SyncBatchNorm)
 };
 
 struct TrainConfig {
@@ -89,6 +90,7 @@ struct TrainConfig {
     std::uint64_t seed = 42;
     bool drop_last = false;
     double grad_clip_norm = 0.0;  // 0 = off
+    std::string lr_scaling = "none";  // none | linear: under runtime.distributed, lr x number of ranks (Goyal et al. 2017)
 };
 
 struct RuntimeConfig {
@@ -96,6 +98,9 @@ struct RuntimeConfig {
     std::string precision = "fp32";  // fp32 | bf16 | fp16 (the last two: CUDA only; core/precision.hpp)
     std::int64_t threads = 0;    // 0 = all cores
     std::int64_t workers = 2;    // decoding threads
+    std::string distributed = "none";  // none | mpi (one replica per process started by mpirun / srun; docs/distributed.md)
+    double bucket_cap_mb = 25;         // mpi: gradients all-reduced in buckets of this size (DDP's bucket_cap_mb)
+    double dist_timeout = 600;         // mpi: seconds a rank waits for the others before ending the job
 };
 
 struct Config {
@@ -369,6 +374,7 @@ inline const std::vector<Field>& schema() {
         f.push_back(number_or_default("model.dropout", MEDIMG_CFG_REF(model.dropout), {0, 1, false, true}));
         f.push_back(number_or_default("model.stochastic_depth", MEDIMG_CFG_REF(model.stochastic_depth), {0, 1, false, true}));
         f.push_back(text("model.head_init", MEDIMG_CFG_REF(model.head_init), {"torchvision", "linear"}));
+        f.push_back(boolean("model.sync_bn", MEDIMG_CFG_REF(model.sync_bn)));
         f.push_back(integer("train.batch_size", MEDIMG_CFG_REF(train.batch_size), between(1, 65536)));
         f.push_back(integer("train.epochs", MEDIMG_CFG_REF(train.epochs), between(1, 100000)));
         f.push_back(text("train.optimizer", MEDIMG_CFG_REF(train.optimizer), {"sgd", "adam", "adamw"}));
@@ -408,10 +414,14 @@ inline const std::vector<Field>& schema() {
         f.push_back(integer("train.seed", MEDIMG_CFG_REF(train.seed), between(0, 9e15)));
         f.push_back(boolean("train.drop_last", MEDIMG_CFG_REF(train.drop_last)));
         f.push_back(number("train.grad_clip_norm", MEDIMG_CFG_REF(train.grad_clip_norm), at_least(0)));
+        f.push_back(text("train.lr_scaling", MEDIMG_CFG_REF(train.lr_scaling), {"none", "linear"}));
         f.push_back(text("runtime.device", MEDIMG_CFG_REF(runtime.device), {"cpu", "cuda", "auto"}));
         f.push_back(text("runtime.precision", MEDIMG_CFG_REF(runtime.precision), {"fp32", "bf16", "fp16"}));
         f.push_back(integer("runtime.threads", MEDIMG_CFG_REF(runtime.threads), between(0, 1024)));
         f.push_back(integer("runtime.workers", MEDIMG_CFG_REF(runtime.workers), between(0, 256)));
+        f.push_back(text("runtime.distributed", MEDIMG_CFG_REF(runtime.distributed), {"none", "mpi"}));
+        f.push_back(number("runtime.bucket_cap_mb", MEDIMG_CFG_REF(runtime.bucket_cap_mb), {0.001, 4096, false, false}));
+        f.push_back(number("runtime.dist_timeout", MEDIMG_CFG_REF(runtime.dist_timeout), {1, 86400, false, false}));
         f.push_back(text("output.dir", MEDIMG_CFG_REF(output_dir)));
         return f;
     }();

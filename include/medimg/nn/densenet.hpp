@@ -171,7 +171,8 @@ public:
     Var forward(const Var& x) override { return forward_list({x}); }
     /// The new feature map (N, growth, H, W) from the block input and the earlier layers' outputs.
     Var forward_list(const std::vector<Var>& inputs) {
-        Var b = memory_efficient_ ? detail::concat_bn_relu_conv1x1(inputs, *norm1_, *conv1_)
+        // SyncBatchNorm (norm1_ synchronised) takes the plain path: the fused one normalises itself.
+        Var b = memory_efficient_ && !norm1_->synchronized() ? detail::concat_bn_relu_conv1x1(inputs, *norm1_, *conv1_)
                                   : (*conv1_)(autograd::relu((*norm1_)(autograd::cat_channels(inputs))));
         return (*conv2_)(autograd::relu((*norm2_)(b)));
     }

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "medimg/autograd/functions.hpp"
+#include "medimg/autograd/sync_batch_norm.hpp"
 #include "medimg/nn/init.hpp"
 #include "medimg/nn/module.hpp"
 
@@ -99,6 +100,8 @@ public:
     Var forward(const Var& x) override {
         MEDIMG_CHECK(x.shape().rank() == 4, ShapeError, "BatchNorm2d: input must be (N, C, H, W), got ", x.shape());
         if (this->is_training()) count_batch();
+        if (this->is_training() && replicas_)
+            return autograd::sync_batch_norm(x, weight_, bias_, running_mean_, running_var_, o_.momentum, o_.eps, replicas_);
         return autograd::batch_norm(x, weight_, bias_, running_mean_, running_var_, this->is_training(), o_.momentum,
                                     o_.eps);
     }
@@ -106,7 +109,7 @@ public:
     /// does after each convolution. One op (autograd::batch_norm_relu) when fused_batch_norm_relu()
     /// is on and no hook on this module must see its own output; else this module, add and ReLU.
     Var forward_relu(const Var& x, const Var& residual = Var()) {
-        if (!fused_batch_norm_relu() || this->forward_hook_count() > 0 || this->backward_hook_count() > 0) {
+        if (!fused_batch_norm_relu() || this->forward_hook_count() > 0 || this->backward_hook_count() > 0 || replicas_) {
             Var y = (*this)(x);
             return autograd::relu(residual.defined() ? autograd::add(y, residual) : y);
         }
@@ -122,6 +125,10 @@ public:
     Tensor<T, B>& running_mean() { return running_mean_; }
     Tensor<T, B>& running_var() { return running_var_; }
     const BatchNorm2dOptions& options() const { return o_; }
+    /// SyncBatchNorm: in training, statistics over every replica's batch, summed through `r`
+    /// (autograd/sync_batch_norm.hpp); null: this process's batch alone. See convert_sync_batch_norm.
+    void set_replicas(std::shared_ptr<autograd::ReplicaSum> r) { replicas_ = std::move(r); }
+    bool synchronized() const { return replicas_ != nullptr; }
     /// num_batches_tracked += 1, what every training forward does (for code that normalises with
     /// this module's parameters and statistics without calling forward, e.g. a fused op). The
     /// running statistics that forward then updates count as written (Tensor::version).
@@ -138,7 +145,22 @@ private:
     BatchNorm2dOptions o_;
     Var weight_, bias_;
     Tensor<T, B> running_mean_, running_var_, num_batches_tracked_;
+    std::shared_ptr<autograd::ReplicaSum> replicas_;
 };
+
+/// Makes every BatchNorm2d in `m` a SyncBatchNorm over `r` (torch's
+/// SyncBatchNorm.convert_sync_batch_norm; here the same module switches how it computes its training
+/// statistics, so names, state_dict and checkpoints do not change). Returns how many it switched.
+template <class T, class B>
+std::int64_t convert_sync_batch_norm(Module<T, B>& m, std::shared_ptr<autograd::ReplicaSum> r) {
+    std::int64_t n = 0;
+    for (auto& [name, sub] : m.named_modules())
+        if (auto* bn = dynamic_cast<BatchNorm2d<T, B>*>(sub)) {
+            bn->set_replicas(r);
+            ++n;
+        }
+    return n;
+}
 
 struct LinearOptions {
     std::int64_t in_features, out_features;

@@ -30,9 +30,12 @@ inline std::string csv_line(const EpochRow& r) {
 
 class MetricsCsv {
 public:
-    explicit MetricsCsv(std::string path, std::vector<EpochRow> rows = {}) : path_(std::move(path)), rows_(std::move(rows)) {}
+    /// write = false keeps the rows without writing (the ranks of a data-parallel run but rank 0).
+    explicit MetricsCsv(std::string path, std::vector<EpochRow> rows = {}, bool write = true)
+        : path_(std::move(path)), rows_(std::move(rows)), write_(write) {}
     void append(const EpochRow& r) {
         rows_.push_back(r);
+        if (!write_) return;
         std::string text = csv_header() + "\n";
         for (const auto& row : rows_) text += csv_line(row) + "\n";
         // Atomically (io/atomic_file.hpp): after a crash or a power cut the log is the old one or
@@ -45,6 +48,7 @@ public:
 private:
     std::string path_;
     std::vector<EpochRow> rows_;
+    bool write_ = true;
 };
 
 }  // namespace medimg::train

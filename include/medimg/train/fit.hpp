@@ -6,8 +6,12 @@
 // A non-finite loss stops the run with the epoch and batch named (or, for the validation
 // loss, the epoch), keeping the last good checkpoints. With fp16 (ctx.scaler set) the step runs
 // under dynamic loss scaling (optim/grad_scaler.hpp): a step whose gradients overflow is skipped
-// and the scale halved; that is not an error. The data side (decoding, transforms) comes in as DataLoaders; the model as any
-// Module. Deliberately not here: the command line (examples/train.cpp), the device choice.
+// and the scale halved; that is not an error. In a data-parallel run (FitContext::replicas, filled
+// by dist/train.hpp) each process trains on its share of every batch, the gradients are averaged
+// over the processes around backward(), the epoch's figures and the validation outputs are
+// gathered from all of them, and rank 0 alone writes metrics.csv and the checkpoints: every rank
+// takes the same decisions from the same gathered numbers. The data side (decoding, transforms)
+// comes in as DataLoaders; the model as any Module. Deliberately not here: the command line (examples/train.cpp), the device choice.
 #pragma once
 
 #include <chrono>
@@ -118,6 +122,23 @@ public:
     }
 };
 
+/// How fit() and run_training() work with the other processes of a data-parallel run; the
+/// default (world 1, every function empty) is one process. dist/train.hpp fills it over MPI.
+template <class T, class B>
+struct Replicas {
+    int rank = 0, world = 1;
+    int local_world = 1;  // processes on this machine (threads default to cores / local_world)
+    std::function<void(nn::Module<T, B>&)> attach;  // once the model exists: SyncBN, rank 0's weights to all, gradient hooks
+    std::function<void()> before_backward, after_backward;  // gradient averaging (DDP)
+    std::function<void(std::vector<double>&)> sum;          // elementwise sum over the ranks
+    std::function<void(Evaluation&)> gather;               // this rank's share of a split -> the whole split's outputs
+    std::function<void()> before_validation;                // e.g. rank 0's BN running statistics to every rank
+    std::function<void()> barrier;                          // e.g. before reading what rank 0 wrote
+    std::function<void(const std::string& what, std::uint64_t hash)> agree;  // the same value on every rank, or a ConfigError
+    std::function<double()> comm_wait_seconds;  // so far, waiting for gradient all-reduces the backward did not hide
+    bool writer() const { return rank == 0; }
+};
+
 /// What fit() needs besides the model: the optimizer (and optional scheduler), the loss options,
 /// the two loaders, and how to describe checkpoints.
 template <class T, class B>
@@ -136,6 +157,7 @@ struct FitContext {
     std::function<std::map<std::string, std::string>()> extra_meta;  // e.g. scheduler state, for resume
     std::function<void(std::int64_t epoch)> on_epoch_start;  // e.g. reseed the model's dropout streams
     optim::GradScaler<T, B>* scaler = nullptr;  // fp16: dynamic loss scaling (state saved in last)
+    Replicas<T, B> replicas;  // data-parallel runs; the default is one process
 };
 
 /// The checkpoint-metadata form of a GradScaler's state ("grad_scaler_state").
@@ -143,8 +165,13 @@ inline std::string grad_scaler_state_json(const optim::GradScalerState& s) {
     return nlohmann::json{{"scale", s.scale}, {"growth_tracker", s.growth_tracker}}.dump();
 }
 inline optim::GradScalerState grad_scaler_state_from_json(const std::string& text) {
-    const auto j = nlohmann::json::parse(text);
-    return optim::GradScalerState{j.at("scale").get<double>(), j.at("growth_tracker").get<std::int64_t>()};
+    try {
+        const auto j = nlohmann::json::parse(text);
+        return optim::GradScalerState{j.at("scale").get<double>(), j.at("growth_tracker").get<std::int64_t>()};
+    } catch (const nlohmann::json::exception&) {
+        throw IoError("resume: metadata 'grad_scaler_state' is '" + escape_controls(text.substr(0, 200)) +
+                      "', not {\"scale\": number, \"growth_tracker\": integer}");
+    }
 }
 
 /// The score that decides "best": higher is better (val_loss is negated).
@@ -157,22 +184,26 @@ inline double score_of(const std::string& metric, double acc, double auc, double
 template <class T, class B>
 std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostream& out = std::cout) {
     namespace fs = std::filesystem;
+    const auto& rep = ctx.replicas;
+    const bool writer = rep.writer();
     const fs::path ckdir = fs::path(o.output_dir) / "checkpoints";
     std::error_code ec;
-    fs::create_directories(ckdir, ec);
+    if (writer) fs::create_directories(ckdir, ec);
     MEDIMG_CHECK(!ec, IoError, "train: cannot create output folder '", ckdir.string(), "': ", ec.message());
     // A run killed while writing a checkpoint (or metrics.csv) leaves its temporary file behind
     // (the file itself is intact: the rename never happened). Remove such leftovers (best
     // effort), so that repeated interruptions cannot fill the disk with 100 MB fragments.
     std::vector<fs::path> stale;
-    for (auto it = fs::directory_iterator(ckdir, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    for (auto it = writer ? fs::directory_iterator(ckdir, ec) : fs::directory_iterator(); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
         const auto name = it->path().filename().string();
         if (name.rfind("best.safetensors.tmp-", 0) == 0 || name.rfind("last.safetensors.tmp-", 0) == 0) stale.push_back(it->path());
     }
-    for (auto it = fs::directory_iterator(o.output_dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+    for (auto it = writer ? fs::directory_iterator(o.output_dir, ec) : fs::directory_iterator(); !ec && it != fs::directory_iterator();
+         it.increment(ec))
         if (it->path().filename().string().rfind("metrics.csv.tmp-", 0) == 0) stale.push_back(it->path());
     for (const auto& p : stale) fs::remove(p, ec);
-    MetricsCsv csv((fs::path(o.output_dir) / "metrics.csv").string(), ctx.previous_rows);
+    MetricsCsv csv((fs::path(o.output_dir) / "metrics.csv").string(), ctx.previous_rows, writer);
     auto& model = *ctx.model;
     const auto params = model.named_parameters();
     const auto t0 = std::chrono::steady_clock::now();
@@ -190,6 +221,7 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
         double loss_sum = 0.0;
         std::int64_t seen = 0, batch_no = 0;
         correct.reset();
+        const double wait0 = rep.comm_wait_seconds ? rep.comm_wait_seconds() : 0.0;
         const auto te = std::chrono::steady_clock::now();
         ctx.train->start_epoch(epoch);
         if (ctx.on_epoch_start) ctx.on_epoch_start(epoch);
@@ -205,13 +237,17 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
             MEDIMG_CHECK(std::isfinite(lv), ValueError, "train: loss is ", lv, " at epoch ", epoch, ", batch ", batch_no,
                          "; stopped (last good checkpoints kept). Lower train.lr or set train.grad_clip_norm");
             if (ctx.scaler) {  // torch.amp order: scale -> backward -> unscale -> clip -> step -> update
+                if (rep.before_backward) rep.before_backward();
                 ctx.scaler->scale(loss).backward();
+                if (rep.after_backward) rep.after_backward();
                 const bool finite = ctx.scaler->unscale(*ctx.optimizer);
                 if (finite && o.grad_clip_norm > 0) clip(params, o.grad_clip_norm);
                 ctx.scaler->step(*ctx.optimizer);
                 ctx.scaler->update();
             } else {
+                if (rep.before_backward) rep.before_backward();
                 loss.backward();
+                if (rep.after_backward) rep.after_backward();  // every rank now holds the averaged gradients
                 if (o.grad_clip_norm > 0) clip(params, o.grad_clip_norm);
                 ctx.optimizer->step();
             }
@@ -222,20 +258,29 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
             if (o.progress) {
                 const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
                 const double rate = static_cast<double>(seen) / std::max(s, 1e-9);
-                const double eta = static_cast<double>(ctx.train->size() - seen) / std::max(rate, 1e-9);
+                const double eta = static_cast<double>(ctx.train->epoch_size() - seen) / std::max(rate, 1e-9);
                 std::fprintf(stdout, "\repoch %lld  batch %lld/%lld  loss %.4f  %.1f img/s  ETA %.0fs   ", static_cast<long long>(epoch),
                              static_cast<long long>(batch_no), static_cast<long long>(ctx.train->num_batches()), loss_sum / seen, rate, eta);
                 std::fflush(stdout);
             }
         }
+        std::int64_t right = correct.count();  // one read per epoch
+        if (rep.sum) {  // the epoch's figures over every rank's share
+            std::vector<double> v{loss_sum, static_cast<double>(seen), static_cast<double>(right)};
+            rep.sum(v);
+            loss_sum = v[0];
+            seen = static_cast<std::int64_t>(v[1]);
+            right = static_cast<std::int64_t>(v[2]);
+        }
         MEDIMG_CHECK(seen > 0, ValueError, "train: epoch ", epoch, " had no readable training sample");
-        const std::int64_t right = correct.count();  // one read per epoch
         const double train_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
         // A failed validation (e.g. non-finite outputs: the last steps of the epoch made the weights
         // non-finite although every training loss was finite) stops before any checkpoint is written.
         Evaluation ev;
         try {
+            if (rep.before_validation) rep.before_validation();
             ev = evaluate(model, *ctx.val, ctx.num_classes, ctx.loss, &upload);
+            if (rep.gather) rep.gather(ev);
         } catch (const ValueError& e) {
             throw ValueError(::medimg::detail::concat("train: validation after epoch ", epoch, ": ", e.what(),
                                                       "; stopped (last good checkpoints kept)"));
@@ -252,6 +297,10 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
                       static_cast<long long>(epoch), static_cast<long long>(o.epochs), row.train_loss, row.train_acc, row.val_loss,
                       row.val_acc, row.val_auc, lr, row.seconds, static_cast<double>(seen) / train_secs);
         out << line;
+        if (rep.comm_wait_seconds) {  // the communication the backward did not hide, this rank
+            std::snprintf(line, sizeof line, " | %d processes, all-reduce wait %.2fs", rep.world, rep.comm_wait_seconds() - wait0);
+            out << line;
+        }
         if (ctx.scaler && ctx.scaler->skipped() > 0) {
             out << " | loss scaling: " << ctx.scaler->skipped() << " steps skipped (gradient overflow), scale now " << ctx.scaler->get_scale();
             ctx.scaler->reset_skipped();
@@ -267,7 +316,7 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
         if (improved) {
             ctx.best_score = score;
             ctx.epochs_without_improvement = 0;
-            io::save_checkpoint((ckdir / "best.safetensors").string(), model, meta);
+            if (writer) io::save_checkpoint((ckdir / "best.safetensors").string(), model, meta);
             out << "  (best)";
         } else {
             ++ctx.epochs_without_improvement;
@@ -277,7 +326,7 @@ std::vector<EpochRow> fit(FitContext<T, B>& ctx, const FitOptions& o, std::ostre
         if (ctx.extra_meta)
             for (auto& [k, v] : ctx.extra_meta()) meta.extra[k] = v;
         if (ctx.scaler) meta.extra["grad_scaler_state"] = grad_scaler_state_json(ctx.scaler->state());
-        io::save_checkpoint((ckdir / "last.safetensors").string(), model, meta, ctx.optimizer->state_dict());
+        if (writer) io::save_checkpoint((ckdir / "last.safetensors").string(), model, meta, ctx.optimizer->state_dict());
         out << "\n";
         if (o.stop_after > 0 && epoch >= o.stop_after) break;
         if (o.early_stopping_patience > 0 && ctx.epochs_without_improvement >= o.early_stopping_patience) {

@@ -9,6 +9,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <thread>
+#include <tuple>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -105,11 +107,16 @@ inline void print_uncertainty(std::ostream& out, const metrics::Summary& s, cons
 /// split by minimising the NLL (metrics::fit_temperature; the log-probabilities stand for the
 /// logits) and stored in best.safetensors's metadata as "temperature", which medimg-predict and
 /// medimg-evaluate apply by default. Deterministic, so a resumed run writes the same bytes.
+/// In a data-parallel run every rank reads best.safetensors (after rank 0 wrote it) and scores its
+/// share of the split; the outputs are gathered, so every rank fits the same T; rank 0 writes it.
 template <class T, class B>
-void calibrate_best(nn::Module<T, B>& model, data::DataLoader& val, std::int64_t K, const std::string& best_path, std::ostream& out) {
+void calibrate_best(nn::Module<T, B>& model, data::DataLoader& val, std::int64_t K, const std::string& best_path, std::ostream& out,
+                    const Replicas<T, B>& rep = {}) {
+    if (rep.barrier) rep.barrier();
     auto best = io::Checkpoint::load(best_path);
     best.load_into(model);
-    const auto ev = evaluate(model, val, K);
+    auto ev = evaluate(model, val, K);
+    if (rep.gather) rep.gather(ev);
     const auto logp = metrics::log_probabilities(ev.probs);
     const double t = metrics::fit_temperature(logp, ev.labels, K);
     const auto calibrated = metrics::softmax_rows(logp, K, t);
@@ -122,14 +129,47 @@ void calibrate_best(nn::Module<T, B>& model, data::DataLoader& val, std::int64_t
     char tv[32];
     std::snprintf(tv, sizeof tv, "%.17g", t);
     meta.extra["temperature"] = tv;
-    io::save_checkpoint(best_path, model, meta, best.template optimizer_state<T>());
+    if (rep.writer()) io::save_checkpoint(best_path, model, meta, best.template optimizer_state<T>());
+    if (rep.barrier) rep.barrier();
 }
 
+namespace detail {
+/// A number from a checkpoint's metadata that --resume needs; one line naming key and file otherwise.
+inline double resume_number(const io::CheckpointMeta& m, const std::string& key, const std::string& file) {
+    const auto it = m.extra.find(key);
+    MEDIMG_CHECK(it != m.extra.end(), IoError, "resume: ", file, " has no '", key, "' in its metadata (not written by medimg-train?)");
+    double v = 0;
+    std::size_t used = 0;
+    try {
+        v = std::stod(it->second, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    MEDIMG_CHECK(used == it->second.size() && used > 0 && !std::isnan(v), IoError, "resume: ", file, ": metadata '", key, "' is '",
+                 escape_controls(it->second), "', not a number");
+    return v;
+}
+inline std::uint64_t fnv1a(const std::string& s, std::uint64_t h = 1469598103934665603ULL) {
+    for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+    return h;
+}
+}  // namespace detail
+
+/// rep: a data-parallel run's processes (dist/train.hpp); the default is one process. Every rank
+/// calls this with the same configuration; rank 0 alone writes, and `out` should be a stream that
+/// discards on the other ranks.
 template <class T = float, class B = Cpu>
-std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostream& out = std::cout, bool progress = false,
-                                   std::int64_t stop_after_epoch = 0) {
+std::vector<EpochRow> run_training(const io::Config& cfg, bool resume, std::ostream& out = std::cout, bool progress = false,
+                                   std::int64_t stop_after_epoch = 0, Replicas<T, B> rep = {}) {
     namespace fs = std::filesystem;
+    const auto world = static_cast<std::int64_t>(rep.world), rank = static_cast<std::int64_t>(rep.rank);
+    if (rep.agree) rep.agree("the configuration (file and --set)", detail::fnv1a(io::to_yaml(cfg)));
+    io::Config c = cfg;
+    // Linear scaling rule (Goyal et al. 2017): the global batch is world x train.batch_size.
+    if (world > 1 && c.train.lr_scaling == "linear") c.train.lr *= static_cast<double>(world);
     if (c.runtime.threads > 0) set_num_threads(static_cast<int>(c.runtime.threads));
+    else if (rep.local_world > 1)  // the machine's cores shared by the processes on it
+        set_num_threads(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / rep.local_world));
     // runtime.precision: bf16 / fp16 convolutions and linear layers on the GPU (core/precision.hpp);
     // the config refuses them with device cpu, this catches auto without a GPU and CPU-only builds.
     const Precision precision = parse_precision(c.runtime.precision);
@@ -146,8 +186,26 @@ std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostrea
     const auto val_ds = data::FolderDataset::scan(c.data.val, c.data.classes, pre.volume_options());
     print_split(out, "train", train_ds);
     print_split(out, "val", val_ds);
-    auto train_loader = make_loader(train_ds, train_transforms(c, pre), pre.read_settings(), c, true);
-    auto val_loader = make_loader(val_ds, pre.eval(), pre.read_settings(), c, false);
+    if (world > 1) {
+        // Every rank must see the same files (a node whose copy of the data differs is refused), then
+        // every rank needs a share of each split.
+        std::uint64_t h = detail::fnv1a("files");
+        for (const auto* ds : {&train_ds, &val_ds})
+            for (std::int64_t i = 0; i < ds->size(); ++i) h = detail::fnv1a(ds->sample(i).display() + "\n" + std::to_string(ds->labels()[static_cast<std::size_t>(i)]), h);
+        rep.agree("the list of training and validation files", h);
+        for (const auto& [key, folder, ds] : {std::tuple{"data.train", &c.data.train, &train_ds}, std::tuple{"data.val", &c.data.val, &val_ds}})
+            MEDIMG_CHECK(ds->size() >= world, ConfigError, "runtime.distributed: ", world, " ranks but ", key, " ('",
+                         escape_controls(*folder), "') holds ", ds->size(),
+                         " images; every rank needs at least one image of each split (start fewer ranks)");
+        std::error_code ec;  // checked now, not after the training
+        if (!c.data.test.empty() && fs::is_directory(c.data.test, ec)) {
+            const auto n = data::FolderDataset::scan(c.data.test, c.data.classes, pre.volume_options()).size();
+            MEDIMG_CHECK(n >= world, ConfigError, "runtime.distributed: ", world, " ranks but data.test ('", escape_controls(c.data.test),
+                         "') holds ", n, " images; every rank needs at least one image of each split (start fewer ranks)");
+        }
+    }
+    auto train_loader = make_loader(train_ds, train_transforms(c, pre), pre.read_settings(), c, true, rank, world);
+    auto val_loader = make_loader(val_ds, pre.eval(), pre.read_settings(), c, false, rank, world);
 
     auto model = nn::make_model<T, B>(c.model.name, model_options(c, K, pre.model_channels));
     if (!c.model.pretrained.empty() && !resume) {
@@ -162,6 +220,7 @@ std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostrea
     auto scheduler = make_scheduler(c, *optimizer);
 
     FitContext<T, B> ctx;
+    ctx.replicas = rep;
     ctx.model = model.get();
     ctx.optimizer = optimizer.get();
     ctx.scheduler = scheduler.get();
@@ -177,14 +236,19 @@ std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostrea
         for (std::int64_t k = 0; k < K; ++k) host[k] = static_cast<T>(w[static_cast<std::size_t>(k)]);
         ctx.loss.weight = to_backend<B>(host);
     }
-    ctx.on_epoch_start = [&model, seed = c.train.seed](std::int64_t epoch) {
-        model->reseed(seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(epoch));
+    ctx.on_epoch_start = [&model, seed = c.train.seed, rank](std::int64_t epoch) {  // each rank its own dropout draws
+        model->reseed(seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(epoch) +
+                      static_cast<std::uint64_t>(rank) * 0xd1b54a32d192ed03ULL);
     };
     ctx.meta.architecture = c.model.name;
     ctx.meta.classes = c.data.classes;
     ctx.meta.config = io::to_yaml(c);
     pre.to_meta(ctx.meta);
-    if (scheduler) ctx.extra_meta = [&] { return std::map<std::string, std::string>{{"scheduler_state", nlohmann::json(scheduler->state()).dump()}}; };
+    ctx.extra_meta = [&scheduler, world] {
+        std::map<std::string, std::string> m{{"world_size", std::to_string(world)}};  // the ranks that trained it (resume notes a change)
+        if (scheduler) m["scheduler_state"] = nlohmann::json(scheduler->state()).dump();
+        return m;
+    };
     std::unique_ptr<optim::GradScaler<T, B>> scaler;  // fp16 only: bf16 has float32's exponent range
     if (precision == Precision::fp16) {
         scaler = std::make_unique<optim::GradScaler<T, B>>();
@@ -207,19 +271,38 @@ std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostrea
         optimizer->load_state_dict(ck.optimizer_state<T>());
         if (scheduler) {
             MEDIMG_CHECK(ck.meta().extra.count("scheduler_state"), IoError, "resume: ", last, " has no scheduler state");
-            scheduler->load_state(nlohmann::json::parse(ck.meta().extra.at("scheduler_state")).get<optim::SchedulerState>());
+            const auto& text = ck.meta().extra.at("scheduler_state");
+            optim::SchedulerState st;
+            try {
+                st = nlohmann::json::parse(text).get<optim::SchedulerState>();
+            } catch (const nlohmann::json::exception&) {
+                throw IoError("resume: " + last + ": metadata 'scheduler_state' is '" + escape_controls(text.substr(0, 200)) +
+                              "', not a scheduler state written by medimg-train");
+            }
+            scheduler->load_state(st);
         }
         if (scaler && ck.meta().extra.count("grad_scaler_state"))  // absent when the run before was not fp16
             scaler->load_state(grad_scaler_state_from_json(ck.meta().extra.at("grad_scaler_state")));
         fo.start_epoch = ck.meta().epoch + 1;
         ctx.previous_rows = read_metrics_csv((fs::path(c.output_dir) / "metrics.csv").string(), ck.meta().epoch);
-        ctx.best_score = std::stod(ck.meta().extra.at("best_score"));
-        ctx.epochs_without_improvement = std::stoll(ck.meta().extra.at("epochs_without_improvement"));
+        ctx.best_score = detail::resume_number(ck.meta(), "best_score", last);
+        ctx.epochs_without_improvement = static_cast<std::int64_t>(detail::resume_number(ck.meta(), "epochs_without_improvement", last));
         out << "resuming after epoch " << ck.meta().epoch << " from " << last << "\n";
+        const auto before = ck.meta().extra.count("world_size") ? static_cast<std::int64_t>(detail::resume_number(ck.meta(), "world_size", last)) : 1;
+        if (before != world)  // weights, optimizer and schedule carry over; the batches do not
+            out << "note: trained on " << before << (before == 1 ? " process" : " processes") << " before, " << world
+                << " now: the global batch is " << world * c.train.batch_size << " (was " << before * c.train.batch_size
+                << "), so the steps per epoch and the data each step sees differ from an uninterrupted run"
+                << (c.train.lr_scaling == "linear" ? "; the learning rate follows the restored schedule, not the new world size" : "")
+                << "\n";
     }
+    if (rep.attach) rep.attach(*model);  // rank 0's weights to every rank, gradient hooks, SyncBatchNorm
     out << "model " << c.model.name << " (" << model->parameter_count() << " parameters, " << pre.model_channels
         << " input channels), " << c.train.optimizer << " lr " << c.train.lr << ", " << num_threads() << " threads, "
         << c.runtime.workers << " workers";
+    if (world > 1)
+        out << ", " << world << " processes (global batch " << world * c.train.batch_size << (c.model.sync_bn ? ", SyncBatchNorm" : "")
+            << (c.train.lr_scaling == "linear" ? ", lr scaled x" + std::to_string(world) : "") << ")";
     if (precision != Precision::fp32)
         out << ", " << c.runtime.precision << " convolutions and linear layers" << (scaler ? " with dynamic loss scaling" : "");
     out << "\n";
@@ -231,14 +314,16 @@ std::vector<EpochRow> run_training(const io::Config& c, bool resume, std::ostrea
     if (train_loader->skipped() || val_loader->skipped())
         out << "skipped unreadable images: " << train_loader->skipped() << " (train), " << val_loader->skipped() << " (val)\n";
 
-    calibrate_best(*model, *val_loader, K, (fs::path(c.output_dir) / "checkpoints" / "best.safetensors").string(), out);
+    calibrate_best(*model, *val_loader, K, (fs::path(c.output_dir) / "checkpoints" / "best.safetensors").string(), out, ctx.replicas);
 
     std::error_code ec;
     if (!c.data.test.empty() && fs::is_directory(c.data.test, ec)) {
         const auto test_ds = data::FolderDataset::scan(c.data.test, c.data.classes, pre.volume_options());
-        auto test_loader = make_loader(test_ds, pre.eval(), pre.read_settings(), c, false);
+        auto test_loader = make_loader(test_ds, pre.eval(), pre.read_settings(), c, false, rank, world);
         io::Checkpoint::load((fs::path(c.output_dir) / "checkpoints" / "best.safetensors").string()).load_into(*model);
-        print_report(out, "test (best checkpoint)", evaluate(*model, *test_loader, K), c.data.classes);
+        auto ev = evaluate(*model, *test_loader, K);
+        if (ctx.replicas.gather) ctx.replicas.gather(ev);
+        print_report(out, "test (best checkpoint)", ev, c.data.classes);
     }
     return rows;
 }

@@ -197,11 +197,15 @@ inline data::TransformPipeline train_transforms(const io::Config& c, const Prepr
 /// A loader over `ds` that decodes with `read_channels` and applies `pipeline`. The loader keeps a
 /// pointer to `ds`: the dataset must outlive it (a temporary is refused at compile time, below).
 inline std::unique_ptr<data::DataLoader> make_loader(const data::FolderDataset& ds, data::TransformPipeline pipeline,
-                                                     const data::ReadSettings& read, const io::Config& c, bool training);
+                                                     const data::ReadSettings& read, const io::Config& c, bool training,
+                                                     std::int64_t rank = 0, std::int64_t world = 1);
 std::unique_ptr<data::DataLoader> make_loader(data::FolderDataset&& ds, data::TransformPipeline pipeline, const data::ReadSettings& read,
-                                              const io::Config& c, bool training) = delete;
+                                              const io::Config& c, bool training, std::int64_t rank = 0, std::int64_t world = 1) = delete;
+/// rank, world: a data-parallel run's share (training: DistributedSampler's padded shards;
+/// evaluation: an unpadded stride, the ranks' outputs gathered afterwards).
 inline std::unique_ptr<data::DataLoader> make_loader(const data::FolderDataset& ds, data::TransformPipeline pipeline,
-                                                     const data::ReadSettings& read, const io::Config& c, bool training) {
+                                                     const data::ReadSettings& read, const io::Config& c, bool training,
+                                                     std::int64_t rank, std::int64_t world) {
     data::LoaderOptions o;
     o.batch_size = c.train.batch_size;
     o.shuffle = training;
@@ -210,6 +214,9 @@ inline std::unique_ptr<data::DataLoader> make_loader(const data::FolderDataset& 
     o.seed = c.train.seed;
     o.workers = static_cast<int>(c.runtime.workers);
     o.skip_errors = c.data.skip_unreadable;
+    o.shard_rank = rank;
+    o.shard_world = world;
+    o.shard_even = training;
     const auto* dsp = &ds;
     return std::make_unique<data::DataLoader>(
         ds.labels(),
