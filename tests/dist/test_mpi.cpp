@@ -32,6 +32,7 @@
 #include "medimg/medimg.hpp"
 #include "medimg/optim/optim.hpp"
 #include "reference.hpp"
+#include "small_vit.hpp"
 
 using namespace medimg;
 using medimg::test::message_contains;
@@ -119,14 +120,7 @@ BOOST_AUTO_TEST_CASE(broadcast_state_makes_the_replicas_equal) {
 
 BOOST_AUTO_TEST_CASE(averaged_half_batch_gradients_and_one_adamw_step_equal_one_process_on_the_whole_batch) {
     auto& w = world();
-    nn::VitOptions o;
-    o.image_size = 32;
-    o.patch_size = 8;
-    o.embed_dim = 24;
-    o.depth = 2;
-    o.heads = 2;
-    o.mlp_dim = 48;
-    o.num_classes = 3;
+    const nn::VitOptions o = medimg::test::small_vit_options();
     const auto x = ref::random<double>({4, 3, 32, 32}, 3);
     auto y = Tensor<std::int64_t, Cpu>::from_vector({4}, {0, 2, 1, 2});
     optim::AdamWOptions ao;
@@ -152,14 +146,7 @@ BOOST_AUTO_TEST_CASE(averaged_half_batch_gradients_and_one_adamw_step_equal_one_
 
 BOOST_AUTO_TEST_CASE(gradient_buckets_give_the_average_of_one_all_reduce) {
     auto& w = world();
-    nn::VitOptions o;
-    o.image_size = 32;
-    o.patch_size = 8;
-    o.embed_dim = 24;
-    o.depth = 2;
-    o.heads = 2;
-    o.mlp_dim = 48;
-    o.num_classes = 3;
+    const nn::VitOptions o = medimg::test::small_vit_options();
     const auto x = ref::random<double>({2, 3, 32, 32}, 10 + static_cast<std::uint64_t>(w.rank()));  // each rank its own batch
     auto y = Tensor<std::int64_t, Cpu>::from_vector({2}, {w.rank(), 2});
     nn::VisionTransformer<double> a(o), b(o);

@@ -14,6 +14,7 @@
 #include "medimg/dist/nccl.hpp"
 #include "medimg/medimg.hpp"
 #include "reference.hpp"
+#include "small_vit.hpp"
 
 using namespace medimg;
 namespace ref = medimg::test::ref;
@@ -45,14 +46,7 @@ int main() try {
     const auto vh = v.to<Cpu>();
     expect(std::abs(vh[999] - (w + 1) / 2.0f) < 1e-6f, r, "ncclAvg of 1..world is not (world + 1) / 2");
 
-    nn::VitOptions o;
-    o.image_size = 32;
-    o.patch_size = 8;
-    o.embed_dim = 24;
-    o.depth = 2;
-    o.heads = 2;
-    o.mlp_dim = 48;
-    o.num_classes = 3;
+    const nn::VitOptions o = medimg::test::small_vit_options();
     const int per = 2;
     const auto x = ref::random<float>({per * w, 3, 32, 32}, 3);
     auto y = Tensor<std::int64_t, Cpu>::empty({per * w});
