@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(fuzz_image fuzz_safetensors fuzz_checkpoint fuzz_config fuzz_torch_pth fuzz_dicom fuzz_nifti)
+[ ${#targets[@]} -eq 0 ] && targets=(fuzz_image fuzz_safetensors fuzz_checkpoint fuzz_metadata fuzz_config fuzz_torch_pth fuzz_dicom fuzz_nifti)
 
 # Tools: clang++ with the libFuzzer and sanitizer runtimes.
 CXX=${CXX_FUZZ:-}
@@ -63,6 +63,7 @@ for t in "${targets[@]}"; do
   echo "fuzz: running $t for $secs s"
   maxlen=65536  # images, safetensors, checkpoints, .pth: room for the seeds and bigger headers
   [ "$t" = fuzz_config ] && maxlen=8192  # a config is a few hundred bytes; longer inputs only slow YAML down
+  [ "$t" = fuzz_metadata ] && maxlen=4096  # key=value lines over a valid checkpoint's metadata
   # GDCM 3.0.21 leaks about 22 KB in its libjpeg error path on every corrupt JPEG frame
   # (docs/formats.md): leak detection is off for fuzz_dicom, on for the others.
   leaks=1

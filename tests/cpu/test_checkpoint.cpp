@@ -4,11 +4,14 @@
 // atomic writes, and pretrained loading with the 3 -> 1 channel conv1 adaptation and fc reset.
 #include <boost/test/unit_test.hpp>
 
+#include <tuple>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
 #include <random>
+#include <tuple>
 
 #include "helpers.hpp"
 #include "medimg/io/checkpoint.hpp"
@@ -124,6 +127,72 @@ BOOST_AUTO_TEST_CASE(damaged_metadata_values_are_refused_naming_the_key_and_the_
     BOOST_CHECK_EXCEPTION(load_with("classes", "[1, 2]"), IoError, message_contains("'classes' must be a JSON list of class names"));
     BOOST_CHECK_EXCEPTION(load_with("normalize_std", "{}"), IoError, message_contains("'normalize_std' must be a JSON list of numbers"));
     BOOST_CHECK_EXCEPTION(load_with("metrics", "[1]"), IoError, message_contains("'metrics' must be a JSON object of numbers, got '[1]'"));
+}
+
+// #22 item 2: metadata values flow into allocation sizes (the head's class count, the resize) and
+// parsers; each is range-checked at load as the YAML config checks the same setting, and refused
+// in one line naming the key and the file.
+BOOST_AUTO_TEST_CASE(metadata_values_outside_the_config_ranges_are_refused_naming_the_key_and_the_file) {
+    TempDir dir;
+    const std::map<std::string, std::string> good{{"format", "medimg-checkpoint"}, {"format_version", "1"},
+                                                  {"architecture", "resnet18"}, {"classes", "[\"normal\",\"lesao\"]"},
+                                                  {"in_channels", "1"}, {"image_size", "64"}, {"normalize_mean", "[0.5]"},
+                                                  {"normalize_std", "[0.25]"}, {"epoch", "7"}, {"metrics", "{\"val_acc\":0.5}"},
+                                                  {"read_channels", "1"}, {"resize", "73"}, {"window", "file"},
+                                                  {"volume_axis", "axial"}, {"volume_slices", "all"}, {"temperature", "1.5"}};
+    auto load_with = [&](const std::string& key, const std::string& value, std::int64_t head_outputs = 2) {
+        io::SafetensorsWriter w;
+        w.add("fc.weight", Tensor<float>::zeros({head_outputs, 4}));
+        for (const auto& [k, v] : good) w.set_metadata(k, k == key ? value : v);
+        if (!good.count(key) && !key.empty()) w.set_metadata(key, value);
+        w.write(dir / "m.safetensors");
+        return io::Checkpoint::load(dir / "m.safetensors");
+    };
+    BOOST_TEST(load_with("", "").meta().extra.at("resize") == "73");
+    BOOST_TEST(load_with("resize", "none").meta().extra.at("resize") == "none");
+    const std::string where = "checkpoint: " + (dir / "m.safetensors") + ": metadata ";
+    const std::vector<std::tuple<std::string, std::string, std::string>> cases{
+        {"architecture", "resnet 18;", "'architecture' must be a model name of 1 to 64 letters, digits, '_', '-' or '.' (one of "
+                                       "resnet18, resnet34, resnet50, densenet121, efficientnet_b0, vit_tiny_patch16_224, "
+                                       "vit_small_patch16_224, vit_b_16 for the programs); got 'resnet 18;'"},
+        {"classes", "[\"only\"]", "'classes' must have at least 2 entries, got 1"},
+        {"classes", "[\"a\",\"\"]", "'classes' entries must be non-empty names, got '' at position 1"},
+        {"classes", "[\"a\",\"a\"]", "'classes' lists 'a' twice"},
+        {"classes", "[\"a\",\"b\\nc\"]", "'classes' entry 1 contains the control character 10"},
+        {"classes", "[\"a\",\"b\",\"c\"]", "'classes' lists 3 classes but the head 'fc.weight' has 2 outputs [2,4]"},
+        {"in_channels", "2", "'in_channels' must be 1 or 3, got 2"},
+        {"in_channels", "1000000000", "'in_channels' must be 1 or 3, got 1000000000"},
+        {"image_size", "31", "'image_size' must be >= 32 and <= 4096, got 31"},
+        {"image_size", "100000", "'image_size' must be >= 32 and <= 4096, got 100000"},
+        {"normalize_mean", "[0.5, 0.5]", "'normalize_mean' has 2 values for 1 channels"},
+        {"normalize_mean", "[1e300]", "'normalize_mean' must be >= -1e+06 and <= 1e+06, got 1e+300"},
+        {"normalize_std", "[0]", "'normalize_std' must be > 0, got 0"},
+        {"normalize_std", "[-1]", "'normalize_std' must be > 0, got -1"},
+        {"epoch", "-1", "'epoch' must be >= 0 and <= 100000, got -1"},
+        {"format_version", "2", "'format_version' must be 1 (this medimg's checkpoint format), got '2'"},
+        {"read_channels", "2", "'read_channels' must be 1 or 3, got 2"},
+        {"read_channels", "abc", "'read_channels' must be an integer, got 'abc'"},
+        {"resize", "100000000", "'resize' must be >= 32 and <= 8192, got 1e+08"},
+        {"resize", "48", "'resize' (48) must be >= image_size (64)"},
+        {"resize", "0x100", "'resize' must be an integer, got '0x100'"},
+        {"temperature", "-1", "'temperature' must be a number > 0, got '-1'"},
+        {"temperature", "nan", "'temperature' must be a number > 0, got 'nan'"},
+        {"window", "liver", "'window' must be file, minmax"},
+        {"volume_axis", "up", "'data.volume_axis' must be axial, coronal or sagittal; got 'up'"},
+        {"volume_slices", "every 0", "'data.volume_slices' must be all, middle, every N or range [a, b]; got 'every 0'"},
+    };
+    for (const auto& [key, value, message] : cases)
+        BOOST_TEST_CONTEXT(key << " = " << value) {
+            BOOST_CHECK_EXCEPTION(load_with(key, value), IoError, [&](const IoError& e) {
+                const std::string m = e.what();
+                const bool ok = m.find(where + message) != std::string::npos && m.find('\n') == std::string::npos;
+                if (!ok) BOOST_TEST_MESSAGE("message: " << m);
+                return ok;
+            });
+        }
+    // The head's size is what the classes are checked against, whichever layout names it.
+    BOOST_CHECK_EXCEPTION(load_with("", "", 1000), IoError,
+                          message_contains("'classes' lists 2 classes but the head 'fc.weight' has 1000 outputs"));
 }
 
 BOOST_AUTO_TEST_CASE(weights_holding_nan_or_infinity_are_refused_naming_the_tensor) {

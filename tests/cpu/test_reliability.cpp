@@ -29,11 +29,13 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "helpers.hpp"
 #include "medimg/data/dataset.hpp"
 #include "medimg/data/image.hpp"
 #include "medimg/data/readers.hpp"
+#include "medimg/data/transforms.hpp"
 #include "medimg/io/checkpoint.hpp"
 #include "medimg/io/config.hpp"
 #include "medimg/io/input_file.hpp"
@@ -99,10 +101,10 @@ struct Run {
         ctx.optimizer = opt.get();
         ctx.train = train.get();
         ctx.val = val.get();
-        ctx.meta.architecture = "tiny";
+        ctx.meta.architecture = "resnet18";  // the metadata must pass io::Checkpoint's range checks (a tiny net stands in)
         ctx.meta.classes = {"a", "b"};
         ctx.meta.in_channels = 1;
-        ctx.meta.image_size = 4;
+        ctx.meta.image_size = 32;
         ctx.meta.mean = {0.0};
         ctx.meta.std = {1.0};
         fo.epochs = 3;
@@ -608,6 +610,137 @@ BOOST_AUTO_TEST_CASE(numbers_given_as_text_are_read_whole_or_refused) {
     BOOST_TEST((io::parse_integer("9223372036854775807", n) && n == std::numeric_limits<std::int64_t>::max()));
     BOOST_TEST((io::parse_integer("-42", n) && n == -42));
     BOOST_TEST(io::clipped(std::string(100, 'x'), 10) == "xxxxxxxxxx...");
+}
+
+// ---- #22 item 1: resource bounds follow the work, not only the headers ----
+
+/// A w x h PNG (8-bit grey, optionally Adam7-interlaced) whose IDAT holds `raw` deflated: the
+/// filtered scanlines, which a hostile file makes far longer than IHDR declares.
+std::vector<std::uint8_t> png_with_raw(std::uint32_t w, std::uint32_t h, const std::vector<std::uint8_t>& raw, bool interlaced = false) {
+    std::vector<std::uint8_t> out{0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    auto chunk = [&](const char* type, const std::vector<std::uint8_t>& d) {
+        const auto n = static_cast<std::uint32_t>(d.size());
+        for (int k = 3; k >= 0; --k) out.push_back(static_cast<std::uint8_t>(n >> (8 * k)));
+        const std::size_t start = out.size();
+        out.insert(out.end(), type, type + 4);
+        out.insert(out.end(), d.begin(), d.end());
+        const auto crc = static_cast<std::uint32_t>(crc32(0, out.data() + start, static_cast<uInt>(4 + d.size())));
+        for (int k = 3; k >= 0; --k) out.push_back(static_cast<std::uint8_t>(crc >> (8 * k)));
+    };
+    std::vector<std::uint8_t> ihdr{static_cast<std::uint8_t>(w >> 24), static_cast<std::uint8_t>(w >> 16), static_cast<std::uint8_t>(w >> 8),
+                                   static_cast<std::uint8_t>(w), static_cast<std::uint8_t>(h >> 24), static_cast<std::uint8_t>(h >> 16),
+                                   static_cast<std::uint8_t>(h >> 8), static_cast<std::uint8_t>(h), 8, 0, 0, 0,
+                                   static_cast<std::uint8_t>(interlaced ? 1 : 0)};
+    chunk("IHDR", ihdr);
+    uLongf zlen = compressBound(static_cast<uLong>(raw.size()));
+    std::vector<std::uint8_t> z(zlen);
+    BOOST_REQUIRE(compress2(z.data(), &zlen, raw.data(), static_cast<uLong>(raw.size()), 9) == Z_OK);
+    z.resize(zlen);
+    chunk("IDAT", z);
+    chunk("IEND", {});
+    return out;
+}
+
+long max_rss_kib() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return u.ru_maxrss;
+}
+
+// A PNG whose image data inflates far past what IHDR declares: stb_image would inflate all of it
+// (doubling its buffer) before noticing. Refused after at most one scratch buffer past the
+// declared size, in one line; the same bytes inflating to exactly the declared size decode.
+BOOST_AUTO_TEST_CASE(png_image_data_inflating_past_its_declared_size_is_refused_without_inflating_it) {
+    const std::vector<std::uint8_t> bomb_raw(std::size_t{256} << 20, 0);  // 256 MiB of zeros: 255 KiB deflated
+    const long rss_before = max_rss_kib();
+    for (const bool interlaced : {false, true}) {
+        const auto png = png_with_raw(1, 1, bomb_raw, interlaced);
+        BOOST_TEST(png.size() < 300000u);
+        BOOST_CHECK_EXCEPTION(data::read_image_from_memory(png, "bomb.png"), IoError,
+                              one_line_containing("image: bomb.png: corrupt PNG: the image data inflates to more than the 2 bytes "
+                                                  "its header declares (1 x 1)"));
+    }
+    // 64 x 64 declared, 4 MiB of scanlines: refused too (the limit is the declared size, not a ratio).
+    const auto big = png_with_raw(64, 64, std::vector<std::uint8_t>(std::size_t{4} << 20, 0));
+    BOOST_CHECK_EXCEPTION(data::read_image_from_memory(big, "big.png"), IoError,
+                          one_line_containing("inflates to more than the 4160 bytes its header declares (64 x 64)"));
+    // Memory: the 256 MiB buffer above is the test's own; decoding added no more than a few MiB.
+    BOOST_TEST(max_rss_kib() - rss_before < 300 * 1024);
+    // Exactly the declared size (64 rows of a filter byte + 64 pixels; interlaced: the 7 passes) decodes.
+    std::vector<std::uint8_t> raw;
+    for (int y = 0; y < 64; ++y) {
+        raw.push_back(0);
+        for (int x = 0; x < 64; ++x) raw.push_back(static_cast<std::uint8_t>(x * 4));
+    }
+    const auto img = data::read_image_from_memory(png_with_raw(64, 64, raw), "ok.png");
+    BOOST_TEST(img.width() == 64);
+    BOOST_TEST(img.pixels[63] == 252.0f / 255.0f);
+    std::vector<std::uint8_t> adam7(data::detail::png_raw_size(64, 64, 1, 8, true), 0);
+    BOOST_TEST(adam7.size() == 4096u + 120u);  // 4096 pixels + one filter byte for each of the passes' 8+8+8+16+16+32+32 rows
+    BOOST_TEST(data::read_image_from_memory(png_with_raw(64, 64, adam7, true), "adam7.png").height() == 64);
+    // One byte more than declared is refused (libpng: "Extra compressed data"; PIL refuses too).
+    raw.push_back(0);
+    BOOST_CHECK_EXCEPTION(data::read_image_from_memory(png_with_raw(64, 64, raw), "one_more.png"), IoError,
+                          one_line_containing("inflates to more than the 4160 bytes"));
+}
+
+// A valid, extreme image passes the pixel limit (3 x 40000 = 120000 pixels) but Resize(256) of it
+// would be 256 x 3413333 (about 10 GB of floats): refused before allocating, naming both sizes.
+BOOST_AUTO_TEST_CASE(resizing_a_long_thin_image_is_refused_before_allocating) {
+    const auto thin = data::ImageTensor::zeros({3, 3, 40000});
+    const long rss_before = max_rss_kib();
+    BOOST_CHECK_EXCEPTION(data::resize_shorter_side(thin, 256), ShapeError,
+                          one_line_containing("resize_shorter_side: Resize(256) of a 3 x 40000 image (aspect ratio 13333:1) would be "
+                                              "256 x 3413333, more than the limit of 67108864 pixels"));
+    // resize((s, s)) of a tall one: the output is small but the W pass would hold H x s doubles.
+    const auto tall = data::ImageTensor::zeros({1, 400000, 1});
+    BOOST_CHECK_EXCEPTION(data::resize(tall, 224, 224), ShapeError,
+                          one_line_containing("resize: 400000 x 1 -> 224 x 224 needs 400000 x 224 = 8.96e+07 pixels per channel"));
+    BOOST_TEST(max_rss_kib() - rss_before < 64 * 1024);
+    // Within the limit both still work (a 2:1 image to shorter side 64).
+    const auto ok = data::resize_shorter_side(data::ImageTensor::zeros({1, 50, 100}), 64);
+    BOOST_TEST(ok.size(1) == 64);
+    BOOST_TEST(ok.size(2) == 128);
+    // The pipeline names the file (train::load_transformed wraps ShapeError with it).
+    auto pipeline = data::eval_pipeline([] {
+        data::TransformOptions o;
+        o.image_size = 224;
+        o.resize_to = 256;
+        return o;
+    }());
+    Rng rng(1);
+    BOOST_CHECK_EXCEPTION(pipeline(thin, rng), ShapeError, one_line_containing("would be 256 x 3413333"));
+}
+
+// A safetensors file of gigabytes whose header accounts for a few bytes: refused after reading
+// the 8-byte length and the header, never the data (a sparse 3 GiB file: no disk, no memory).
+BOOST_AUTO_TEST_CASE(safetensors_files_are_checked_from_their_header_before_their_data_is_read) {
+    ScratchDir dir;
+    io::SafetensorsWriter w;
+    w.add("x", Tensor<float>::zeros({4}));
+    w.write(dir / "small.safetensors");
+    const auto bytes = io::detail::read_file(dir / "small.safetensors");
+    {
+        std::ofstream(dir / "huge.safetensors", std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
+                                                                           static_cast<std::streamsize>(bytes.size()));
+    }
+    fs::resize_file(dir / "huge.safetensors", std::uintmax_t{3} << 30);  // sparse: the tail reads as zeros
+    const long rss_before = max_rss_kib();
+    const auto t0 = std::chrono::steady_clock::now();
+    BOOST_CHECK_EXCEPTION(io::SafetensorsFile::load(dir / "huge.safetensors"), IoError,
+                          one_line_containing("data buffer has 3221225408 bytes but the tensors cover only 16 (3221225392 trailing bytes)"));
+    BOOST_CHECK_EXCEPTION(io::Checkpoint::load(dir / "huge.safetensors"), IoError, one_line_containing("trailing bytes"));
+    BOOST_CHECK_EXCEPTION(io::WeightsFile::load(dir / "huge.safetensors"), IoError, one_line_containing("trailing bytes"));
+    BOOST_TEST(max_rss_kib() - rss_before < 64 * 1024);
+    BOOST_TEST(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < 5.0);
+    // A .pth archive is bounded by its size before it is read.
+    fs::resize_file(dir / "huge.safetensors", io::TorchStateDict::max_file_bytes + 1);
+    fs::rename(dir / "huge.safetensors", dir / "huge.pth");
+    BOOST_CHECK_EXCEPTION(io::TorchStateDict::load(dir / "huge.pth"), IoError,
+                          one_line_containing("pth: " + (dir / "huge.pth") + ": file of 17179869185 bytes exceeds the limit of 17179869184"));
+    // The header-first reader still reads good files whole, byte for byte.
+    const auto f = io::SafetensorsFile::load(dir / "small.safetensors");
+    BOOST_TEST(f.tensor<float>("x").numel() == 4);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

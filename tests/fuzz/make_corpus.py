@@ -85,6 +85,16 @@ del m2["config"]
 m2["classes"] = json.dumps(["a", "b", "c"])
 put("fuzz_checkpoint", "best.safetensors", safetensors({"fc.bias": ("F32", [3], f32(1, 2, 3))}, m2))
 
+# Checkpoint metadata (fuzz_metadata): key=value lines laid over the metadata medimg-train writes.
+for name, lines in [("as_written.txt", ["architecture=resnet18"]),
+                    ("three_classes.txt", ["classes=[\"a\",\"b\",\"c\"]", "@head=3"]),
+                    ("rgb.txt", ["in_channels=3", "read_channels=3", "normalize_mean=[0.485,0.456,0.406]",
+                                 "normalize_std=[0.229,0.224,0.225]", "image_size=224", "resize=256"]),
+                    ("vit_no_resize.txt", ["architecture=vit_tiny_patch16_224", "resize=none", "image_size=224"]),
+                    ("volumes.txt", ["window=[40, 400]", "volume_axis=coronal", "volume_slices=range [3, 9]", "temperature=1.7"]),
+                    ("presets.txt", ["window=brain", "volume_slices=every 2", "epoch=100000", "metrics={\"val_auc\":1}"])]:
+    put("fuzz_metadata", name, ("\n".join(lines) + "\n").encode())
+
 # Configs: the shipped ones, a flow-style one, and --set overrides.
 cfg_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs")
 for name in sorted(os.listdir(cfg_dir)):

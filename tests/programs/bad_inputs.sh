@@ -318,6 +318,70 @@ t += b" " * (-(8 + len(t)) % 8)
 open(sys.argv[2], "wb").write(struct.pack("<Q", len(t)) + t + b[8 + n:])
 PY
 expect "checkpoint metadata number damaged" "meta.safetensors: metadata 'image_size' must be a whole number, got '32px'" -- "$P" --checkpoint "$work/meta.safetensors" --image "$data/images/gray8.png"
+# Checkpoint metadata (#22 item 2): every value is range-checked as the config checks the same
+# setting, before it sizes a model or a resize; one line naming the key and the file.
+with_meta() {  # with_meta OUT KEY VALUE: the reference checkpoint with one metadata value replaced
+  python3 - "$ckpt" "$1" "$2" "$3" << 'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+h["__metadata__"][sys.argv[3]] = sys.argv[4]
+t = json.dumps(h).encode()
+t += b" " * (-(8 + len(t)) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(t)) + t + b[8 + n:])
+PY
+}
+with_meta "$work/meta-size.safetensors" image_size 100000
+expect "checkpoint metadata: image size out of range" "meta-size.safetensors: metadata 'image_size' must be >= 32 and <= 4096, got 100000" -- "$P" --checkpoint "$work/meta-size.safetensors" --image "$data/images/gray8.png"
+with_meta "$work/meta-classes.safetensors" classes '["normal", "lesao", "other"]'
+expect "checkpoint metadata: classes unlike the head" "meta-classes.safetensors: metadata 'classes' lists 3 classes but the head 'fc.weight' has 2 outputs [2,512]" -- "$P" --checkpoint "$work/meta-classes.safetensors" --image "$data/images/gray8.png"
+with_meta "$work/meta-arch.safetensors" architecture resnet9000
+expect "checkpoint metadata: unknown architecture" "make_model: unknown architecture 'resnet9000'" -- "$E" --config "$work/ok.yaml" --checkpoint "$work/meta-arch.safetensors" --split val
+with_meta "$work/meta-arch2.safetensors" architecture "resnet18; rm"
+expect "checkpoint metadata: architecture not a name" "meta-arch2.safetensors: metadata 'architecture' must be a model name of 1 to 64 letters" -- "$E" --config "$work/ok.yaml" --checkpoint "$work/meta-arch2.safetensors" --split val
+with_meta "$work/meta-resize.safetensors" resize 1000000
+expect "checkpoint metadata: resize out of range" "meta-resize.safetensors: metadata 'resize' must be >= 32 and <= 8192, got 1e+06" -- "$P" --checkpoint "$work/meta-resize.safetensors" --image "$data/images/gray8.png"
+with_meta "$work/meta-std.safetensors" normalize_std '[0]'
+expect "checkpoint metadata: std of 0" "meta-std.safetensors: metadata 'normalize_std' must be > 0, got 0" -- "$P" --checkpoint "$work/meta-std.safetensors" --image "$data/images/gray8.png"
+
+# Bounded memory (#22 item 1): each hostile input below is refused in one line while the program
+# runs under a 2 GiB address-space limit (prlimit --as), which the normal run fits. Before the
+# checks each of them asked for gigabytes: stb_image inflated the whole IDAT, resize allocated
+# its output, the safetensors reader read the whole file. The files are built here, small or sparse.
+# (Not with sanitizer builds, whose shadow memory does not fit such a limit.)
+if command -v prlimit > /dev/null && ! ldd "$P" 2> /dev/null | grep -qE 'lib[amt]san'; then
+  as2g=(prlimit --as=$((2 << 30)))
+  OMP_NUM_THREADS=1 accept "2 GiB address space: a normal prediction" -- "${as2g[@]}" "$P" --checkpoint "$ckpt" --image "$data/images/gray8.png"
+  python3 - "$work" << 'PY'
+import struct, sys, zlib
+out = sys.argv[1]
+def chunk(t, d): return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+def png(w, h, idat, interlace=0):
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, interlace)) +
+            chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+# 1 x 1 declared (2 bytes of scanline), 3 GiB of zeros deflated (about 3 MB): the IDAT bomb.
+z = zlib.compressobj(9)
+zero = bytes(1 << 20)
+idat = b"".join(z.compress(zero) for _ in range(3 << 10)) + z.flush()
+open(out + "/idat_bomb.png", "wb").write(png(1, 1, idat))
+open(out + "/idat_bomb_adam7.png", "wb").write(png(1, 1, idat, 1))
+# Valid but extreme: 1 row of 1,000,000 pixels, and 3,000,000 rows of 1 pixel.
+open(out + "/thin.png", "wb").write(png(1000000, 1, zlib.compress(b"\0" + bytes(range(256)) * 3906 + bytes(64), 9)))
+open(out + "/tall.png", "wb").write(png(1, 3000000, zlib.compress(b"\0\x80" * 3000000, 9)))
+PY
+  OMP_NUM_THREADS=1 expect "PNG whose data inflates past its header (3 GiB into 1 x 1), 2 GiB address space" "idat_bomb.png: corrupt PNG: the image data inflates to more than the 2 bytes its header declares (1 x 1)" -- "${as2g[@]}" "$P" --checkpoint "$ckpt" --image "$work/idat_bomb.png"
+  OMP_NUM_THREADS=1 expect "the same, interlaced" "idat_bomb_adam7.png: corrupt PNG: the image data inflates to more than the 2 bytes its header declares (1 x 1)" -- "${as2g[@]}" "$P" --checkpoint "$ckpt" --image "$work/idat_bomb_adam7.png"
+  OMP_NUM_THREADS=1 expect "a 1000000 x 1 image resized (shorter side 32), 2 GiB address space" "thin.png': resize_shorter_side: Resize(32) of a 1 x 1000000 image (aspect ratio 1000000:1) would be 32 x 32000000, more than the limit of 67108864 pixels" -- "${as2g[@]}" "$P" --checkpoint "$ckpt" --image "$work/thin.png"
+  cp -r "$work/data/train" "$work/tall" && cp "$work/tall.png" "$work/tall/lesao/0001.png"
+  OMP_NUM_THREADS=1 expect "a 1 x 3000000 image in the training set, 2 GiB address space" "tall/lesao/0001.png': resize: 3000000 x 1 -> 32 x 32 needs 3000000 x 32" -- "${as2g[@]}" "$T" --config "$work/ok.yaml" --set data.train="$work/tall" --set output.dir="$work/out-tall"
+  cp "$ckpt" "$work/padded.safetensors" && truncate -s 3G "$work/padded.safetensors"  # sparse: no disk used
+  OMP_NUM_THREADS=1 expect "checkpoint padded with zeros to 3 GiB, 2 GiB address space" "padded.safetensors: data buffer has " -- "${as2g[@]}" "$P" --checkpoint "$work/padded.safetensors" --image "$data/images/gray8.png"
+  printf 'PK\003\004' > "$work/huge.pth" && truncate -s 17G "$work/huge.pth"  # a ZIP signature, then sparse zeros
+  OMP_NUM_THREADS=1 expect "pretrained .pth of 17 GiB, 2 GiB address space" "huge.pth: file of 18253611008 bytes exceeds the limit of 17179869184 (TorchStateDict::max_file_bytes; refused before reading)" -- "${as2g[@]}" "$T" --config "$work/ok.yaml" --set model.pretrained="$work/huge.pth" --set output.dir="$work/out-pth"
+  for d in out-tall out-pth; do [ ! -e "$work/$d/checkpoints/last.safetensors" ] || { echo "FAIL: a refused training left $work/$d/checkpoints/last.safetensors"; fails=$((fails + 1)); }; done
+fi
+
 # Out of memory is named as such (not "std::bad_alloc"): two images at the pixel limit (8192 x
 # 8192) compared under a 1 GiB address-space limit.
 # (Not with sanitizer builds, whose shadow memory does not fit such a limit.)

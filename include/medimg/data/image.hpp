@@ -21,6 +21,7 @@
 #include <limits>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <fcntl.h>
@@ -94,6 +95,8 @@
 #include <csetjmp>
 #include <cstdio>
 #include <jpeglib.h>
+// zlib: the PNG image data is inflated once with a cap before stb_image sees it (check_png_inflated_size).
+#include <zlib.h>
 
 namespace medimg::data {
 
@@ -169,7 +172,26 @@ struct ImageHeader {
     std::uint32_t pnm_maxval = 255;
     // JPEG only: components in the frame (1 grey, 3 YCbCr/RGB, 4 CMYK/YCCK).
     int jpeg_components = 0;
+    // PNG only: the IDAT chunks' data (offset, length), and the size of the filtered scanlines
+    // their zlib stream must inflate to, from IHDR (width, height, bit depth, colour type, interlace).
+    std::vector<std::pair<std::size_t, std::size_t>> png_idat;
+    std::uint64_t png_raw_bytes = 0;
 };
+
+/// Bytes of filtered scanlines a PNG of w x h with `samples` samples of `depth` bits per pixel
+/// holds: a filter byte and ceil(w * samples * depth / 8) bytes per row, over the seven Adam7
+/// passes (PNG spec, 8.2) when interlaced. w, h < 2^31, so the sum fits in 64 bits.
+inline std::uint64_t png_raw_size(std::uint64_t w, std::uint64_t h, std::uint64_t samples, std::uint64_t depth, bool interlaced) {
+    auto rows = [&](std::uint64_t pw, std::uint64_t ph) { return pw && ph ? ph * (1 + (pw * samples * depth + 7) / 8) : 0; };
+    if (!interlaced) return rows(w, h);
+    static const int pass[7][4] = {{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4}, {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2}};
+    std::uint64_t total = 0;
+    for (const auto& q : pass) {
+        const std::uint64_t x0 = q[0], y0 = q[1], dx = q[2], dy = q[3];
+        total += rows(w > x0 ? (w - x0 + dx - 1) / dx : 0, h > y0 ? (h - y0 + dy - 1) / dy : 0);
+    }
+    return total;
+}
 
 /// Most scans a JPEG may have. Real progressive files have about 10; each scan costs a pass over
 /// the whole coefficient buffer, so thousands of tiny scans are a cheap denial of service. 500 is
@@ -249,9 +271,12 @@ inline ImageHeader parse_png(const std::uint8_t* p, std::size_t n, const std::st
             h.info.width = static_cast<int>(w);
             h.info.height = static_cast<int>(hh);
             h.info.bit_depth = depth == 16 ? 16 : 8;
+            const int samples = color_type == 2 ? 3 : color_type == 4 ? 2 : color_type == 6 ? 4 : 1;
+            h.png_raw_bytes = png_raw_size(w, hh, static_cast<std::uint64_t>(samples), static_cast<std::uint64_t>(depth), d[12] == 1);
             have_ihdr = true;
         } else if (tname == "IDAT") {
             have_idat = true;
+            h.png_idat.emplace_back(pos + 8, std::size_t{len});
         } else if (tname == "PLTE") {
             have_plte = true;
         } else if (tname == "tRNS") {
@@ -721,6 +746,42 @@ inline Image decode_jpeg(const std::uint8_t* p, std::size_t n, const ImageHeader
     return img;
 }
 
+/// stb_image inflates a PNG's image data into a buffer it doubles for as long as the stream
+/// produces output, whatever IHDR declares: a 1 x 1 PNG whose IDAT (deflate reaches 1032:1)
+/// inflates to a gigabyte is decoded into a gigabyte before stb notices the excess. So the
+/// stream is inflated here first, into a fixed 64 KiB scratch buffer, and refused as soon as it
+/// yields more than the h.png_raw_bytes its header declares (libpng and PIL stop there too). A
+/// stream zlib rejects is refused here as well, so that stb's more lenient inflater (it accepts
+/// incomplete Huffman codes and ignores the Adler-32) never sees one. Costs one extra inflate
+/// (a fifth to a third of a 512 x 512 PNG's decode time; docs/reliability.md).
+inline void check_png_inflated_size(const std::uint8_t* p, const ImageHeader& h, const std::string& name) {
+    z_stream zs{};
+    if (inflateInit(&zs) != Z_OK) throw image_error(name, "cannot decode PNG (zlib: inflateInit failed)");
+    struct End { z_stream* z; ~End() { inflateEnd(z); } } end{&zs};
+    static thread_local std::vector<unsigned char> scratch(std::size_t{1} << 16);
+    std::uint64_t produced = 0;
+    for (const auto& [offset, length] : h.png_idat) {
+        zs.next_in = const_cast<Bytef*>(p + offset);  // zlib's API is not const-correct; it only reads
+        zs.avail_in = static_cast<uInt>(length);       // IDAT lengths are < 2^31 (parse_png)
+        while (zs.avail_in > 0) {
+            zs.next_out = scratch.data();
+            zs.avail_out = static_cast<uInt>(scratch.size());
+            const int rc = inflate(&zs, Z_NO_FLUSH);
+            produced += scratch.size() - zs.avail_out;
+            if (produced > h.png_raw_bytes)
+                throw image_error(name, "corrupt PNG: the image data inflates to more than the ", h.png_raw_bytes,
+                                  " bytes its header declares (", h.info.width, " x ", h.info.height,
+                                  "); refused while decoding, after ", produced, " bytes");
+            if (rc == Z_STREAM_END) return;  // data after the end of the stream is ignored, as libpng does
+            if (rc == Z_BUF_ERROR) break;  // no progress possible: this chunk's input is used up
+            if (rc != Z_OK && rc != Z_BUF_ERROR)
+                throw image_error(name, "corrupt PNG: damaged compressed image data (zlib: ", zs.msg ? zs.msg : "error ",
+                                  zs.msg ? "" : std::to_string(rc), ")");
+        }
+    }
+    // The stream ended early: stb says what is missing ("not enough pixels", "unexpected end").
+}
+
 inline Image decode_with_stb(const std::uint8_t* p, std::size_t n, const ImageHeader& h, int channels, const std::string& name) {
     if (n > static_cast<std::size_t>(std::numeric_limits<int>::max()))
         throw image_error(name, "file of ", n, " bytes is too large for stb_image (2 GiB)");
@@ -767,6 +828,7 @@ inline Image read_image_from_memory(const std::uint8_t* data, std::size_t size, 
     detail::check_pixel_limit(h, opts, name);
     if (h.format == detail::ImageFormat::pnm) return detail::decode_pnm(data, size, h, channels, name);
     if (h.format == detail::ImageFormat::jpeg) return detail::decode_jpeg(data, size, h, channels, name);
+    if (h.format == detail::ImageFormat::png) detail::check_png_inflated_size(data, h, name);
     return detail::decode_with_stb(data, size, h, channels, name);
 }
 inline Image read_image_from_memory(const std::vector<std::uint8_t>& bytes, const std::string& name, int channels = 0,

@@ -27,6 +27,13 @@ namespace medimg::data {
 
 using ImageTensor = Tensor<float, Cpu>;  // (C, H, W), values in [0, 1] until normalize
 
+/// Largest height x width a resize may produce or hold in its intermediate (64 Mi = 8192 x 8192,
+/// the same as ReadOptions::max_pixels). The reader's limit bounds the input only: a valid but
+/// extreme image (3 x 40000 pixels) asked to have its shorter side 256 would become 256 x 3413333,
+/// about 10 GB of floats; resize checks the sizes it is about to allocate and refuses such images
+/// before allocating (ShapeError, which the data pipeline reports with the file's name).
+inline constexpr std::int64_t max_resize_pixels = std::int64_t{1} << 26;
+
 namespace detail {
 
 inline void check_chw_image(const char* fn, const ImageTensor& img) {
@@ -100,6 +107,13 @@ inline ImageTensor resize(const ImageTensor& img, std::int64_t out_h, std::int64
     MEDIMG_CHECK(out_h >= 1 && out_w >= 1, ValueError, "resize: output size must be positive, got ", out_h, " x ", out_w);
     const std::int64_t C = img.size(0), H = img.size(1), W = img.size(2);
     if (H == out_h && W == out_w) return img.clone();
+    // The W pass holds (C, H, out_w) doubles and the result is (C, out_h, out_w) floats: both are
+    // bounded before either is allocated (each factor <= 2^31, so the products cannot overflow).
+    const std::int64_t held = std::max(H, out_h);
+    MEDIMG_CHECK(out_h <= max_resize_pixels && out_w <= max_resize_pixels && held * out_w <= max_resize_pixels, ShapeError,
+                 "resize: ", H, " x ", W, " -> ", out_h, " x ", out_w, " needs ", held, " x ", out_w, " = ", static_cast<double>(held) * static_cast<double>(out_w),
+                 " pixels per channel, more than the limit of ", max_resize_pixels,
+                 " (data::max_resize_pixels; refused before allocating)");
     // Along W: (C, H, W) -> (C, H, out_w), kept in double.
     std::vector<double> tmp(static_cast<std::size_t>(C * H * out_w));
     const float* src = img.data();
@@ -160,7 +174,15 @@ inline std::pair<std::int64_t, std::int64_t> shorter_side_size(std::int64_t h, s
 inline ImageTensor resize_shorter_side(const ImageTensor& img, std::int64_t size) {
     detail::check_chw_image("resize_shorter_side", img);
     MEDIMG_CHECK(size >= 1, ValueError, "resize_shorter_side: size must be positive, got ", size);
-    const auto [h, w] = shorter_side_size(img.size(1), img.size(2), size);
+    const std::int64_t H = img.size(1), W = img.size(2);
+    const auto [h, w] = shorter_side_size(H, W, size);
+    // A long, thin image keeps its aspect ratio: its longer side grows with size / shorter side.
+    // Say so in the words of the transform (resize would only give the sizes).
+    const std::int64_t held = std::max(H, h);
+    MEDIMG_CHECK(h <= max_resize_pixels && w <= max_resize_pixels && held * w <= max_resize_pixels, ShapeError,
+                 "resize_shorter_side: Resize(", size, ") of a ", H, " x ", W, " image (aspect ratio ",
+                 std::max(H, W) / std::min(H, W), ":1) would be ", h, " x ", w, ", more than the limit of ", max_resize_pixels,
+                 " pixels (data::max_resize_pixels; refused before allocating)");
     return resize(img, h, w);
 }
 

@@ -9,6 +9,8 @@
 // in "__metadata__". Writes are atomic (temporary file, fsync, rename).
 #pragma once
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -18,10 +20,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "medimg/data/intensity.hpp"
+#include "medimg/data/slices.hpp"
 #include "medimg/io/safetensors.hpp"
 #include "medimg/io/text.hpp"
 #include "medimg/io/utf8.hpp"
 #include "medimg/io/weights_file.hpp"
+#include "medimg/nn/models.hpp"
 #include "medimg/nn/module.hpp"
 #include "medimg/nn/pos_embed.hpp"
 
@@ -150,6 +155,7 @@ public:
         if (const auto it = md.find("config"); it != md.end()) m.config = it->second;
         for (const auto& [k, v] : md)
             if (!known_key(k)) m.extra[k] = v;
+        c.check_meta_();
         return c;
     }
 
@@ -198,6 +204,98 @@ public:
 
 private:
     explicit Checkpoint(SafetensorsFile f) : file_(std::move(f)) {}
+
+    // Every metadata value is checked against the range the YAML config accepts for the same
+    // setting (io/config.hpp's schema), so that a damaged or hostile checkpoint is refused in one
+    // line naming the key and the file before its values size an allocation (a model of 10^9
+    // classes, a resize to 10^6 pixels) or reach a parser. Message shape as the config's:
+    // "checkpoint: <file>: metadata '<key>' must be ..., got ...".
+    void check_meta_() const {
+        const std::string& path = file_.name();
+        const auto& m = meta_;
+        auto bad = [&](const std::string& key, const auto&... what) {
+            return IoError(::medimg::detail::concat("checkpoint: ", path, ": metadata '", key, "' ", what...));
+        };
+        auto join = [](const std::vector<std::string>& v) {
+            std::string s;
+            for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+            return s;
+        };
+        auto between = [&](const std::string& key, double v, double lo, double hi) {
+            if (!(v >= lo && v <= hi)) throw bad(key, "must be >= ", lo, " and <= ", hi, ", got ", v);
+        };
+        // model.name: a name, not necessarily a built-in one (a model of one's own saves checkpoints
+        // too, docs/extending.md); the programs refuse names nn::make_model does not know.
+        const bool name_ok = !m.architecture.empty() && m.architecture.size() <= 64 &&
+                             std::all_of(m.architecture.begin(), m.architecture.end(), [](unsigned char ch) {
+                                 return std::isalnum(ch) || ch == '_' || ch == '-' || ch == '.';
+                             });
+        if (!name_ok)
+            throw bad("architecture", "must be a model name of 1 to 64 letters, digits, '_', '-' or '.' (one of ",
+                      join(nn::model_names()), " for the programs); got '", clipped(m.architecture), "'");
+        // data.classes: at least 2 non-empty names without control characters, none twice.
+        if (m.classes.size() < 2) throw bad("classes", "must have at least 2 entries, got ", m.classes.size());
+        for (std::size_t i = 0; i < m.classes.size(); ++i) {
+            const std::string& n = m.classes[i];
+            if (n.empty()) throw bad("classes", "entries must be non-empty names, got '' at position ", i);
+            for (const unsigned char ch : n)
+                if (ch < 0x20 || ch == 0x7f) throw bad("classes", "entry ", i, " contains the control character ", static_cast<int>(ch));
+            if (std::find(m.classes.begin(), m.classes.begin() + static_cast<std::ptrdiff_t>(i), n) != m.classes.begin() + static_cast<std::ptrdiff_t>(i))
+                throw bad("classes", "lists '", clipped(n), "' twice");
+        }
+        // The head's outputs are the classes: a count that differs would size the model wrongly.
+        for (const char* head : {"fc.weight", "classifier.weight", "classifier.1.weight", "head.weight", "heads.head.weight"}) {
+            if (!file_.contains(head)) continue;
+            const Shape hs = file_.shape(head);
+            if (hs.rank() == 2 && hs[0] != static_cast<std::int64_t>(m.classes.size()))
+                throw bad("classes", "lists ", m.classes.size(), " classes but the head '", head, "' has ", hs[0], " outputs ", hs);
+            break;
+        }
+        // data.channels as the model takes it: 1 or 3 (2 is refused by the config too).
+        if (m.in_channels != 1 && m.in_channels != 3) throw bad("in_channels", "must be 1 or 3, got ", m.in_channels);
+        between("image_size", static_cast<double>(m.image_size), 32, 4096);  // data.image_size
+        // data.mean / data.std: one per model channel; std > 0.
+        if (static_cast<std::int64_t>(m.mean.size()) != m.in_channels)
+            throw bad("normalize_mean", "has ", m.mean.size(), " values for ", m.in_channels, " channels");
+        if (static_cast<std::int64_t>(m.std.size()) != m.in_channels)
+            throw bad("normalize_std", "has ", m.std.size(), " values for ", m.in_channels, " channels");
+        for (const double v : m.mean) between("normalize_mean", v, -1e6, 1e6);
+        for (const double v : m.std)
+            if (!(v > 0 && std::isfinite(v))) throw bad("normalize_std", "must be > 0, got ", v);
+        between("epoch", static_cast<double>(m.epoch), 0, 100000);  // train.epochs
+        for (const auto& [k, v] : m.metrics)
+            if (!std::isfinite(v)) throw bad("metrics", "holds ", v, " for '", clipped(k), "'; expected finite numbers");
+        if (const auto it = file_.metadata().find("format_version"); it != file_.metadata().end() && it->second != "1")
+            throw bad("format_version", "must be 1 (this medimg's checkpoint format), got '", clipped(it->second), "'");
+        // The preprocessing settings train/setup.hpp's Preprocessing::from_meta reads.
+        auto integer_in = [&](const char* key, std::int64_t lo, std::int64_t hi) -> std::int64_t {
+            const std::string& v = m.extra.at(key);
+            std::int64_t x = 0;
+            if (!parse_integer(v, x)) throw bad(key, "must be an integer, got '", clipped(v), "'");
+            between(key, static_cast<double>(x), static_cast<double>(lo), static_cast<double>(hi));
+            return x;
+        };
+        if (m.extra.count("read_channels")) {
+            const std::int64_t rc = integer_in("read_channels", 1, 3);  // data.channels
+            if (rc == 2) throw bad("read_channels", "must be 1 or 3, got 2");
+        }
+        if (const auto it = m.extra.find("resize"); it != m.extra.end() && it->second != "none") {
+            const std::int64_t r = integer_in("resize", 32, 8192);  // data.resize
+            if (r < m.image_size) throw bad("resize", "(", r, ") must be >= image_size (", m.image_size, ")");
+        }
+        if (const auto it = m.extra.find("temperature"); it != m.extra.end()) {
+            double t = 0;
+            if (!parse_number(it->second, t) || !(t > 0)) throw bad("temperature", "must be a number > 0, got '", clipped(it->second), "'");
+        }
+        try {
+            if (const auto it = m.extra.find("window"); it != m.extra.end()) (void)data::IntensitySetting::parse(it->second, "window");
+            if (const auto it = m.extra.find("volume_axis"); it != m.extra.end()) (void)data::volume_axis(it->second);
+            if (const auto it = m.extra.find("volume_slices"); it != m.extra.end()) (void)data::SliceSelection::parse(it->second);
+        } catch (const ConfigError& e) {
+            throw IoError(::medimg::detail::concat("checkpoint: ", path, ": metadata ", e.what()));
+        }
+    }
+
     static bool known_key(const std::string& k) {
         for (const char* s : {"format", "format_version", "architecture", "classes", "in_channels", "image_size",
                               "normalize_mean", "normalize_std", "epoch", "metrics", "config"})

@@ -451,39 +451,72 @@ inline std::string missing_key_message(const std::string& prefix, const std::str
                                     list, ")");
 }
 
-/// Reads a whole regular file; `who` starts each message ("safetensors", "pth", ...). Anything but a
-/// regular file is refused by what it is, before it is opened (io/input_file.hpp).
-inline std::vector<std::uint8_t> read_file(const std::string& path, const char* who = "safetensors") {
-    check_input_file(path, who);
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // O_NONBLOCK: a FIFO swapped in cannot block open()
-    if (fd < 0) {
-        const int err = errno;
-        throw IoError(::medimg::detail::concat(who, ": cannot open ", path, ": ", errno_message(err)));
-    }
-    struct FdCloser {
-        int fd;
-        ~FdCloser() { ::close(fd); }
-    } closer{fd};
-    struct ::stat st {};
-    if (::fstat(fd, &st) != 0) {
-        const int err = errno;
-        throw IoError(::medimg::detail::concat(who, ": cannot stat ", path, ": ", errno_message(err)));
-    }
-    check_opened_file(st.st_mode, path, who);
-    std::vector<std::uint8_t> bytes(static_cast<std::size_t>(st.st_size));
-    std::size_t got = 0;
-    while (got < bytes.size()) {
-        const ::ssize_t r =
-            ::read(fd, bytes.data() + got, std::min<std::size_t>(bytes.size() - got, std::size_t{1} << 30));
-        if (r < 0) {
-            if (errno == EINTR) continue;
+/// An open regular file: the descriptor, its size, and exact reads with messages "<who>: <path>: ...".
+/// Anything but a regular file is refused by what it is, before it is opened (io/input_file.hpp).
+class InputFile {
+public:
+    InputFile(const std::string& path, const char* who) : path_(path), who_(who) {
+        check_input_file(path, who);
+        fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // O_NONBLOCK: a FIFO swapped in cannot block open()
+        if (fd_ < 0) {
             const int err = errno;
-            throw IoError(::medimg::detail::concat(who, ": cannot read ", path, ": ", errno_message(err)));
+            throw IoError(::medimg::detail::concat(who, ": cannot open ", path, ": ", errno_message(err)));
         }
-        MEDIMG_CHECK(r > 0, IoError, who, ": ", path, ": file shrank while being read (", got, " of ",
-                     bytes.size(), " bytes)");
-        got += static_cast<std::size_t>(r);
+        struct ::stat st {};
+        if (::fstat(fd_, &st) != 0) {
+            const int err = errno;
+            ::close(fd_);
+            throw IoError(::medimg::detail::concat(who, ": cannot stat ", path, ": ", errno_message(err)));
+        }
+        try {
+            check_opened_file(st.st_mode, path, who);
+        } catch (...) {
+            ::close(fd_);
+            throw;
+        }
+        size_ = static_cast<std::uint64_t>(st.st_size);
     }
+    InputFile(const InputFile&) = delete;
+    InputFile& operator=(const InputFile&) = delete;
+    ~InputFile() { ::close(fd_); }
+
+    std::uint64_t size() const { return size_; }
+    /// Appends the next `count` bytes to `out`; a file that ends early (it shrank) is an IoError.
+    void read_into(std::vector<std::uint8_t>& out, std::uint64_t count) {
+        const std::size_t start = out.size();
+        out.resize(start + static_cast<std::size_t>(count));
+        std::size_t got = 0;
+        while (got < count) {
+            const ::ssize_t r = ::read(fd_, out.data() + start + got,
+                                       std::min<std::size_t>(static_cast<std::size_t>(count) - got, std::size_t{1} << 30));
+            if (r < 0) {
+                if (errno == EINTR) continue;
+                const int err = errno;
+                throw IoError(::medimg::detail::concat(who_, ": cannot read ", path_, ": ", errno_message(err)));
+            }
+            MEDIMG_CHECK(r > 0, IoError, who_, ": ", path_, ": file shrank while being read (", start + got, " of ",
+                         size_, " bytes)");
+            got += static_cast<std::size_t>(r);
+        }
+    }
+
+private:
+    std::string path_;
+    const char* who_;
+    int fd_ = -1;
+    std::uint64_t size_ = 0;
+};
+
+/// Reads a whole regular file of at most `max_bytes`; `who` starts each message ("safetensors",
+/// "pth", ...). The size is checked from fstat before anything is allocated or read.
+inline std::vector<std::uint8_t> read_file(const std::string& path, const char* who = "safetensors",
+                                           std::uint64_t max_bytes = std::numeric_limits<std::uint64_t>::max(),
+                                           const char* limit_name = "") {
+    InputFile f(path, who);
+    MEDIMG_CHECK(f.size() <= max_bytes, IoError, who, ": ", path, ": file of ", f.size(), " bytes exceeds the limit of ",
+                 max_bytes, " (", limit_name, "; refused before reading)");
+    std::vector<std::uint8_t> bytes;
+    f.read_into(bytes, f.size());
     return bytes;
 }
 
@@ -502,12 +535,28 @@ public:
     /// Deeper JSON nesting than this is rejected before it can exhaust the stack (a valid header needs 3).
     static constexpr int max_json_depth = 64;
 
-    /// Reads the whole file once and validates it. Throws IoError ("safetensors: <path>: ...").
+    /// Largest file load() accepts (16 GiB: a ViT-L/16 with its Adam state is about 3.6 GB).
+    static constexpr std::uint64_t max_file_bytes = std::uint64_t{16} << 30;
+
+    /// Validates the file and reads it once. Header first: the 8-byte length and the JSON are read
+    /// and checked (the tensors must tile exactly the bytes the file has after the header, and the
+    /// file must be at most max_file_bytes) before the data is read, so a file of gigabytes whose
+    /// header does not account for them is refused after reading its header only.
+    /// Throws IoError ("safetensors: <path>: ...").
     static SafetensorsFile load(const std::string& path) {
         SafetensorsFile f;
         f.name_ = path;
-        f.bytes_ = detail::read_file(path);
-        f.parse_();
+        detail::InputFile in(path, "safetensors");
+        const std::uint64_t size = in.size();
+        in.read_into(f.bytes_, std::min<std::uint64_t>(size, 8));
+        if (size >= 8) {
+            const auto n = detail::load_le<std::uint64_t>(f.bytes_.data());
+            if (n != 0 && n <= max_header_bytes && n <= size - 8) in.read_into(f.bytes_, n);  // else parse_ says why
+        }
+        f.parse_(size);  // validates the header against the file's size; reads nothing
+        MEDIMG_CHECK(size <= max_file_bytes, IoError, f.prefix_(), "file of ", size, " bytes exceeds the limit of ",
+                     max_file_bytes, " (SafetensorsFile::max_file_bytes; refused before reading its data)");
+        in.read_into(f.bytes_, size - f.bytes_.size());
         return f;
     }
     /// Validates a file image already in memory; `name` stands for the file in messages.
@@ -515,7 +564,7 @@ public:
         SafetensorsFile f;
         f.name_ = std::move(name);
         f.bytes_ = std::move(bytes);
-        f.parse_();
+        f.parse_(f.bytes_.size());
         return f;
     }
     static SafetensorsFile load_from_memory(const void* data, std::size_t size, std::string name = "<memory>") {
@@ -581,10 +630,11 @@ private:
         throw IoError(detail::missing_key_message(prefix_(), key, keys()));
     }
 
-    // Parses and validates bytes_ (see the file header); fills entries_, index_, metadata_.
-    void parse_() {
+    // Parses and validates the header held in bytes_ (see the file header) against a file of
+    // `size` bytes; fills entries_, index_, metadata_. bytes_ needs to hold only the 8-byte length
+    // and the header (load() reads the data after this has passed).
+    void parse_(std::uint64_t size) {
         const std::string p = prefix_();
-        const std::size_t size = bytes_.size();
         MEDIMG_CHECK(size >= 8, IoError, p, "file is ", size, " bytes, shorter than the 8-byte header length");
         const auto n = detail::load_le<std::uint64_t>(bytes_.data());
         MEDIMG_CHECK(n != 0, IoError, p, "header length is 0; expected a JSON object");

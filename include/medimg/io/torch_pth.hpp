@@ -601,11 +601,15 @@ public:
     /// The keys a state_dict may be nested under in a training checkpoint ({"model": sd, "epoch": 3}).
     static constexpr const char* nesting_keys[] = {"state_dict", "model", "model_state_dict"};
 
+    /// Largest file load() reads (16 GiB), checked from the file's size before anything is read:
+    /// the archive's storages are used in place, so the whole file is held in memory.
+    static constexpr std::uint64_t max_file_bytes = std::uint64_t{16} << 30;
+
     /// Reads the whole file once and validates it. Throws IoError ("pth: <path>: ...").
     static TorchStateDict load(const std::string& path, const ZipLimits& limits = {}) {
         TorchStateDict f;
         f.name_ = path;
-        f.bytes_ = detail::read_file(path, "pth");
+        f.bytes_ = detail::read_file(path, "pth", max_file_bytes, "TorchStateDict::max_file_bytes");
         f.parse_(limits);
         return f;
     }

@@ -7,6 +7,7 @@
 // Deliberately not here: writing, medimg checkpoints' metadata (io/checkpoint.hpp, safetensors only).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -24,11 +25,19 @@ class WeightsFile {
 public:
     enum class Format { safetensors, torch };
 
-    /// Reads the file once and hands it to the reader its first bytes call for. A file that cannot
-    /// be opened is reported as "pth: cannot open ..." for a .pth/.pt name, "safetensors: ..." otherwise.
+    /// Reads the first bytes, then hands the path to the reader they call for, which checks sizes
+    /// before it reads the rest (a safetensors header is validated against the file's size first;
+    /// a .pth file is bounded by TorchStateDict::max_file_bytes). A file that cannot be opened is
+    /// reported as "pth: cannot open ..." for a .pth/.pt name, "safetensors: ..." otherwise.
     static WeightsFile load(const std::string& path) {
         const bool torch_name = ends_with_(path, ".pth") || ends_with_(path, ".pt");
-        return load_from_memory(detail::read_file(path, torch_name ? "pth" : "safetensors"), path);
+        std::vector<std::uint8_t> head;
+        {
+            detail::InputFile in(path, torch_name ? "pth" : "safetensors");
+            in.read_into(head, std::min<std::uint64_t>(in.size(), 16));  // the longest signature: 14 bytes
+        }
+        if (looks_like_torch_file(head.data(), head.size())) return WeightsFile(TorchStateDict::load(path));
+        return WeightsFile(SafetensorsFile::load(path));
     }
     /// A file image already in memory; `name` stands for the file in messages.
     static WeightsFile load_from_memory(std::vector<std::uint8_t> bytes, std::string name = "<memory>") {
