@@ -49,6 +49,68 @@ for name in ["gray8.png", "gray16.png", "gray4.png", "palette.png", "rgba8.png",
     with open(os.path.join(images, name), "rb") as f:
         put("fuzz_image", name, f.read())
 
+# PNGs of the kinds the fixtures lack (medimg decodes PNG itself: every filter, Adam7, 1/2-bit grey,
+# palettes with tRNS, 16-bit grey+alpha), written here: every scanline takes the next filter type.
+def png(w, h, ct, depth, interlaced, plte=None, trns=None):
+    import zlib
+    spp = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ct]
+    bpp = max(1, spp * depth // 8)
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+    raw, f = bytearray(), 0
+    for x0, y0, dx, dy in (passes if interlaced else [(0, 0, 1, 1)]):
+        xs = range(x0, w, dx)
+        prev = None
+        for y in range(y0, h, dy):
+            if not xs:
+                break
+            bits = []
+            for x in xs:
+                for c in range(spp):
+                    bits.append(((x * 7 + y * 13 + c * 5) * 37) % (1 << depth))
+            line = bytearray()
+            if depth == 16:
+                for v in bits:
+                    line += struct.pack(">H", v)
+            else:
+                acc, n = 0, 0
+                for v in bits:
+                    acc, n = (acc << depth) | v, n + depth
+                    if n == 8:
+                        line.append(acc)
+                        acc, n = 0, 0
+                if n:
+                    line.append(acc << (8 - n))
+            prev = prev or bytearray(len(line))
+            out = bytearray()
+            for i, v in enumerate(line):
+                a = line[i - bpp] if i >= bpp else 0
+                b_, c = prev[i], prev[i - bpp] if i >= bpp else 0
+                p_ = a + b_ - c
+                pa, pb, pc = abs(p_ - a), abs(p_ - b_), abs(p_ - c)
+                paeth = a if pa <= pb and pa <= pc else b_ if pb <= pc else c
+                out.append((v - [0, a, b_, (a + b_) // 2, paeth][f]) & 255)
+            raw += bytes([f]) + out
+            f = (f + 1) % 5
+            prev = line
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, ct, 0, 0, interlaced))
+    if plte:
+        data += chunk(b"PLTE", plte)
+    if trns:
+        data += chunk(b"tRNS", trns)
+    return data + chunk(b"IDAT", zlib.compress(bytes(raw), 9)) + chunk(b"IEND", b"")
+
+
+put("fuzz_image", "gray8_adam7.png", png(13, 11, 0, 8, 1))
+put("fuzz_image", "rgb16_adam7.png", png(9, 7, 2, 16, 1))
+put("fuzz_image", "gray1.png", png(17, 5, 0, 1, 0))
+put("fuzz_image", "gray2_adam7.png", png(6, 9, 0, 2, 1, trns=b"\x00\x01"))
+put("fuzz_image", "palette2_trns.png", png(11, 4, 3, 2, 0, plte=bytes(range(9)), trns=b"\x00\x80"))
+put("fuzz_image", "graya16.png", png(5, 6, 4, 16, 0))
+put("fuzz_image", "rgba8_adam7.png", png(10, 10, 6, 8, 1))
+
 # Progressive JPEGs (libjpeg's other decoding path): lossless transcodes of the baseline fixtures,
 # made with libjpeg-turbo's jpegtran when it is installed (apt-get install libjpeg-turbo-progs).
 if shutil.which("jpegtran"):

@@ -39,8 +39,9 @@
 // its own copy and no external symbol is defined twice: the ODR holds without a separate .cpp file,
 // and there is nothing to link. (Debian's libstb.so exports extern stbi_* symbols; medimg neither
 // links it nor collides with it.) The price is the decoder's code once per translation unit.
-// Only PNG and BMP are compiled in: JPEG goes to libjpeg-turbo (below), and PGM/PPM are parsed
-// here (stb 2.27 does not byte-swap 16-bit PNM samples and accepts truncated PNM data silently).
+// Only BMP is compiled in: JPEG goes to libjpeg-turbo (below), PNG to zlib and medimg's own
+// unfiltering (decode_png), and PGM/PPM are parsed here (stb 2.27 does not byte-swap 16-bit PNM
+// samples and accepts truncated PNM data silently). stb_image_write still encodes 8-bit PNGs.
 // A TU that included stb_image.h *before* this header already has extern declarations, which
 // would turn these definitions into external ones; that is refused at compile time. Including stb
 // headers after this one is fine as long as that TU does not define STB_IMAGE_IMPLEMENTATION again.
@@ -72,7 +73,6 @@
 #  endif
 #  define STB_IMAGE_STATIC
 #  define STB_IMAGE_IMPLEMENTATION
-#  define STBI_ONLY_PNG
 #  define STBI_ONLY_BMP
 #  define STBI_NO_STDIO  // files are read here (errno-accurate messages, size limit), then decoded from memory
 #  define STBI_NO_LINEAR
@@ -95,7 +95,7 @@
 #include <csetjmp>
 #include <cstdio>
 #include <jpeglib.h>
-// zlib: the PNG image data is inflated once with a cap before stb_image sees it (check_png_inflated_size).
+// zlib: PNG image data, inflated here into a buffer of the size IHDR declares (inflate_png).
 #include <zlib.h>
 
 namespace medimg::data {
@@ -136,20 +136,16 @@ IoError image_error(const std::string& name, Args&&... what) {
     return IoError(medimg::detail::concat("image: ", name, ": ", std::forward<Args>(what)...));
 }
 
-/// CRC-32 (ISO 3309 / ITU-T V.42, polynomial 0xEDB88320), as PNG chunks use.
+/// CRC-32 (ISO 3309 / ITU-T V.42, polynomial 0xEDB88320), as PNG chunks use: zlib's crc32, the
+/// same function with the same conditioning (crc32(0, ...) starts a CRC), several bytes a step.
 inline std::uint32_t png_crc32(std::uint32_t crc, const std::uint8_t* p, std::size_t n) {
-    static const std::array<std::uint32_t, 256> table = [] {
-        std::array<std::uint32_t, 256> t{};
-        for (std::uint32_t i = 0; i < 256; ++i) {
-            std::uint32_t c = i;
-            for (int k = 0; k < 8; ++k) c = (c & 1u) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-            t[i] = c;
-        }
-        return t;
-    }();
-    crc = ~crc;
-    for (std::size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xFFu] ^ (crc >> 8);
-    return ~crc;
+    uLong c = crc;
+    for (std::size_t done = 0; done < n;) {
+        const std::size_t k = std::min<std::size_t>(n - done, std::size_t{1} << 30);
+        c = ::crc32(c, p + done, static_cast<uInt>(k));
+        done += k;
+    }
+    return static_cast<std::uint32_t>(c);
 }
 
 inline std::uint32_t load_be32(const std::uint8_t* p) {
@@ -176,6 +172,9 @@ struct ImageHeader {
     // their zlib stream must inflate to, from IHDR (width, height, bit depth, colour type, interlace).
     std::vector<std::pair<std::size_t, std::size_t>> png_idat;
     std::uint64_t png_raw_bytes = 0;
+    int png_depth = 8, png_color_type = 0;  // IHDR's bit depth (1, 2, 4, 8, 16) and colour type (0, 2, 3, 4, 6)
+    bool png_interlaced = false;            // Adam7
+    std::size_t png_plte = 0, png_plte_len = 0;  // the PLTE chunk's data (colour type 3)
 };
 
 /// Bytes of filtered scanlines a PNG of w x h with `samples` samples of `depth` bits per pixel
@@ -273,12 +272,19 @@ inline ImageHeader parse_png(const std::uint8_t* p, std::size_t n, const std::st
             h.info.bit_depth = depth == 16 ? 16 : 8;
             const int samples = color_type == 2 ? 3 : color_type == 4 ? 2 : color_type == 6 ? 4 : 1;
             h.png_raw_bytes = png_raw_size(w, hh, static_cast<std::uint64_t>(samples), static_cast<std::uint64_t>(depth), d[12] == 1);
+            h.png_depth = depth;
+            h.png_color_type = color_type;
+            h.png_interlaced = d[12] == 1;
             have_ihdr = true;
         } else if (tname == "IDAT") {
             have_idat = true;
             h.png_idat.emplace_back(pos + 8, std::size_t{len});
         } else if (tname == "PLTE") {
+            if (len == 0 || len % 3 != 0 || len > 768)
+                throw image_error(name, "corrupt PNG: PLTE chunk of ", len, " bytes (1 to 256 RGB entries of 3 bytes)");
             have_plte = true;
+            h.png_plte = pos + 8;
+            h.png_plte_len = len;
         } else if (tname == "tRNS") {
             have_trns = true;
         } else if (tname == "IEND") {
@@ -580,6 +586,20 @@ Tensor<float, Cpu> samples_to_chw(const S* src, int width, int height, int comp,
     auto t = Tensor<float, Cpu>::empty(Shape{out_c, height, width});  // (C, H, W)
     float* out = t.data();
     const float fscale = static_cast<float>(scale);
+    // code / scale for every 8-bit code: the same quotients, looked up instead of divided.
+    std::array<float, 256> unit{};
+    if (scale <= 255)
+        for (std::uint32_t v = 0; v < 256; ++v) unit[v] = static_cast<float>(v) / fscale;
+    if (scale <= 255 && gray_in) {
+        for (std::int64_t i = 0; i < hw; ++i) out[i] = unit[src[i * comp] & 0xFFu];
+        for (int c = 1; c < out_c; ++c) std::memcpy(out + c * hw, out, static_cast<std::size_t>(hw) * sizeof(float));
+        return t;
+    }
+    if (scale <= 255 && out_c == 3) {
+        for (std::int64_t i = 0; i < hw; ++i)
+            for (int c = 0; c < 3; ++c) out[c * hw + i] = unit[src[i * comp + c] & 0xFFu];
+        return t;
+    }
     for (std::int64_t i = 0; i < hw; ++i) {
         const S* px = src + i * comp;
         if (gray_in) {
@@ -590,7 +610,7 @@ Tensor<float, Cpu> samples_to_chw(const S* src, int width, int height, int comp,
         } else if (scale <= 255) {
             const std::uint32_t l = (std::uint32_t{px[0]} * 19595u + std::uint32_t{px[1]} * 38470u +
                                      std::uint32_t{px[2]} * 7471u + 0x8000u) >> 16;
-            out[i] = static_cast<float>(l) / fscale;
+            out[i] = unit[l & 0xFFu];
         } else {
             const double l = (double(px[0]) * 299.0 + double(px[1]) * 587.0 + double(px[2]) * 114.0) / 1000.0;
             out[i] = static_cast<float>(l / double(scale));
@@ -746,40 +766,172 @@ inline Image decode_jpeg(const std::uint8_t* p, std::size_t n, const ImageHeader
     return img;
 }
 
-/// stb_image inflates a PNG's image data into a buffer it doubles for as long as the stream
-/// produces output, whatever IHDR declares: a 1 x 1 PNG whose IDAT (deflate reaches 1032:1)
-/// inflates to a gigabyte is decoded into a gigabyte before stb notices the excess. So the
-/// stream is inflated here first, into a fixed 64 KiB scratch buffer, and refused as soon as it
-/// yields more than the h.png_raw_bytes its header declares (libpng and PIL stop there too). A
-/// stream zlib rejects is refused here as well, so that stb's more lenient inflater (it accepts
-/// incomplete Huffman codes and ignores the Adler-32) never sees one. Costs one extra inflate
-/// (a fifth to a third of a 512 x 512 PNG's decode time; docs/reliability.md).
-inline void check_png_inflated_size(const std::uint8_t* p, const ImageHeader& h, const std::string& name) {
+// ---- PNG: zlib, then unfiltering and unpacking here (ISO/IEC 15948:2004, the PNG spec) ------
+// stb_image's PNG path inflated the image data into a buffer it doubles for as long as the stream
+// produces output, whatever IHDR declares (a 1 x 1 PNG could cost a gigabyte), with an inflater
+// more lenient than zlib (incomplete Huffman codes, no Adler-32 check). Checking the stream with
+// zlib first and decoding it again with stb cost a fifth to a third of the decode; so PNG is
+// decoded here: one zlib pass into a buffer of exactly the size IHDR declares, then the filters
+// and the sample unpacking, which are short and fully specified. stb_image keeps BMP.
+
+/// Inflates the IDAT chunks' zlib stream (spec 10) into `raw`, which holds exactly h.png_raw_bytes:
+/// refused as soon as the stream would yield one byte more (libpng and PIL stop there too), or
+/// when zlib finds it damaged (a bad header, code, distance or Adler-32), or when it ends before
+/// every scanline is there. A stream whose scanlines are all there but whose end is missing is
+/// accepted, as stb_image and libpng accept it.
+inline void inflate_png(const std::uint8_t* p, const ImageHeader& h, std::uint8_t* raw, const std::string& name) {
     z_stream zs{};
     if (inflateInit(&zs) != Z_OK) throw image_error(name, "cannot decode PNG (zlib: inflateInit failed)");
     struct End { z_stream* z; ~End() { inflateEnd(z); } } end{&zs};
-    static thread_local std::vector<unsigned char> scratch(std::size_t{1} << 16);
+    const std::uint64_t want = h.png_raw_bytes;
     std::uint64_t produced = 0;
+    std::uint8_t spare = 0;  // where a byte past the declared size would go: its arrival is the refusal
+    bool ended = false;
     for (const auto& [offset, length] : h.png_idat) {
         zs.next_in = const_cast<Bytef*>(p + offset);  // zlib's API is not const-correct; it only reads
         zs.avail_in = static_cast<uInt>(length);       // IDAT lengths are < 2^31 (parse_png)
-        while (zs.avail_in > 0) {
-            zs.next_out = scratch.data();
-            zs.avail_out = static_cast<uInt>(scratch.size());
+        while (zs.avail_in > 0 && !ended) {
+            const bool full = produced == want;
+            zs.next_out = full ? &spare : raw + produced;
+            zs.avail_out = full ? 1u : static_cast<uInt>(std::min<std::uint64_t>(want - produced, std::uint64_t{1} << 30));
+            const uInt before = zs.avail_out;
             const int rc = inflate(&zs, Z_NO_FLUSH);
-            produced += scratch.size() - zs.avail_out;
-            if (produced > h.png_raw_bytes)
-                throw image_error(name, "corrupt PNG: the image data inflates to more than the ", h.png_raw_bytes,
+            const std::uint64_t made = before - zs.avail_out;
+            if (full && made > 0)
+                throw image_error(name, "corrupt PNG: the image data inflates to more than the ", want,
                                   " bytes its header declares (", h.info.width, " x ", h.info.height,
-                                  "); refused while decoding, after ", produced, " bytes");
-            if (rc == Z_STREAM_END) return;  // data after the end of the stream is ignored, as libpng does
-            if (rc == Z_BUF_ERROR) break;  // no progress possible: this chunk's input is used up
-            if (rc != Z_OK && rc != Z_BUF_ERROR)
+                                  "); refused while decoding, after ", produced + made, " bytes");
+            produced += made;
+            if (rc == Z_STREAM_END) ended = true;
+            else if (rc == Z_BUF_ERROR) break;  // no progress possible: this chunk's input is used up
+            else if (rc != Z_OK)
                 throw image_error(name, "corrupt PNG: damaged compressed image data (zlib: ", zs.msg ? zs.msg : "error ",
                                   zs.msg ? "" : std::to_string(rc), ")");
         }
+        if (ended) break;  // data after the end of the stream is ignored, as libpng does
     }
-    // The stream ended early: stb says what is missing ("not enough pixels", "unexpected end").
+    if (produced < want)
+        throw image_error(name, ended ? "corrupt PNG: the image data inflates to " : "truncated PNG: the image data ends after ",
+                          produced, " of the ", want, " bytes its header declares (", h.info.width, " x ", h.info.height, ")");
+}
+
+/// Undoes one scanline's filter in place (spec 9.2-9.4): `prior` is the previous scanline of the
+/// same pass, already unfiltered (zeros for the first), `bpp` the bytes per complete pixel
+/// (at least 1). Arithmetic is modulo 256, as the spec defines it.
+inline bool unfilter_png_row(std::uint8_t* row, const std::uint8_t* prior, std::size_t len, std::size_t bpp, int type) {
+    switch (type) {
+        case 0: return true;
+        case 1:  // Sub
+            for (std::size_t i = bpp; i < len; ++i) row[i] = static_cast<std::uint8_t>(row[i] + row[i - bpp]);
+            return true;
+        case 2:  // Up
+            for (std::size_t i = 0; i < len; ++i) row[i] = static_cast<std::uint8_t>(row[i] + prior[i]);
+            return true;
+        case 3:  // Average
+            for (std::size_t i = 0; i < bpp && i < len; ++i) row[i] = static_cast<std::uint8_t>(row[i] + (prior[i] >> 1));
+            for (std::size_t i = bpp; i < len; ++i)
+                row[i] = static_cast<std::uint8_t>(row[i] + ((unsigned{row[i - bpp]} + prior[i]) >> 1));
+            return true;
+        case 4:  // Paeth: the neighbour (left a, above b, upper left c) nearest to a + b - c, ties in that order
+            for (std::size_t i = 0; i < bpp && i < len; ++i) row[i] = static_cast<std::uint8_t>(row[i] + prior[i]);
+            for (std::size_t i = bpp; i < len; ++i) {
+                const int a = row[i - bpp], b = prior[i], c = prior[i - bpp];
+                const int pa = std::abs(b - c), pb = std::abs(a - c), pc = std::abs(a + b - 2 * c);
+                row[i] = static_cast<std::uint8_t>(row[i] + (pa <= pb && pa <= pc ? a : pb <= pc ? b : c));
+            }
+            return true;
+        default: return false;
+    }
+}
+
+/// Decodes a PNG whose chunks parse_png has checked. The colour samples come out interleaved
+/// (grey 1, else 3 per pixel; alpha is not kept, as read_image drops it): 8-bit files as 0..255,
+/// 1, 2 and 4-bit grey scaled by 255 / (2^d - 1) (the spec's sample depth scaling, as stb_image
+/// and PIL do), palette indices looked up (an index past the palette's end gives black, as Pillow
+/// 13 does; Pillow 9.4 gave the index's grey level), 16-bit files as 0..65535. Adam7 passes
+/// (spec 8.2) are scattered to their pixels.
+template <class S>
+std::vector<S> png_samples(const std::uint8_t* p, const ImageHeader& h, std::vector<std::uint8_t>& raw,
+                           int colour, const std::string& name) {
+    const int depth = h.png_depth, ct = h.png_color_type;
+    const std::size_t spp = ct == 2 ? 3 : ct == 4 ? 2 : ct == 6 ? 4 : 1;  // samples per pixel in the file
+    const std::size_t bits = spp * static_cast<std::size_t>(depth), bpp = std::max<std::size_t>(1, bits / 8);
+    const std::size_t w = static_cast<std::size_t>(h.info.width), hh = static_cast<std::size_t>(h.info.height);
+    const std::size_t oc = static_cast<std::size_t>(colour);
+    std::vector<S> out(w * hh * oc);
+    std::array<std::uint8_t, 768> palette{};  // entries past PLTE's end stay black
+    if (ct == 3) std::memcpy(palette.data(), p + h.png_plte, h.png_plte_len);
+    const unsigned grey_scale = depth == 1 ? 255u : depth == 2 ? 85u : depth == 4 ? 17u : 1u;
+    static const int adam7[7][4] = {{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4}, {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2}};
+    static const int whole[1][4] = {{0, 0, 1, 1}};
+    const auto& passes = h.png_interlaced ? adam7 : whole;
+    const int npass = h.png_interlaced ? 7 : 1;
+    std::vector<std::uint8_t> zeros;
+    std::size_t at = 0;  // read position in raw
+    for (int ps = 0; ps < npass; ++ps) {
+        const std::size_t x0 = static_cast<std::size_t>(passes[ps][0]), y0 = static_cast<std::size_t>(passes[ps][1]);
+        const std::size_t dx = static_cast<std::size_t>(passes[ps][2]), dy = static_cast<std::size_t>(passes[ps][3]);
+        const std::size_t pw = w > x0 ? (w - x0 + dx - 1) / dx : 0, ph = hh > y0 ? (hh - y0 + dy - 1) / dy : 0;
+        if (pw == 0 || ph == 0) continue;  // an empty pass has no scanlines, not even filter bytes
+        const std::size_t len = (pw * bits + 7) / 8;
+        zeros.assign(len, 0);
+        const std::uint8_t* prior = zeros.data();
+        for (std::size_t j = 0; j < ph; ++j, at += 1 + len) {
+            std::uint8_t* row = raw.data() + at + 1;
+            if (!unfilter_png_row(row, prior, len, bpp, raw[at]))
+                throw image_error(name, "corrupt PNG: scanline ", j, h.png_interlaced ? " of Adam7 pass " : "",
+                                  h.png_interlaced ? std::to_string(ps + 1) : std::string(), " has filter type ",
+                                  int{raw[at]}, " (0 to 4 are defined)");
+            prior = row;
+            S* dst = out.data() + ((y0 + j * dy) * w + x0) * oc;
+            const std::size_t step = dx * oc;
+            if (depth == 16) {
+                for (std::size_t i = 0; i < pw; ++i, dst += step)
+                    for (std::size_t c = 0; c < oc; ++c)
+                        dst[c] = static_cast<S>(load_be16(row + 2 * (i * spp + c)));
+            } else if (depth == 8 && ct != 3) {
+                if constexpr (sizeof(S) == 1) {
+                    if (oc == spp && dx == 1) {  // the row is the samples: grey or RGB, not interlaced
+                        std::memcpy(dst, row, pw * spp);
+                        continue;
+                    }
+                }
+                for (std::size_t i = 0; i < pw; ++i, dst += step)
+                    for (std::size_t c = 0; c < oc; ++c) dst[c] = static_cast<S>(row[i * spp + c]);
+            } else {  // grey or palette indices of 1, 2, 4 or 8 bits, packed from the high bits
+                const unsigned mask = (1u << depth) - 1u;
+                for (std::size_t i = 0; i < pw; ++i, dst += step) {
+                    const std::size_t bit = i * static_cast<std::size_t>(depth);
+                    const unsigned v = (unsigned{row[bit / 8]} >> (8 - depth - static_cast<int>(bit % 8))) & mask;
+                    if (ct == 3) {
+                        for (std::size_t c = 0; c < 3; ++c) dst[c] = static_cast<S>(palette[3 * v + c]);
+                    } else {
+                        dst[0] = static_cast<S>(v * grey_scale);
+                    }
+                }
+            }
+        }
+    }
+    return out;
+}
+
+inline Image decode_png(const std::uint8_t* p, const ImageHeader& h, int channels, const std::string& name) {
+    MEDIMG_CHECK(h.png_raw_bytes <= std::numeric_limits<std::size_t>::max(), IoError, "image: ", name,
+                 ": PNG of ", h.png_raw_bytes, " bytes of scanlines is more than this machine can address");
+    std::vector<std::uint8_t> raw(static_cast<std::size_t>(h.png_raw_bytes));
+    inflate_png(p, h, raw.data(), name);
+    const int colour = h.png_color_type == 0 || h.png_color_type == 4 ? 1 : 3;
+    Image img;
+    img.bit_depth = h.info.bit_depth;
+    img.stored_channels = h.info.stored_channels;
+    if (h.png_depth == 16) {
+        const std::vector<std::uint16_t> s = png_samples<std::uint16_t>(p, h, raw, colour, name);
+        img.pixels = samples_to_chw(s.data(), h.info.width, h.info.height, colour, channels, 65535u);
+    } else {
+        const std::vector<std::uint8_t> s = png_samples<std::uint8_t>(p, h, raw, colour, name);
+        img.pixels = samples_to_chw(s.data(), h.info.width, h.info.height, colour, channels, 255u);
+    }
+    return img;
 }
 
 inline Image decode_with_stb(const std::uint8_t* p, std::size_t n, const ImageHeader& h, int channels, const std::string& name) {
@@ -828,8 +980,8 @@ inline Image read_image_from_memory(const std::uint8_t* data, std::size_t size, 
     detail::check_pixel_limit(h, opts, name);
     if (h.format == detail::ImageFormat::pnm) return detail::decode_pnm(data, size, h, channels, name);
     if (h.format == detail::ImageFormat::jpeg) return detail::decode_jpeg(data, size, h, channels, name);
-    if (h.format == detail::ImageFormat::png) detail::check_png_inflated_size(data, h, name);
-    return detail::decode_with_stb(data, size, h, channels, name);
+    if (h.format == detail::ImageFormat::png) return detail::decode_png(data, h, channels, name);
+    return detail::decode_with_stb(data, size, h, channels, name);  // BMP
 }
 inline Image read_image_from_memory(const std::vector<std::uint8_t>& bytes, const std::string& name, int channels = 0,
                                     const ReadOptions& opts = {}) {
