@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 #include <zlib.h>
 
@@ -285,7 +287,30 @@ Bytes one_tensor_zip(const TensorSpec& t, const Bytes& storage) {
     return torch_zip(state_dict_pickle({t}), {{t.storage_key, storage}});
 }
 
+/// Loads `b` from memory as "bad.pth", after checking that TorchStateDict::load() of the same
+/// bytes as a file ends the same way: its structure-first reading (ZipArchive::check_layout on
+/// pieces of the file) must refuse exactly what the parse of the whole image refuses, with the
+/// same message, and accept what it accepts.
 TorchStateDict load_bad(const Bytes& b, const ZipLimits& limits = {}) {
+    static const std::string path =
+        (fs::temp_directory_path() / ("medimg_bad_" + std::to_string(::getpid()) + ".pth")).string();
+    {
+        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+        BOOST_REQUIRE_MESSAGE(out.good(), "cannot write " << path);
+    }
+    const auto outcome = [](const std::function<void()>& load) -> std::string {
+        try {
+            load();
+            return "loaded";
+        } catch (const IoError& e) {
+            return e.what();
+        }
+    };
+    const std::string from_memory = outcome([&] { TorchStateDict::load_from_memory(b, path, limits); });
+    const std::string from_file = outcome([&] { TorchStateDict::load(path, limits); });
+    fs::remove(path);
+    BOOST_TEST(from_file == from_memory);
     return TorchStateDict::load_from_memory(b, "bad.pth", limits);
 }
 /// For BOOST_CHECK_EXCEPTION: one line, starting "pth: bad.pth: ", containing `fragment`.
@@ -800,6 +825,66 @@ BOOST_AUTO_TEST_CASE(corrupt_archives_are_refused_with_the_fault) {
                               pth_message(""));
     CHECK_REFUSED(Bytes(real.begin(), real.end() - 30),
                   "no end of central directory record (the file is truncated, or not a ZIP archive)");
+}
+
+/// The offset of the end of central directory record (no comment) and the central directory's.
+std::uint64_t cd_offset_of(const Bytes& zip) {
+    const std::uint8_t* r = zip.data() + zip.size() - 22;
+    return r[16] | (r[17] << 8) | (r[18] << 16) | (static_cast<std::uint64_t>(r[19]) << 24);
+}
+void set_cd_offset(Bytes& zip, std::uint64_t v) {
+    for (int k = 0; k < 4; ++k) zip[zip.size() - 22 + 16 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(v >> (8 * k));
+}
+
+BOOST_AUTO_TEST_CASE(every_byte_of_the_file_must_belong_to_the_archive) {
+    // So that a file's size is what its directory says it needs: load() reads the end records, the
+    // directory and the local headers first, and only then the data (a 3 GB file with a few bytes
+    // of archive in it is refused after reading those; tests/programs/bad_inputs.sh runs that case
+    // under a 2 GiB address-space limit).
+    const Bytes pkl = state_dict_pickle({{"w"}});
+    const Bytes data = f32_bytes({1, 2, 3, 4});
+    const Bytes good = torch_zip(pkl, {{"0", data}});
+    BOOST_TEST(load_bad(good).tensor<float>("w")[2] == 3.0f);
+
+    // 100 bytes inserted before the central directory, its offset moved to match.
+    Bytes inserted = good;
+    const std::uint64_t cd = cd_offset_of(good);
+    inserted.insert(inserted.begin() + static_cast<std::ptrdiff_t>(cd), 100, 0xAB);
+    set_cd_offset(inserted, cd + 100);
+    CHECK_REFUSED(inserted, "100 bytes at offset " + std::to_string(cd) + " after entry 'archive/version' that the "
+                  "archive does not account for (the central directory is at " + std::to_string(cd + 100) +
+                  "; data prepended or inserted)");
+    // Data prepended (a self-extractor's stub): the offsets no longer meet.
+    Bytes prepended = good;
+    prepended.insert(prepended.begin(), {'P', 'K', 3, 4, 0, 0, 0, 0});
+    CHECK_REFUSED(prepended, "8 bytes between the central directory and the end of central directory record, which "
+                  "the archive does not account for");
+    // An entry written with a data descriptor may be followed by its 12 to 24 bytes, no more.
+    ZipItem described{"archive/data/0", data};
+    described.flags = 0x0008;
+    Bytes with_descriptor = build_zip({{"archive/data.pkl", pkl}, described, {"archive/version", {'3', '\n'}}});
+    BOOST_TEST(load_bad(with_descriptor).tensor<float>("w")[0] == 1.0f);
+    const std::uint64_t second = 30 + 16 + pkl.size() + 30 + 14 + data.size();  // where archive/version's header is
+    for (std::size_t extra : {16, 24, 25}) {
+        Bytes b = with_descriptor;
+        b.insert(b.begin() + static_cast<std::ptrdiff_t>(second), extra, 0);  // offsets of what follows moved below
+        BOOST_TEST_CONTEXT(extra << " bytes after the descriptor-flagged entry") {
+            // archive/version's local header offset (the last central directory entry's) and the directory's.
+            const std::uint64_t cdo = cd_offset_of(with_descriptor) + extra;
+            set_cd_offset(b, cdo);
+            const std::size_t last = b.size() - 22 - (46 + 15);  // "archive/version" is 15 bytes
+            for (int k = 0; k < 4; ++k)
+                b[last + 42 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>((second + extra) >> (8 * k));
+            if (extra <= 24) BOOST_TEST(load_bad(b).tensor<float>("w")[3] == 4.0f);
+            else CHECK_REFUSED(b, "25 bytes at offset " + std::to_string(second) + " after entry 'archive/data/0'");
+        }
+    }
+    // The central directory's size is capped like the entry count.
+    ZipLimits small;
+    small.max_directory_bytes = 100;
+    BOOST_CHECK_EXCEPTION(load_bad(good, small), IoError,
+                          pth_message("the central directory is " + std::to_string(good.size() - 22 - cd) +
+                                      " bytes, more than the limit of 100 (ZipLimits::max_directory_bytes)"));
 }
 
 BOOST_AUTO_TEST_CASE(every_byte_corruption_of_a_small_file_is_refused_or_read_never_worse) {

@@ -2,6 +2,9 @@
 // libFuzzer target: io::TorchStateDict::load_from_memory on arbitrary bytes (the ZIP reader, the
 // restricted unpickler, the storage and view checks), then every tensor read as float and as
 // int64, and the same bytes through io::WeightsFile (the format chosen by the first bytes).
+// Differential check of the structure-first path that TorchStateDict::load takes on a file:
+// io::ZipArchive::check_layout, reading pieces of the bytes, must accept exactly the archives the
+// in-memory ZipArchive accepts and refuse the others with the same message (else abort).
 // Allowed outcomes: success or medimg::Error; anything else (another exception, a crash, a
 // sanitizer report, a leak, a timeout) is a finding. The inflation cap is lowered to 64 MiB so a
 // bomb that slips past the checks shows as out-of-memory. Build and run: scripts/fuzz.sh
@@ -9,6 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "medimg/io/torch_pth.hpp"
@@ -16,6 +21,26 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     std::size_t total = 0;
+    {
+        std::string in_memory = "ok", in_pieces = "ok";
+        try {
+            medimg::io::ZipArchive zip(data, size, "fuzz", "pth");
+        } catch (const medimg::Error& e) {
+            in_memory = e.what();
+        }
+        try {
+            medimg::io::ZipArchive::check_layout(
+                size,
+                [&](std::uint64_t off, std::uint64_t n, std::vector<std::uint8_t>& out) {
+                    if (off > size || n > size - off) std::abort();  // a read outside the file: a finding
+                    out.insert(out.end(), data + off, data + off + n);
+                },
+                "fuzz", "pth");
+        } catch (const medimg::Error& e) {
+            in_pieces = e.what();
+        }
+        if (in_memory != in_pieces) std::abort();
+    }
     try {
         medimg::io::ZipLimits limits;
         limits.max_inflated_bytes = std::uint64_t{64} << 20;

@@ -379,6 +379,32 @@ PY
   OMP_NUM_THREADS=1 expect "checkpoint padded with zeros to 3 GiB, 2 GiB address space" "padded.safetensors: data buffer has " -- "${as2g[@]}" "$P" --checkpoint "$work/padded.safetensors" --image "$data/images/gray8.png"
   printf 'PK\003\004' > "$work/huge.pth" && truncate -s 17G "$work/huge.pth"  # a ZIP signature, then sparse zeros
   OMP_NUM_THREADS=1 expect "pretrained .pth of 17 GiB, 2 GiB address space" "huge.pth: file of 18253611008 bytes exceeds the limit of 17179869184 (TorchStateDict::max_file_bytes; refused before reading)" -- "${as2g[@]}" "$T" --config "$work/ok.yaml" --set model.pretrained="$work/huge.pth" --set output.dir="$work/out-pth"
+  printf 'PK\003\004' > "$work/junk.pth" && truncate -s 3G "$work/junk.pth"  # within the size limit, no archive
+  OMP_NUM_THREADS=1 expect "pretrained .pth: 3 GiB without a ZIP directory, 2 GiB address space" "junk.pth: no end of central directory record (the file is truncated, or not a ZIP archive)" -- "${as2g[@]}" "$T" --config "$work/ok.yaml" --set model.pretrained="$work/junk.pth" --set output.dir="$work/out-pth"
+  python3 - "$data/pth/tiny_model.pth" "$work/gap.pth" << 'PY'
+import struct, sys
+# A real torch.save file with 3 GiB (sparse) inserted before its central directory, whose offset
+# in the end record is moved to match: every structure is sound, but the directory accounts for
+# none of the inserted bytes.
+# torch.save writes ZIP64 end records too: their offsets move as well.
+b = bytearray(open(sys.argv[1], "rb").read())
+eocd = b.rindex(b"PK\x05\x06")
+gap = 3 << 30
+if eocd >= 20 and b[eocd - 20:eocd - 16] == b"PK\x06\x07":
+    z = struct.unpack_from("<Q", b, eocd - 12)[0]  # the ZIP64 record's offset, in the locator
+    cd = struct.unpack_from("<Q", b, z + 48)[0]
+    struct.pack_into("<Q", b, z + 48, cd + gap)
+    struct.pack_into("<Q", b, eocd - 12, z + gap)
+else:
+    cd = struct.unpack_from("<I", b, eocd + 16)[0]
+if struct.unpack_from("<I", b, eocd + 16)[0] != 0xFFFFFFFF:
+    struct.pack_into("<I", b, eocd + 16, cd + gap)
+with open(sys.argv[2], "wb") as f:
+    f.write(b[:cd])
+    f.seek(cd + gap)
+    f.write(b[cd:])
+PY
+  OMP_NUM_THREADS=1 expect "pretrained .pth with 3 GiB inside that its directory does not account for, 2 GiB address space" "that the archive does not account for (the central directory is at 3221227282; data prepended or inserted)" -- "${as2g[@]}" "$T" --config "$work/ok.yaml" --set model.pretrained="$work/gap.pth" --set output.dir="$work/out-pth"
   for d in out-tall out-pth; do [ ! -e "$work/$d/checkpoints/last.safetensors" ] || { echo "FAIL: a refused training left $work/$d/checkpoints/last.safetensors"; fails=$((fails + 1)); }; done
 fi
 

@@ -482,25 +482,39 @@ public:
 
     std::uint64_t size() const { return size_; }
     /// Appends the next `count` bytes to `out`; a file that ends early (it shrank) is an IoError.
-    void read_into(std::vector<std::uint8_t>& out, std::uint64_t count) {
+    void read_into(std::vector<std::uint8_t>& out, std::uint64_t count) { read_(out, count, -1); }
+    /// Appends bytes [offset, offset + count) to `out` (pread: read_into's position is not moved).
+    void read_at(std::vector<std::uint8_t>& out, std::uint64_t offset, std::uint64_t count) {
+        read_(out, count, static_cast<std::int64_t>(offset));
+    }
+    /// "<who>: <path>: file of N bytes exceeds the limit of M (<limit_name>; refused before reading)".
+    void check_size(std::uint64_t max_bytes, const char* limit_name) const {
+        MEDIMG_CHECK(size_ <= max_bytes, IoError, who_, ": ", path_, ": file of ", size_, " bytes exceeds the limit of ",
+                     max_bytes, " (", limit_name, "; refused before reading)");
+    }
+
+private:
+    // offset < 0: from the current position (read), else from `offset` (pread).
+    void read_(std::vector<std::uint8_t>& out, std::uint64_t count, std::int64_t offset) {
         const std::size_t start = out.size();
         out.resize(start + static_cast<std::size_t>(count));
         std::size_t got = 0;
         while (got < count) {
-            const ::ssize_t r = ::read(fd_, out.data() + start + got,
-                                       std::min<std::size_t>(static_cast<std::size_t>(count) - got, std::size_t{1} << 30));
+            std::uint8_t* to = out.data() + start + got;
+            const std::size_t want = std::min<std::size_t>(static_cast<std::size_t>(count) - got, std::size_t{1} << 30);
+            const ::ssize_t r = offset < 0 ? ::read(fd_, to, want)
+                                           : ::pread(fd_, to, want, static_cast<::off_t>(offset) + static_cast<::off_t>(got));
             if (r < 0) {
                 if (errno == EINTR) continue;
                 const int err = errno;
                 throw IoError(::medimg::detail::concat(who_, ": cannot read ", path_, ": ", errno_message(err)));
             }
-            MEDIMG_CHECK(r > 0, IoError, who_, ": ", path_, ": file shrank while being read (", start + got, " of ",
-                         size_, " bytes)");
+            MEDIMG_CHECK(r > 0, IoError, who_, ": ", path_, ": file shrank while being read (",
+                         (offset < 0 ? start : static_cast<std::uint64_t>(offset)) + got, " of ", size_, " bytes)");
             got += static_cast<std::size_t>(r);
         }
     }
 
-private:
     std::string path_;
     const char* who_;
     int fd_ = -1;
@@ -513,8 +527,7 @@ inline std::vector<std::uint8_t> read_file(const std::string& path, const char* 
                                            std::uint64_t max_bytes = std::numeric_limits<std::uint64_t>::max(),
                                            const char* limit_name = "") {
     InputFile f(path, who);
-    MEDIMG_CHECK(f.size() <= max_bytes, IoError, who, ": ", path, ": file of ", f.size(), " bytes exceeds the limit of ",
-                 max_bytes, " (", limit_name, "; refused before reading)");
+    f.check_size(max_bytes, limit_name);
     std::vector<std::uint8_t> bytes;
     f.read_into(bytes, f.size());
     return bytes;

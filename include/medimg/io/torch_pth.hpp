@@ -605,11 +605,23 @@ public:
     /// the archive's storages are used in place, so the whole file is held in memory.
     static constexpr std::uint64_t max_file_bytes = std::uint64_t{16} << 30;
 
-    /// Reads the whole file once and validates it. Throws IoError ("pth: <path>: ...").
+    /// Validates the file and reads it once. Structure first: its first bytes (the format), then the
+    /// archive's end records, central directory and local headers (ZipArchive::check_layout, which
+    /// also requires them to account for every byte of the file) are read and checked before the
+    /// data is, so a large file that is not a sound archive costs a few small reads, not its size
+    /// in memory. Throws IoError ("pth: <path>: ...").
     static TorchStateDict load(const std::string& path, const ZipLimits& limits = {}) {
         TorchStateDict f;
         f.name_ = path;
-        f.bytes_ = detail::read_file(path, "pth", max_file_bytes, "TorchStateDict::max_file_bytes");
+        detail::InputFile in(path, "pth");
+        in.check_size(max_file_bytes, "TorchStateDict::max_file_bytes");
+        in.read_at(f.bytes_, 0, std::min<std::uint64_t>(in.size(), 16));
+        f.check_format_(f.bytes_.data(), f.bytes_.size());
+        ZipArchive::check_layout(
+            in.size(), [&in](std::uint64_t off, std::uint64_t n, std::vector<std::uint8_t>& out) { in.read_at(out, off, n); },
+            path, "pth", limits);
+        f.bytes_.clear();
+        in.read_at(f.bytes_, 0, in.size());
         f.parse_(limits);
         return f;
     }
@@ -718,10 +730,9 @@ private:
         throw IoError(detail::missing_key_message(prefix_(), key, keys()));
     }
 
-    void parse_(const ZipLimits& limits) {
+    // What the first bytes say: empty, the legacy format, a bare pickle, or not a ZIP archive at all.
+    void check_format_(const std::uint8_t* b, std::size_t n) const {
         const std::string p = prefix_();
-        const std::uint8_t* b = bytes_.data();
-        const std::size_t n = bytes_.size();
         MEDIMG_CHECK(n > 0, IoError, p, "file is empty (0 bytes)");
         MEDIMG_CHECK(!(b[0] == 0x80 && looks_like_torch_file(b, n)), IoError, p,
                      "legacy torch.save format (PyTorch < 1.6, or _use_new_zipfile_serialization=False) is not "
@@ -730,6 +741,13 @@ private:
                      "a bare pickle stream, not a torch.save ZIP archive; save the state_dict with torch.save");
         MEDIMG_CHECK(n >= 4 && b[0] == 'P' && b[1] == 'K', IoError, p, "not a torch.save file (no ZIP signature \"PK\" "
                      "at the start; got ", detail::printable(std::string_view(reinterpret_cast<const char*>(b), std::min<std::size_t>(n, 4))), ")");
+    }
+
+    void parse_(const ZipLimits& limits) {
+        const std::string p = prefix_();
+        const std::uint8_t* b = bytes_.data();
+        const std::size_t n = bytes_.size();
+        check_format_(b, n);
         ZipArchive zip(b, n, name_, "pth", limits);
         MEDIMG_CHECK(!zip.entries().empty(), IoError, p, "the ZIP archive is empty");
 

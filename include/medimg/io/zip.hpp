@@ -6,9 +6,13 @@
 // (4.3.7) checked against the central directory, methods 0 (stored, what torch.save writes) and 8
 // (deflated, inflated by zlib), CRC-32 always verified (zlib's crc32).
 // Hostile archives: every offset and size is checked against the buffer before it is read, the
-// entry count is capped, entries may not overlap (the overlapping-entry zip bomb), an inflated entry
-// never grows past its declared size nor the archive's total cap (ZipLimits), and a declared size
-// beyond deflate's 1032:1 maximum ratio is refused before anything is inflated.
+// entry count and the central directory's size are capped, entries may not overlap (the
+// overlapping-entry zip bomb), the entries and the directory must account for every byte of the
+// file (no unexplained data between them: so a file's size is what its directory says it needs),
+// an inflated entry never grows past its declared size nor the archive's total cap (ZipLimits), and
+// a declared size beyond deflate's 1032:1 maximum ratio is refused before anything is inflated.
+// ZipArchive::check_layout runs the same checks on a file not yet read, fetching only the end
+// records, the central directory and the local headers: structure first, data after.
 // Errors: IoError "<tag>: <archive>: <fault>", one line (tag "zip", or the caller's, e.g. "pth").
 // Deliberately not here: writing, encryption, multi-disk (spanned) archives, methods other than 0
 // and 8, archives with data prepended (self-extractors), data-descriptor cross-checks (the CRC of
@@ -18,6 +22,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <limits>
 #include <string>
 #include <string_view>
@@ -38,6 +44,8 @@ struct ZipLimits {
     /// Bytes inflated from deflated entries over the archive's lifetime (stored entries are views
     /// of the buffer and do not count).
     std::uint64_t max_inflated_bytes = std::uint64_t{4} << 30;
+    /// Bytes of the central directory (torch.save writes about 100 per entry).
+    std::uint64_t max_directory_bytes = std::uint64_t{128} << 20;
 };
 
 /// One file of the archive, as its central directory header describes it.
@@ -142,6 +150,18 @@ public:
         parse_();
     }
 
+    /// reader(offset, count, out) appends bytes [offset, offset + count) of the file to `out`.
+    using PieceReader = std::function<void(std::uint64_t, std::uint64_t, std::vector<std::uint8_t>&)>;
+    /// Every check of the constructor on an archive of `size` bytes still on disk, reading only
+    /// what they look at: the last 64 KiB (the end records), the central directory (at most
+    /// ZipLimits::max_directory_bytes) and each local header. Throws the constructor's IoError for
+    /// the same faults, so a file whose structure is wrong (or that holds data its directory does not
+    /// account for) is refused before its data is read. Nothing is kept.
+    static void check_layout(std::uint64_t size, const PieceReader& reader, std::string name, std::string tag = "zip",
+                             ZipLimits limits = {}) {
+        ZipArchive z(size, reader, std::move(name), std::move(tag), limits);
+    }
+
     const std::string& name() const { return name_; }
     /// Entries in central directory order.
     const std::vector<ZipEntry>& entries() const { return entries_; }
@@ -173,7 +193,22 @@ public:
     }
 
 private:
+    ZipArchive(std::uint64_t size, const PieceReader& reader, std::string name, std::string tag, ZipLimits limits)
+        : data_(nullptr), size_(size), reader_(&reader), name_(std::move(name)), tag_(std::move(tag)), limits_(limits) {
+        parse_();
+    }
+
     std::string prefix_() const { return tag_ + ": " + name_ + ": "; }
+
+    // Bytes [off, off + n) of the archive, which the caller has checked lie inside it: the image
+    // itself, or (check_layout) a piece read from the file, valid until release_pieces_().
+    const std::uint8_t* at_(std::uint64_t off, std::uint64_t n) {
+        if (data_) return data_ + off;
+        pieces_.emplace_back();
+        (*reader_)(off, n, pieces_.back());
+        return pieces_.back().data();
+    }
+    void release_pieces_() { pieces_.clear(); }
 
     // Is [off, off + n) inside the image? (overflow-safe)
     bool fits_(std::uint64_t off, std::uint64_t n) const { return off <= size_ && n <= size_ - off; }
@@ -186,9 +221,10 @@ private:
         std::uint64_t eocd = 0;
         bool found = false;
         const std::uint64_t lowest = size_ - eocd_size > 0xffff ? size_ - eocd_size - 0xffff : 0;
+        const std::uint8_t* tail = at_(lowest, size_ - lowest);  // the record and a comment of up to 64 KiB
         for (std::uint64_t pos = size_ - eocd_size + 1; pos-- > lowest;) {
-            if (detail::zip_u32(data_ + pos) == eocd_signature &&
-                pos + eocd_size + detail::zip_u16(data_ + pos + 20) == size_) {
+            if (detail::zip_u32(tail + (pos - lowest)) == eocd_signature &&
+                pos + eocd_size + detail::zip_u16(tail + (pos - lowest) + 20) == size_) {
                 eocd = pos;
                 found = true;
                 break;
@@ -196,7 +232,7 @@ private:
         }
         MEDIMG_CHECK(found, IoError, p,
                      "no end of central directory record (the file is truncated, or not a ZIP archive)");
-        const std::uint8_t* r = data_ + eocd;
+        const std::uint8_t* r = tail + (eocd - lowest);
         std::uint64_t disk = detail::zip_u16(r + 4), cd_disk = detail::zip_u16(r + 6);
         std::uint64_t count_here = detail::zip_u16(r + 8), count = detail::zip_u16(r + 10);
         std::uint64_t cd_size = detail::zip_u32(r + 12), cd_offset = detail::zip_u32(r + 16);
@@ -206,13 +242,13 @@ private:
         const bool sentinels = disk == 0xffff || cd_disk == 0xffff || count_here == 0xffff || count == 0xffff ||
                                cd_size == 0xffffffff || cd_offset == 0xffffffff;
         const bool has_locator =
-            eocd >= zip64_locator_size && detail::zip_u32(data_ + eocd - zip64_locator_size) == zip64_locator_signature;
+            eocd >= zip64_locator_size && detail::zip_u32(at_(eocd - zip64_locator_size, 4)) == zip64_locator_signature;
         MEDIMG_CHECK(has_locator || !sentinels, IoError, p,
                      "the end of central directory record holds ZIP64 placeholders (0xffff...) but no ZIP64 locator "
                      "precedes it");
         if (has_locator) {
             const std::uint64_t loc = eocd - zip64_locator_size;
-            const std::uint8_t* l = data_ + loc;
+            const std::uint8_t* l = at_(loc, zip64_locator_size);
             const std::uint32_t z_disk = detail::zip_u32(l + 4), disks = detail::zip_u32(l + 16);
             const std::uint64_t z_off = detail::zip_u64(l + 8);
             MEDIMG_CHECK(z_disk == 0 && disks <= 1, IoError, p, "multi-disk (spanned) archives are not supported (",
@@ -220,7 +256,7 @@ private:
             MEDIMG_CHECK(z_off <= loc && loc - z_off >= zip64_eocd_size, IoError, p,
                          "the ZIP64 locator points at offset ", z_off, ", which leaves no room for the 56-byte ZIP64 "
                          "end of central directory record before the locator at ", loc);
-            const std::uint8_t* z = data_ + z_off;
+            const std::uint8_t* z = at_(z_off, zip64_eocd_size);
             MEDIMG_CHECK(detail::zip_u32(z) == zip64_eocd_signature, IoError, p,
                          "no ZIP64 end of central directory record at offset ", z_off, " (where the locator points)");
             const std::uint64_t rec = detail::zip_u64(z + 4);  // size of the rest of the record
@@ -234,6 +270,8 @@ private:
             cd_size = detail::zip_u64(z + 40);
             cd_offset = detail::zip_u64(z + 48);
             cd_limit = z_off;
+            MEDIMG_CHECK(z_off + 12 + rec == loc, IoError, p, loc - z_off - 12 - rec, " bytes between the ZIP64 end of "
+                         "central directory record and its locator, which the archive does not account for");
         }
         MEDIMG_CHECK(disk == 0 && cd_disk == 0 && count_here == count, IoError, p,
                      "multi-disk (spanned) archives are not supported (disk ", disk, ", central directory on disk ",
@@ -246,15 +284,22 @@ private:
         MEDIMG_CHECK(count <= cd_size / central_header_size, IoError, p, "the archive declares ", count,
                      " entries but its central directory of ", cd_size, " bytes holds at most ",
                      cd_size / central_header_size);
+        MEDIMG_CHECK(cd_size <= limits_.max_directory_bytes, IoError, p, "the central directory is ", cd_size,
+                     " bytes, more than the limit of ", limits_.max_directory_bytes,
+                     " (ZipLimits::max_directory_bytes)");
+        MEDIMG_CHECK(cd_offset + cd_size == cd_limit, IoError, p, cd_limit - cd_offset - cd_size,
+                     " bytes between the central directory and the end of central directory record, which the archive "
+                     "does not account for");
 
         // 3. Central directory headers.
         entries_.reserve(static_cast<std::size_t>(count));
         std::uint64_t pos = cd_offset;
         const std::uint64_t cd_end = cd_offset + cd_size;
+        const std::uint8_t* cd = at_(cd_offset, cd_size);
         for (std::uint64_t i = 0; i < count; ++i) {
             MEDIMG_CHECK(cd_end - pos >= central_header_size, IoError, p, "central directory entry ", i,
                          " at offset ", pos, " runs past the end of the central directory");
-            const std::uint8_t* h = data_ + pos;
+            const std::uint8_t* h = cd + (pos - cd_offset);
             MEDIMG_CHECK(detail::zip_u32(h) == central_header_signature, IoError, p, "central directory entry ", i,
                          " at offset ", pos, " has no \"PK\\1\\2\" signature (corrupt central directory)");
             const std::uint64_t name_len = detail::zip_u16(h + 28), extra_len = detail::zip_u16(h + 30),
@@ -284,6 +329,7 @@ private:
 
         // 4. Local headers: present, agreeing with the central directory, data before the central
         //    directory, and no two entries sharing bytes.
+        release_pieces_();
         for (ZipEntry& e : entries_) check_local_header_(e, cd_offset);
         std::vector<const ZipEntry*> by_offset;
         by_offset.reserve(entries_.size());
@@ -297,6 +343,28 @@ private:
             MEDIMG_CHECK(a.data_offset + a.compressed_size <= b.local_header_offset, IoError, p, "entries '",
                          detail::printable(a.name), "' and '", detail::printable(b.name),
                          "' overlap in the file (a zip bomb, or a corrupt archive)");
+        }
+
+        // 5. Every byte accounted for: the first local header at 0, each entry's data followed by the
+        //    next local header (or the central directory), with at most a data descriptor between
+        //    them (APPNOTE 4.3.9: 12 or 16 bytes, 20 or 24 with ZIP64; torch.save writes them). With
+        //    the checks of 2 (the directory ends where the end records begin, the last of which ends
+        //    the file), the file holds nothing the archive does not say it holds.
+        std::uint64_t expect = 0;
+        const ZipEntry* before = nullptr;
+        for (std::size_t i = 0; i <= by_offset.size(); ++i) {
+            const std::uint64_t at = i < by_offset.size() ? by_offset[i]->local_header_offset : cd_offset;
+            const std::uint64_t gap = at - expect;  // no underflow: the overlap check above
+            const std::uint64_t allowed = before && (before->flags & 0x0008) ? 24 : 0;
+            MEDIMG_CHECK(gap <= allowed, IoError, p, gap, " bytes at offset ", expect,
+                         before ? " after entry '" + detail::printable(before->name) + "'" : std::string(),
+                         " that the archive does not account for (",
+                         i < by_offset.size() ? "the next local header is at " : "the central directory is at ", at,
+                         "; data prepended or inserted)");
+            if (i < by_offset.size()) {
+                before = by_offset[i];
+                expect = before->data_offset + before->compressed_size;
+            }
         }
     }
 
@@ -369,18 +437,20 @@ private:
         }
     }
 
-    void check_local_header_(ZipEntry& e, std::uint64_t cd_offset) const {
+    void check_local_header_(ZipEntry& e, std::uint64_t cd_offset) {
         const std::string p = prefix_() + "entry '" + detail::printable(e.name) + "': ";
         const std::uint64_t lh = e.local_header_offset;
         MEDIMG_CHECK(lh <= cd_offset && cd_offset - lh >= local_header_size, IoError, p, "local header offset ", lh,
                      " is not before the central directory at ", cd_offset);
-        const std::uint8_t* h = data_ + lh;
+        release_pieces_();  // check_layout: the pieces of the entry before
+        const std::uint8_t* h = at_(lh, local_header_size);
         MEDIMG_CHECK(detail::zip_u32(h) == local_header_signature, IoError, p, "no local header (\"PK\\3\\4\") at offset ",
                      lh);
-        const std::uint16_t flags = detail::zip_u16(h + 6), method = detail::zip_u16(h + 8);
         const std::uint64_t name_len = detail::zip_u16(h + 26), extra_len = detail::zip_u16(h + 28);
         MEDIMG_CHECK(cd_offset - lh - local_header_size >= name_len + extra_len, IoError, p,
                      "the local header's name and extra field run into the central directory");
+        h = at_(lh, local_header_size + name_len + extra_len);  // the header with its name and extra field
+        const std::uint16_t flags = detail::zip_u16(h + 6), method = detail::zip_u16(h + 8);
         const std::string_view local_name(reinterpret_cast<const char*>(h + local_header_size),
                                           static_cast<std::size_t>(name_len));
         MEDIMG_CHECK(local_name == e.name, IoError, p, "the local header at offset ", lh, " names '",
@@ -464,8 +534,10 @@ private:
         return out;
     }
 
-    const std::uint8_t* data_;
-    std::size_t size_;
+    const std::uint8_t* data_;  // the image; nullptr for check_layout, which reads pieces through reader_
+    std::uint64_t size_;
+    const PieceReader* reader_ = nullptr;
+    std::deque<std::vector<std::uint8_t>> pieces_;  // what at_() read for check_layout
     std::string name_, tag_;
     ZipLimits limits_;
     std::vector<ZipEntry> entries_;
