@@ -73,6 +73,22 @@ inline bool launched_by_mpi() {
     return false;
 }
 
+/// This process's place among the job's processes on this machine: its index there and their
+/// number (MPI 3's shared-memory split of the world; needs MPI initialised, i.e. an Mpi alive).
+struct LocalPlacement {
+    int rank = 0;
+    int size = 1;
+};
+inline LocalPlacement local_placement() {
+    MPI_Comm local;
+    detail::check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local), "MPI_Comm_split_type");
+    LocalPlacement p;
+    MPI_Comm_rank(local, &p.rank);
+    MPI_Comm_size(local, &p.size);
+    MPI_Comm_free(&local);
+    return p;
+}
+
 class Mpi {
 public:
     /// Initialises MPI (unless the program did) and reads rank and world size.

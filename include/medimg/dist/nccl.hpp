@@ -47,21 +47,13 @@ ncclDataType_t nccl_type() {
     else if constexpr (std::is_same_v<T, double>) return ncclFloat64;
     else static_assert(!sizeof(T), "dist: no NCCL datatype for this element type");
 }
-/// This process's index among the job's processes on this machine.
-inline int local_rank() {
-    MPI_Comm local;
-    check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local), "MPI_Comm_split_type");
-    int r = 0;
-    MPI_Comm_rank(local, &r);
-    MPI_Comm_free(&local);
-    return r;
-}
 }  // namespace detail
 
 /// Picks this process's GPU (local rank r -> device r); call before any CUDA work of the process.
 /// Returns the device.
 inline int select_device_for_rank() {
-    const int gpus = cuda::device_count(), local = detail::local_rank(), here = local_world_size();
+    const LocalPlacement place = local_placement();
+    const int gpus = cuda::device_count(), local = place.rank, here = place.size;
     MEDIMG_CHECK(gpus >= here, ConfigError, "runtime.distributed: ", here, " processes on this machine but ", gpus,
                  gpus == 1 ? " GPU" : " GPUs", "; start one process per GPU (mpirun -np N with N <= GPUs per machine)");
     MEDIMG_CUDA_CHECK(cudaSetDevice(local));
@@ -148,7 +140,7 @@ train::Replicas<T, Cuda> nccl_replicas(Mpi& mpi, const io::Config& c) {
     train::Replicas<T, Cuda> r;
     r.rank = mpi.rank();
     r.world = mpi.size();
-    r.local_world = local_world_size();
+    r.local_world = local_placement().size;
     struct State {
         std::unique_ptr<NcclComm> comm;
         std::unique_ptr<NcclGradients<T>> grads;

@@ -29,16 +29,6 @@
 
 namespace medimg::dist {
 
-/// Processes of this job on this machine (MPI 3's shared-memory split of the world).
-inline int local_world_size() {
-    MPI_Comm local;
-    detail::check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local), "MPI_Comm_split_type");
-    int n = 1;
-    MPI_Comm_size(local, &n);
-    MPI_Comm_free(&local);
-    return n;
-}
-
 /// The whole split's evaluation from every rank's share: outputs concatenated, put back in
 /// dataset order, the mean loss weighted by each rank's count, the report recomputed.
 inline void gather_evaluation(Mpi& mpi, train::Evaluation& ev, std::int64_t num_classes) {
@@ -74,7 +64,7 @@ train::Replicas<T, Cpu> replicas(Mpi& mpi, const io::Config& c) {
     train::Replicas<T, Cpu> r;
     r.rank = mpi.rank();
     r.world = mpi.size();
-    r.local_world = local_world_size();
+    r.local_world = local_placement().size;
     struct State {
         std::unique_ptr<GradientReducer<T>> reducer;
         nn::Module<T, Cpu>* model = nullptr;
