@@ -16,7 +16,10 @@
 // tests/data/register: worst corner error 0.19 px unsmoothed, 0.017 px at sigma 0.7, while more
 // blur spreads the empty border of a moved exam into the overlap). Convergence rule at each
 // level: stop when the correlation rose by less than `tolerance` in an iteration, or after
-// `max_iterations`.
+// `max_iterations`. Starts: the centres on each other, the images as given (top-left corners; for
+// a target of another size) and the best whole-pixel shift of an exhaustive search at the coarsest
+// level (large offsets, crops cut from anywhere); the coarsest level runs from each, the finer
+// ones from the best.
 // NCC and not mutual information is the criterion: exams compared here come from one modality and
 // protocol, where a linear relation of intensities holds and NCC's optimum is sharp and smooth;
 // Mattes mutual information is what exams of different contrast (T1 vs T2) would need, and is not
@@ -27,7 +30,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <Eigen/Dense>
@@ -59,7 +64,7 @@ struct Alignment {
     double ncc_before = 0;      // the correlation of the images as given (identity; over their common grid)
     double ncc_after = 0;       // after alignment, over the pixels both cover, full resolution, unsmoothed
     std::int64_t overlap = 0;   // reference pixels whose transformed position lies inside the target
-    bool moved = true;          // false: the start (identity, or centres on each other) was kept
+    bool moved = true;          // false: a placement as given was kept (the centres on each other, or top-left corners for a target of another size)
     std::vector<LevelReport> levels;  // coarsest first
 };
 
@@ -237,6 +242,39 @@ inline double overlap_ncc(const Plane& ref, const Plane& tgt, const Transform2D&
     return ncc(a, b);
 }
 
+/// The whole-pixel shift (dx, dy) that maximises the correlation of ref(y, x) and tgt(y + dy,
+/// x + dx) over every shift keeping at least half of the smaller image in common: an exhaustive
+/// search, on copies halved until neither is wider or taller than 64 pixels (the shift is returned
+/// in the pixels of ref, a multiple of the halving factor).
+inline std::pair<double, double> best_shift(Plane ref, Plane tgt) {
+    double factor = 1;
+    while (std::max({ref.h, ref.w, tgt.h, tgt.w}) > 64 && std::min({ref.h, ref.w, tgt.h, tgt.w}) >= 16)
+        ref = half(ref), tgt = half(tgt), factor *= 2;
+    const std::int64_t min_common = (std::min(ref.h * ref.w, tgt.h * tgt.w) + 1) / 2;
+    double best = -2;
+    std::pair<double, double> at{0, 0};
+    for (std::int64_t dy = 1 - ref.h; dy < tgt.h; ++dy) {
+        const std::int64_t y0 = std::max<std::int64_t>(0, -dy), y1 = std::min(ref.h, tgt.h - dy);
+        for (std::int64_t dx = 1 - ref.w; dx < tgt.w; ++dx) {
+            const std::int64_t x0 = std::max<std::int64_t>(0, -dx), x1 = std::min(ref.w, tgt.w - dx);
+            if ((y1 - y0) * (x1 - x0) < min_common) continue;
+            double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+            for (std::int64_t y = y0; y < y1; ++y)
+                for (std::int64_t x = x0; x < x1; ++x) {
+                    const double a = ref.at(y, x), b = tgt.at(y + dy, x + dx);
+                    sa += a, sb += b, saa += a * a, sbb += b * b, sab += a * b;
+                }
+            const double n = static_cast<double>((y1 - y0) * (x1 - x0));
+            const double va = saa - sa * sa / n, vb = sbb - sb * sb / n;
+            const double r = va > 0 && vb > 0 ? (sab - sa * sb / n) / std::sqrt(va * vb) : 0.0;
+            // the smallest shift among equals: ties keep the first strictly better
+            if (r > best + 1e-12 || (std::abs(r - best) <= 1e-12 && std::abs(dx) + std::abs(dy) < std::abs(at.first) + std::abs(at.second)))
+                best = r, at = {static_cast<double>(dx), static_cast<double>(dy)};
+        }
+    }
+    return {at.first * factor, at.second * factor};
+}
+
 }  // namespace detail
 
 /// Aligns `target` (h, w) to `reference` (H, W), both grey (2-D, or (1, H, W)); sizes may differ.
@@ -275,11 +313,59 @@ inline Alignment align(const Tensor<float, Cpu>& reference, const Tensor<float, 
             for (std::int64_t x = 0; x < std::min(ref0.w, tgt0.w); ++x) a.push_back(ref0.at(y, x)), b.push_back(tgt0.at(y, x)), ++common;
         out.ncc_before = detail::ncc(a, b);
     }
-    // a target of another size: start with the centres on each other
-    out.transform.tx = (static_cast<double>(tgt0.w) - static_cast<double>(ref0.w)) / 2;
-    out.transform.ty = (static_cast<double>(tgt0.h) - static_cast<double>(ref0.h)) / 2;
-    const Transform2D start = out.transform;
-    for (std::size_t l = refs.size(); l-- > 0;) {
+    // The starts. Either may be the one the images were meant to be compared at: the centres on
+    // each other (ITK's geometry initialiser; the same as given when the sizes are equal) and, for a
+    // target of another size, the images as given (top-left corners together: a crop of the
+    // reference's top-left, an exam padded right and below). A third covers large offsets: the
+    // best whole-pixel shift of the coarsest level (an exhaustive search, ECC's basin being about a
+    // pixel of each level). The coarsest level runs from each start; the finer ones from the best.
+    const Transform2D identity = out.transform;
+    Transform2D centred = identity;
+    centred.tx = (static_cast<double>(tgt0.w) - static_cast<double>(ref0.w)) / 2;
+    centred.ty = (static_cast<double>(tgt0.h) - static_cast<double>(ref0.h)) / 2;
+    std::vector<Transform2D> fallbacks{centred};  // what "kept as given" may keep
+    if (tgt0.h != ref0.h || tgt0.w != ref0.w) fallbacks.push_back(identity);
+    const std::size_t coarsest = refs.size() - 1;
+    const double top_factor = std::ldexp(1.0, static_cast<int>(coarsest));
+    const auto r_top = detail::blur(refs[coarsest], o.sigma), t_top = detail::blur(tgts[coarsest], o.sigma);
+    std::vector<Transform2D> starts = fallbacks;
+    {
+        Transform2D shifted = identity;
+        const auto d = detail::best_shift(r_top, t_top);
+        shifted.tx = d.first * top_factor, shifted.ty = d.second * top_factor;
+        const bool is_new = std::none_of(starts.begin(), starts.end(), [&](const Transform2D& s) {
+            return std::abs(s.tx - shifted.tx) < top_factor && std::abs(s.ty - shifted.ty) < top_factor;
+        });
+        if (is_new) starts.push_back(shifted);
+    }
+    const auto to_full = [](Transform2D T, double factor) {  // back to full-resolution pixels: the inverse of scaled()
+        const double off = (factor - 1) / 2;
+        T.cx = T.cx * factor + off, T.cy = T.cy * factor + off;
+        T.tx *= factor, T.ty *= factor;
+        return T;
+    };
+    {
+        const double sigma = coarsest == 0 ? o.fine_sigma : o.sigma;
+        const auto r = coarsest == 0 ? detail::blur(refs[0], sigma) : r_top;
+        const auto t = coarsest == 0 ? detail::blur(tgts[0], sigma) : t_top;
+        bool found = false;
+        LevelReport best{refs[coarsest].h, refs[coarsest].w, 0, 0};
+        std::exception_ptr first_error;
+        for (const auto& s : starts) {
+            Transform2D T = s.scaled(top_factor);
+            LevelReport rep{refs[coarsest].h, refs[coarsest].w, 0, 0};
+            try {
+                rep.ncc = detail::ecc_level(r, t, T, o, rep.iterations);
+            } catch (const ValueError&) {  // this start loses the overlap; another may not
+                if (!first_error) first_error = std::current_exception();
+                continue;
+            }
+            if (!found || rep.ncc > best.ncc) found = true, best = rep, out.transform = to_full(T, top_factor);
+        }
+        if (!found) std::rethrow_exception(first_error);
+        out.levels.push_back(best);
+    }
+    for (std::size_t l = coarsest; l-- > 0;) {
         const double factor = std::ldexp(1.0, static_cast<int>(l));
         Transform2D T = out.transform.scaled(factor);
         const double sigma = l == 0 ? o.fine_sigma : o.sigma;
@@ -287,23 +373,21 @@ inline Alignment align(const Tensor<float, Cpu>& reference, const Tensor<float, 
         LevelReport rep{refs[l].h, refs[l].w, 0, 0};
         rep.ncc = detail::ecc_level(r, t, T, o, rep.iterations);
         out.levels.push_back(rep);
-        // back to full-resolution pixels: the inverse of scaled()
-        const double off = (factor - 1) / 2;
-        T.cx = T.cx * factor + off, T.cy = T.cy * factor + off;
-        T.tx *= factor, T.ty *= factor;
-        out.transform = T;
+        out.transform = to_full(T, factor);
     }
     out.ncc_after = detail::overlap_ncc(ref0, tgt0, out.transform, out.overlap);
     // Kept only if it raises the correlation of the images as given (the pyramid works on smoothed
     // copies): a pair that is already aligned stays exactly as it is, not resampled by a few
-    // hundredths of a pixel.
-    std::int64_t start_overlap = 0;
-    const double at_start = detail::overlap_ncc(ref0, tgt0, start, start_overlap);
-    if (!(out.ncc_after > at_start)) {
-        out.transform = start;
-        out.ncc_after = at_start;
-        out.overlap = start_overlap;
-        out.moved = false;
+    // hundredths of a pixel. Of two fallbacks (sizes differ), the one with the higher correlation.
+    for (const auto& s : fallbacks) {
+        std::int64_t overlap = 0;
+        const double at = detail::overlap_ncc(ref0, tgt0, s, overlap);
+        if (!(out.ncc_after > at)) {
+            out.transform = s;
+            out.ncc_after = at;
+            out.overlap = overlap;
+            out.moved = false;
+        }
     }
     return out;
 }
