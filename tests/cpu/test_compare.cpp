@@ -175,6 +175,11 @@ BOOST_AUTO_TEST_CASE(parser_rejects_bad_arguments_with_config_errors) {
         {{"--reference", "a", "--target", "b", "--align", "elastic"},
          "unknown motion 'elastic' for --align; expected none, translation, rigid or affine"},
         {{"--reference", "a", "--target", "b", "--align", "none", "--align", "rigid"}, "option --align given twice"},
+        {{"--reference", "a", "--target", "b", "--any-angle=yes"}, "option --any-angle takes no value"},
+        {{"--reference", "a", "--target", "b", "--any-angle", "--any-angle"}, "option --any-angle given twice"},
+        {{"--reference", "a", "--target", "b", "--any-angle", "--align", "translation"},
+         "--any-angle needs --align rigid or affine (it turns the images), not --align translation"},
+        {{"--reference", "a", "--target", "b", "--align=none", "--any-angle"}, "--any-angle needs --align rigid or affine"},
         {{"--target", "b"}, "missing --reference FILE"},
         {{"--reference", "a"}, "missing --target FILE"},
         {{}, "missing --reference FILE"},
@@ -492,6 +497,28 @@ BOOST_AUTO_TEST_CASE(a_moved_exam_is_aligned_before_it_is_compared) {
     BOOST_TEST(t.out.find("aligned rigid: rotation -15.0") != std::string::npos, t.out);
     BOOST_TEST(nlohmann::json::parse(run({"--reference", dir + "ref_1.png", "--target", dir + "rigid_15deg.png", "--json",
                                           "--align", "none"}).out)["align"].is_null());
+}
+
+BOOST_AUTO_TEST_CASE(any_angle_finds_an_exam_turned_upside_down) {
+    // the phantom slice turned by 180 degrees, pixel for pixel: from the centred start alone ECC
+    // ends elsewhere; --any-angle starts from every 30 degrees and compares the exam with itself
+    TempDir dir;
+    const std::string reg_dir = std::string(MEDIMG_TEST_DATA_DIR) + "/register/";
+    const auto ref = data::read_image(reg_dir + "ref_1.png", 1).pixels;
+    const std::int64_t H = ref.size(1), W = ref.size(2);
+    auto turned = Tensor<float, Cpu>::empty(Shape{1, H, W});
+    for (std::int64_t y = 0; y < H; ++y)
+        for (std::int64_t x = 0; x < W; ++x) turned[y * W + x] = ref[(H - 1 - y) * W + (W - 1 - x)];
+    data::write_png(dir / "turned.png", turned);
+    const auto plain = run({"--reference", reg_dir + "ref_1.png", "--target", dir / "turned.png", "--json"});
+    const auto any = run({"--reference", reg_dir + "ref_1.png", "--target", dir / "turned.png", "--json", "--any-angle"});
+    BOOST_TEST_REQUIRE(any.rc == 0, any.err);
+    const auto jp = nlohmann::json::parse(plain.out), ja = nlohmann::json::parse(any.out);
+    BOOST_TEST(jp["align"]["any_angle"] == false);
+    BOOST_TEST(ja["align"]["any_angle"] == true);
+    BOOST_TEST(std::abs(std::abs(ja["align"]["angle_deg"].get<double>()) - 180.0) < 0.01);
+    BOOST_TEST(ja["ssim"].get<double>() > 0.999);
+    BOOST_TEST(jp["ssim"].get<double>() < 0.99);
 }
 
 BOOST_AUTO_TEST_CASE(alignment_compares_exams_of_different_sizes) {

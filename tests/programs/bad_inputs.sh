@@ -268,6 +268,7 @@ if [ -x "$bin/medimg-compare" ]; then
   printf 'P5\n16 16\n255\n' > "$work/flat.pgm"; head -c 256 /dev/zero | tr '\0' '\140' >> "$work/flat.pgm"
   expect "compare: a flat target cannot be aligned" "the target is constant where the images overlap" -- "$C" --reference "$work/data/val/normal/0000.png" --target "$work/flat.pgm"
   expect "compare: unknown motion" "unknown motion 'elastic' for --align" -- "$C" --reference "$work/data/val/normal/0000.png" --target "$work/data/val/lesao/0000.png" --align elastic
+  expect "compare: --any-angle with a translation" "--any-angle needs --align rigid or affine (it turns the images), not --align translation" -- "$C" --reference "$work/data/val/normal/0000.png" --target "$work/data/val/lesao/0000.png" --align translation --any-angle
   expect "compare: missing file" "missing.png" -- "$C" --reference "$work/missing.png" --target "$data/images/gray8.png"
 fi
 

@@ -17,9 +17,10 @@
 // blur spreads the empty border of a moved exam into the overlap). Convergence rule at each
 // level: stop when the correlation rose by less than `tolerance` in an iteration, or after
 // `max_iterations`. Starts: the centres on each other, the images as given (top-left corners; for
-// a target of another size) and the best whole-pixel shift of an exhaustive search at the coarsest
-// level (large offsets, crops cut from anywhere); the coarsest level runs from each, the finer
-// ones from the best.
+// a target of another size), the best whole-pixel shift of an exhaustive search at the coarsest
+// level (large offsets, crops cut from anywhere) and, with AlignOptions::any_angle, the centred
+// start turned by every 30 degrees; the coarsest level runs from each, the three best distinct
+// ends go on through the finer levels, and the highest correlation at full resolution wins.
 // NCC and not mutual information is the criterion: exams compared here come from one modality and
 // protocol, where a linear relation of intensities holds and NCC's optimum is sharp and smooth;
 // Mattes mutual information is what exams of different contrast (T1 vs T2) would need, and is not
@@ -51,6 +52,10 @@ struct AlignOptions {
     double tolerance = 1e-7;    // stop a level when the correlation rose by less than this
     double sigma = 1.0;         // Gaussian smoothing of the coarser levels, in that level's pixels (0: none)
     double fine_sigma = 0.7;    // ... and of the full-resolution level (see the file comment)
+    /// Rigid and affine: also start from the centred placement turned by 30, 60, ..., 330 degrees,
+    /// for exams turned by more than ECC reaches from one start (about 60 degrees on a smooth exam).
+    /// Off by default: anatomy that is nearly symmetric may then be matched turned by about 180.
+    bool any_angle = false;
 };
 
 struct LevelReport {
@@ -242,6 +247,19 @@ inline double overlap_ncc(const Plane& ref, const Plane& tgt, const Transform2D&
     return ncc(a, b);
 }
 
+/// The largest distance between where p and q send the four corners of an H x W reference.
+inline double corner_distance(const Transform2D& p, const Transform2D& q, std::int64_t H, std::int64_t W) {
+    double worst = 0;
+    for (double x : {0.0, static_cast<double>(W - 1)})
+        for (double y : {0.0, static_cast<double>(H - 1)}) {
+            double u1 = 0, v1 = 0, u2 = 0, v2 = 0;
+            p.apply(x, y, u1, v1);
+            q.apply(x, y, u2, v2);
+            worst = std::max(worst, std::hypot(u1 - u2, v1 - v2));
+        }
+    return worst;
+}
+
 /// The whole-pixel shift (dx, dy) that maximises the correlation of ref(y, x) and tgt(y + dy,
 /// x + dx) over every shift keeping at least half of the smaller image in common: an exhaustive
 /// search, on copies halved until neither is wider or taller than 64 pixels (the shift is returned
@@ -318,7 +336,9 @@ inline Alignment align(const Tensor<float, Cpu>& reference, const Tensor<float, 
     // target of another size, the images as given (top-left corners together: a crop of the
     // reference's top-left, an exam padded right and below). A third covers large offsets: the
     // best whole-pixel shift of the coarsest level (an exhaustive search, ECC's basin being about a
-    // pixel of each level). The coarsest level runs from each start; the finer ones from the best.
+    // pixel of each level); with any_angle (rigid and affine motion), eleven more turn the centred
+    // start by 30, 60, ..., 330 degrees (ECC finds a smooth exam turned by up to about 60 degrees
+    // from one start, not 90). The coarsest level runs from each start.
     const Transform2D identity = out.transform;
     Transform2D centred = identity;
     centred.tx = (static_cast<double>(tgt0.w) - static_cast<double>(ref0.w)) / 2;
@@ -338,19 +358,32 @@ inline Alignment align(const Tensor<float, Cpu>& reference, const Tensor<float, 
         });
         if (is_new) starts.push_back(shifted);
     }
+    if (o.any_angle && o.motion != Motion::translation)  // turned exams: the centred start at every 30 degrees
+        for (int k = 1; k < 12; ++k) {
+            const double theta = k * kPi / 6;
+            Transform2D turned = centred;
+            if (o.motion == Motion::rigid)
+                turned.set_parameters({theta, centred.tx, centred.ty});
+            else
+                turned.set_parameters({std::cos(theta) - 1, -std::sin(theta), std::sin(theta), std::cos(theta) - 1, centred.tx, centred.ty});
+            starts.push_back(turned);
+        }
     const auto to_full = [](Transform2D T, double factor) {  // back to full-resolution pixels: the inverse of scaled()
         const double off = (factor - 1) / 2;
         T.cx = T.cx * factor + off, T.cy = T.cy * factor + off;
         T.tx *= factor, T.ty *= factor;
         return T;
     };
+    struct Candidate {
+        Transform2D transform;  // full-resolution pixels
+        std::vector<LevelReport> levels;
+    };
+    std::vector<Candidate> candidates;
+    std::exception_ptr first_error;
     {
         const double sigma = coarsest == 0 ? o.fine_sigma : o.sigma;
         const auto r = coarsest == 0 ? detail::blur(refs[0], sigma) : r_top;
         const auto t = coarsest == 0 ? detail::blur(tgts[0], sigma) : t_top;
-        bool found = false;
-        LevelReport best{refs[coarsest].h, refs[coarsest].w, 0, 0};
-        std::exception_ptr first_error;
         for (const auto& s : starts) {
             Transform2D T = s.scaled(top_factor);
             LevelReport rep{refs[coarsest].h, refs[coarsest].w, 0, 0};
@@ -360,22 +393,61 @@ inline Alignment align(const Tensor<float, Cpu>& reference, const Tensor<float, 
                 if (!first_error) first_error = std::current_exception();
                 continue;
             }
-            if (!found || rep.ncc > best.ncc) found = true, best = rep, out.transform = to_full(T, top_factor);
+            // a start other than the first counts only while a quarter of the smaller image stays in
+            // common (a sliver of overlap can correlate by chance)
+            std::int64_t overlap = 0;
+            detail::overlap_ncc(r, t, T, overlap);
+            if (&s != &starts.front() && 4 * overlap < std::min(r.h * r.w, t.h * t.w)) continue;
+            candidates.push_back({to_full(T, top_factor), {rep}});
         }
-        if (!found) std::rethrow_exception(first_error);
-        out.levels.push_back(best);
+        if (candidates.empty()) std::rethrow_exception(first_error);
+    }
+    // The three best distinct ends of the coarsest level go on (two ends are one when they put every
+    // corner of the reference within one coarsest-level pixel of each other): a coarse level cannot
+    // always tell an exam from its turned copy (near-symmetric anatomy), the full resolution decides.
+    std::stable_sort(candidates.begin(), candidates.end(),
+                     [](const Candidate& a, const Candidate& b) { return a.levels[0].ncc > b.levels[0].ncc; });
+    {
+        std::vector<Candidate> distinct;
+        for (auto& c : candidates) {
+            const bool same = std::any_of(distinct.begin(), distinct.end(), [&](const Candidate& d) {
+                return detail::corner_distance(c.transform, d.transform, ref0.h, ref0.w) < top_factor;
+            });
+            if (!same && distinct.size() < 3) distinct.push_back(std::move(c));
+        }
+        candidates = std::move(distinct);
     }
     for (std::size_t l = coarsest; l-- > 0;) {
         const double factor = std::ldexp(1.0, static_cast<int>(l));
-        Transform2D T = out.transform.scaled(factor);
         const double sigma = l == 0 ? o.fine_sigma : o.sigma;
         const auto r = detail::blur(refs[l], sigma), t = detail::blur(tgts[l], sigma);
-        LevelReport rep{refs[l].h, refs[l].w, 0, 0};
-        rep.ncc = detail::ecc_level(r, t, T, o, rep.iterations);
-        out.levels.push_back(rep);
-        out.transform = to_full(T, factor);
+        std::vector<Candidate> going_on;
+        for (auto& c : candidates) {
+            Transform2D T = c.transform.scaled(factor);
+            LevelReport rep{refs[l].h, refs[l].w, 0, 0};
+            try {
+                rep.ncc = detail::ecc_level(r, t, T, o, rep.iterations);
+            } catch (const ValueError&) {
+                if (!first_error) first_error = std::current_exception();
+                continue;
+            }
+            c.levels.push_back(rep);
+            c.transform = to_full(T, factor);
+            going_on.push_back(std::move(c));
+        }
+        if (going_on.empty()) std::rethrow_exception(first_error);
+        candidates = std::move(going_on);
     }
-    out.ncc_after = detail::overlap_ncc(ref0, tgt0, out.transform, out.overlap);
+    for (std::size_t k = 0; k < candidates.size(); ++k) {  // the highest correlation at full resolution, unsmoothed
+        std::int64_t overlap = 0;
+        const double ncc = detail::overlap_ncc(ref0, tgt0, candidates[k].transform, overlap);
+        if (k == 0 || ncc > out.ncc_after) {
+            out.transform = candidates[k].transform;
+            out.levels = candidates[k].levels;
+            out.ncc_after = ncc;
+            out.overlap = overlap;
+        }
+    }
     // Kept only if it raises the correlation of the images as given (the pyramid works on smoothed
     // copies): a pair that is already aligned stays exactly as it is, not resampled by a few
     // hundredths of a pixel. Of two fallbacks (sizes differ), the one with the higher correlation.
