@@ -21,6 +21,7 @@
 using namespace medimg;
 using medimg::test::message_contains;
 namespace fs = std::filesystem;
+namespace tt = boost::test_tools;
 
 namespace {
 struct Tree {
@@ -61,6 +62,40 @@ BOOST_AUTO_TEST_CASE(dataset_takes_class_order_from_config_and_sorts_files) {
     BOOST_TEST(d.skipped_non_images() == 1);
     BOOST_TEST((d.class_counts() == std::vector<std::int64_t>{2, 1}));
     BOOST_TEST(d.balanced_class_weights()[1] == 1.5);  // 3 / (2 * 1)
+}
+
+BOOST_AUTO_TEST_CASE(dataset_walks_subfolders_in_imagefolder_order) {
+    // A folder per patient inside a class folder. The expected order is what torchvision 0.14's
+    // ImageFolder lists for the same tree (checked by hand; its os.walk folders sorted by their
+    // path string, so "a b" comes before "a/deep"), less the hidden folder, which it would take.
+    Tree t;
+    for (const char* f : {"train/lesao/b.png", "train/lesao/a b/x.png", "train/lesao/a/z.png", "train/lesao/a/y.png",
+                          "train/lesao/a/deep/w.png", "train/lesao/A/q.png", "train/lesao/.ipynb_checkpoints/b-checkpoint.png",
+                          "train/lesao/a/notes.txt", "train/normal/n.png", "train/normal/p1/m.png"})
+        t.file(f);
+    // links: one back to the class folder (a loop os.walk would follow until the path is too
+    // long), and two to one folder outside the data set (walked once, through the first by path)
+    fs::create_directory_symlink(t.root / "train/normal", t.root / "train/normal/p1/loop");
+    t.file("elsewhere/e.png");
+    fs::create_directory_symlink(t.root / "elsewhere", t.root / "train/normal/z_link");
+    fs::create_directory_symlink(t.root / "elsewhere", t.root / "train/normal/y_link");
+    const auto d = data::FolderDataset::scan((t.root / "train").string(), {"normal", "lesao"});
+    std::vector<std::string> rel;
+    for (std::int64_t i = 0; i < d.size(); ++i) rel.push_back(fs::path(d.path(i)).lexically_relative(t.root / "train").string());
+    const std::vector<std::string> expected = {"normal/n.png", "normal/p1/m.png", "normal/y_link/e.png", "lesao/b.png",
+                                               "lesao/A/q.png", "lesao/a/y.png", "lesao/a/z.png", "lesao/a b/x.png",
+                                               "lesao/a/deep/w.png"};
+    BOOST_TEST(rel == expected, tt::per_element());
+    BOOST_TEST((d.class_counts() == std::vector<std::int64_t>{3, 6}));
+    BOOST_TEST(d.skipped_non_images() == 1);  // notes.txt
+    // the order does not depend on the order the file system lists entries in: a second scan agrees
+    const auto again = data::FolderDataset::scan((t.root / "train").string(), {"normal", "lesao"});
+    for (std::int64_t i = 0; i < d.size(); ++i) BOOST_TEST(again.path(i) == d.path(i));
+    // a class folder whose images are all in subfolders is not empty
+    Tree u;
+    u.file("train/normal/p1/a.png");
+    u.file("train/lesao/p2/b.png");
+    BOOST_TEST(data::FolderDataset::scan((u.root / "train").string(), {"normal", "lesao"}).size() == 2);
 }
 
 BOOST_AUTO_TEST_CASE(dataset_rejects_missing_or_empty_class_folders) {

@@ -522,7 +522,7 @@ BOOST_AUTO_TEST_CASE(special_files_are_refused_by_every_reader_before_opening_na
 }
 
 // #22 item 4: a folder scan never opens what is not a regular file: a FIFO named like an image, a
-// socket and a dangling link in a class folder are skipped (and counted), subfolders ignored;
+// socket and a dangling link in a class folder are skipped (and counted), empty subfolders add nothing;
 // before, a dangling link ended the listing with "cannot list".
 BOOST_AUTO_TEST_CASE(a_folder_scan_skips_special_files_without_opening_them) {
     ScratchDir dir;

@@ -1,11 +1,16 @@
 // SPDX-License-Identifier: MIT
 // data/dataset.hpp: FolderDataset, the prototype's layout root/<class>/<image>. The class list
 // and its order come from the configuration (the model's output order), not from the folder
-// names sorted. Within a class, files are sorted by name so indexing is the same everywhere.
+// names sorted. A class folder's subfolders are walked too (root/<class>/<patient>/<image>), as
+// torchvision's ImageFolder walks them (os.walk, links followed), and in its order: folders by
+// their path, files by name within each, so indexing is the same everywhere and the same as
+// ImageFolder's. Two differences, both on purpose: folders whose name starts with a dot
+// (.ipynb_checkpoints, .git: copies and history, not data) are not walked, and a folder reached
+// twice through links is walked once (os.walk would loop forever on a link to a parent).
 // Files no reader takes (by name; data/readers.hpp) are skipped and counted; so are entries that
 // are not regular files (a FIFO, a socket, a device, a dangling link: never opened, since reading
-// one would block or never end; io/input_file.hpp), while subfolders are ignored. A configured
-// class folder that is missing, not a folder, or holds no readable file is an error naming it.
+// one would block or never end; io/input_file.hpp). A configured class folder that is missing,
+// not a folder, or holds no readable file (in any of its subfolders) is an error naming it.
 // A volume (a NIfTI file, a multi-frame DICOM) becomes one sample per selected slice
 // (data.volume_slices, along data.volume_axis), all in one group named by the file, so
 // cross-validation never splits it; its header is read here to count the slices. Every other
@@ -16,7 +21,9 @@
 #include <cctype>
 #include <cstdint>
 #include <filesystem>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "medimg/data/readers.hpp"
@@ -49,23 +56,37 @@ public:
             const fs::path dir = fs::path(root) / classes[k];
             MEDIMG_CHECK(fs::is_directory(dir, ec), IoError, "dataset: class folder '", dir.string(),
                          "' is missing (classes come from the config: data.classes)");
-            std::vector<fs::path> files;
-            for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-                std::error_code type_ec;  // its own: a dangling link must not end the listing
-                const fs::file_type type = it->status(type_ec).type();  // links followed
-                if (type != fs::file_type::regular) {
-                    if (type != fs::file_type::directory) ++d.skipped_non_images_;
-                    continue;
+            // (folder as written, file name): sorted as ImageFolder sorts os.walk's folders, by the
+            // whole path string, then the names within each
+            std::vector<std::pair<std::string, std::string>> found;
+            // the smallest path first: of two links to one folder, the same one is walked every time
+            std::set<std::string> pending{dir.string()};
+            std::set<std::string> walked;  // canonical paths: each folder once, however linked
+            while (!pending.empty()) {
+                const fs::path folder = *pending.begin();
+                pending.erase(pending.begin());
+                std::error_code canon_ec;
+                const fs::path real = fs::canonical(folder, canon_ec);
+                if (!walked.insert(canon_ec ? folder.string() : real.string()).second) continue;
+                for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
+                    std::error_code type_ec;  // its own: a dangling link must not end the listing
+                    const fs::file_type type = it->status(type_ec).type();  // links followed
+                    if (type == fs::file_type::directory) {
+                        if (it->path().filename().string().rfind('.', 0) != 0) pending.insert(it->path().string());
+                        continue;
+                    }
+                    if (type == fs::file_type::regular && is_image_file(it->path()))
+                        found.emplace_back(folder.string(), it->path().filename().string());
+                    else
+                        ++d.skipped_non_images_;
                 }
-                if (is_image_file(it->path()))
-                    files.push_back(it->path());
-                else
-                    ++d.skipped_non_images_;
+                MEDIMG_CHECK(!ec, IoError, "dataset: cannot list '", folder.string(), "': ", ec.message());
             }
-            MEDIMG_CHECK(!ec, IoError, "dataset: cannot list '", dir.string(), "': ", ec.message());
-            MEDIMG_CHECK(!files.empty(), IoError, "dataset: class folder '", dir.string(),
+            MEDIMG_CHECK(!found.empty(), IoError, "dataset: class folder '", dir.string(),
                          "' holds no images (.png, .jpg, .bmp, .pgm, .dcm, .nii, .nii.gz, ...)");
-            std::sort(files.begin(), files.end());
+            std::sort(found.begin(), found.end());
+            std::vector<fs::path> files;
+            for (const auto& [folder, name] : found) files.push_back(fs::path(folder) / name);
             std::int64_t count = 0;
             for (auto& f : files) {
                 const std::string path = f.string();
