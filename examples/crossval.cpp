@@ -14,8 +14,10 @@
 #include <medimg/medimg.hpp>
 #include <medimg/train/run.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <iterator>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -28,12 +30,17 @@
 #include "device.hpp"
 #include "explain_overlay.hpp"
 
-static const char* kUsage = R"(usage: medimg-crossval --config FILE --folds K [--groups FILE.csv] [--repeats R] [--set key=value ...]
+static const char* kUsage = R"(usage: medimg-crossval --config FILE --folds K [--groups FILE.csv | --group-by-folder] [--repeats R]
+                       [--set key=value ...]
 
   --config FILE     the training configuration (its train and val splits are pooled; test is not used)
-  --folds K         number of folds, 2 or more, at most the size of the smallest class
+  --folds K         number of folds, 3 or more (one tests, the next validates, the rest train), at
+                    most the size of the smallest class
   --groups FILE     CSV "path,group" (a header line is allowed): images of one group (patient,
                     volume, slice block) stay in one fold; images not listed are groups of their own
+  --group-by-folder the images under one subfolder of a class folder (train/lesao/p017/...) are one
+                    group, named by that subfolder (p017 under another class folder is the same
+                    group: the same patient); images straight in a class folder are groups of their own
   --repeats R       repeat with R different shuffles of the groups (default 1: folds as scikit-learn's
                     StratifiedGroupKFold without shuffling)
   --set key=value   override one config key (repeatable)
@@ -54,6 +61,7 @@ struct Item {
     std::string path;   // as the dataset lists it
     std::string key;    // canonical path, to match --groups and to detect duplicates
     std::int64_t label;
+    std::string folder;  // the subfolder of the class folder it lies in ("" straight in it)
 };
 
 std::string canonical(const std::string& p) {
@@ -85,6 +93,15 @@ std::map<std::string, std::string> read_groups(const std::string& csv, const std
     return out;
 }
 
+/// The link's name: the file's, with "__<n>" before its format's extension, ".nii.gz" kept whole
+/// (vol.nii.gz -> vol__7.nii.gz; vol.nii__7.gz would not be read as NIfTI).
+std::string link_name(const fs::path& src, std::size_t n) {
+    const std::string name = src.filename().string();
+    const std::string lower = data::lower_name(src);
+    const std::size_t ext = lower.size() > 7 && lower.compare(lower.size() - 7, 7, ".nii.gz") == 0 ? 7 : src.extension().string().size();
+    return name.substr(0, name.size() - ext) + "__" + std::to_string(n) + name.substr(name.size() - ext);
+}
+
 /// Links root/<split>/<class>/<stem>__<n>.<ext> -> the item's file, for one fold's split.
 void link_split(const fs::path& root, const std::vector<Item>& items, const std::vector<std::size_t>& which,
                 const std::vector<std::string>& classes) {
@@ -92,12 +109,16 @@ void link_split(const fs::path& root, const std::vector<Item>& items, const std:
     for (std::size_t n = 0; n < which.size(); ++n) {
         const auto& it = items[which[n]];
         const fs::path src(it.key);
-        const fs::path dst = root / classes[static_cast<std::size_t>(it.label)] /
-                             (src.stem().string() + "__" + std::to_string(which[n]) + src.extension().string());
+        const fs::path dst = root / classes[static_cast<std::size_t>(it.label)] / link_name(src, which[n]);
         std::error_code ec;
-        if (fs::is_symlink(dst, ec)) continue;  // made by an earlier, interrupted run
-        fs::create_symlink(src, dst, ec);
-        MEDIMG_CHECK(!ec, IoError, "crossval: cannot link '", dst.string(), "' to '", src.string(), "': ", ec.message());
+        if (!fs::is_symlink(dst, ec)) {  // else made by an earlier, interrupted run
+            fs::create_symlink(src, dst, ec);
+            MEDIMG_CHECK(!ec, IoError, "crossval: cannot link '", dst.string(), "' to '", src.string(), "': ", ec.message());
+        }
+        // the fold's data set must read the link as the pooled one read the file, or it would
+        // drop the image without a word
+        MEDIMG_CHECK(data::file_format(dst) == data::file_format(src), IoError, "crossval: the link '", dst.string(), "' to '",
+                     src.string(), "' is not read as that file's format (an unusual file name); rename the file");
     }
 }
 
@@ -184,7 +205,7 @@ void write_report(const fs::path& root, const io::Config& cfg, int K, int repeat
 }  // namespace
 
 int main(int argc, char** argv) try {
-    const auto args = cli::parse(argc, argv, {"--config", "--set", "--folds", "--groups", "--repeats"}, {"--help"}, kUsage);
+    const auto args = cli::parse(argc, argv, {"--config", "--set", "--folds", "--groups", "--repeats"}, {"--help", "--group-by-folder"}, kUsage);
     if (args.has("--help")) {
         std::cout << kUsage;
         return 0;
@@ -193,7 +214,9 @@ int main(int argc, char** argv) try {
     if (cfg.runtime.threads > 0) set_num_threads(static_cast<int>(cfg.runtime.threads));
     use_gpu<Cuda>(cfg, "medimg-crossval");  // a g++ build: the CPU, or one clear error for cuda
     MEDIMG_CHECK(args.has("--folds"), ConfigError, "missing required option --folds (see --help)");
-    const int K = static_cast<int>(args.number("--folds", 2, 100, true, 5));
+    const int K = static_cast<int>(args.number("--folds", 1, 100, true, 5));
+    MEDIMG_CHECK(K >= 3, ConfigError, "--folds ", K, " leaves no images to train on: fold f is the test set and fold f+1 the "
+                 "validation set, so at least 3 folds are needed");
     const int repeats = static_cast<int>(args.number("--repeats", 1, 100, true, 1));
     const auto& classes = cfg.data.classes;
 
@@ -206,19 +229,31 @@ int main(int argc, char** argv) try {
         const auto ds = data::FolderDataset::scan(split, classes, volumes);
         for (std::int64_t i = 0; i < ds.size(); ++i) {
             if (i > 0 && ds.path(i) == ds.path(i - 1)) continue;  // another slice of the same volume
-            Item it{ds.path(i), canonical(ds.path(i)), ds.label(i)};
+            const fs::path rel = fs::path(ds.path(i)).lexically_relative(fs::path(split) / classes[static_cast<std::size_t>(ds.label(i))]);
+            const std::string folder = std::distance(rel.begin(), rel.end()) > 1 ? rel.begin()->string() : std::string();
+            Item it{ds.path(i), canonical(ds.path(i)), ds.label(i), folder};
             MEDIMG_CHECK(keys.insert(it.key).second, IoError, "crossval: '", it.path,
                          "' appears twice in the train and val splits (the same image would be trained on and tested)");
             items.push_back(it);
         }
     }
+    MEDIMG_CHECK(!(args.has("--groups") && args.has("--group-by-folder")), ConfigError,
+                 "--groups and --group-by-folder both name the groups; give one of them");
+    const bool by_folder = args.has("--group-by-folder");
     const auto groups_of = args.has("--groups") ? read_groups(args.get("--groups"), keys) : std::map<std::string, std::string>{};
+    const auto in_subfolders = std::count_if(items.begin(), items.end(), [](const Item& it) { return !it.folder.empty(); });
+    if (by_folder)
+        MEDIMG_CHECK(in_subfolders > 0, ConfigError, "--group-by-folder: no image of the train or val split lies in a subfolder of its "
+                     "class folder (", cfg.data.train, "/<class>/<subfolder>/...), so there are no folders to group by");
     std::vector<std::int64_t> labels;
     std::vector<std::string> groups, paths;
     for (const auto& it : items) {
         labels.push_back(it.label);
         const auto g = groups_of.find(it.key);
-        groups.push_back(g != groups_of.end() ? "g:" + g->second : "f:" + it.key);  // unlisted: a group of its own
+        if (by_folder && !it.folder.empty())
+            groups.push_back("d:" + it.folder);
+        else
+            groups.push_back(g != groups_of.end() ? "g:" + g->second : "f:" + it.key);  // unlisted: a group of its own
         paths.push_back(it.key);
     }
     // Every repeat's folds first: impossible fold counts and leaks stop the run before it writes anything.
@@ -231,7 +266,11 @@ int main(int argc, char** argv) try {
     fs::create_directories(root);
     std::cout << "crossval: " << items.size() << " images (train + val pooled), " << K << " folds"
               << (repeats > 1 ? ", " + std::to_string(repeats) + " repeats" : "")
-              << (groups_of.empty() ? ", one group per image" : ", groups from " + args.get("--groups")) << "\n";
+              << (by_folder ? ", groups by subfolder" : groups_of.empty() ? ", one group per image" : ", groups from " + args.get("--groups"))
+              << "\n";
+    if (!by_folder && groups_of.empty() && in_subfolders > 0)
+        std::cout << "note: " << in_subfolders << " of the images lie in subfolders of their class folders; if a subfolder holds one "
+                  << "patient, --group-by-folder keeps each patient in one fold (otherwise the AUC also measures recognising the patient)\n";
 
     std::ostringstream oof, folds_csv;
     oof << "repeat,fold,path,label";

@@ -5,6 +5,7 @@
 // resumed ends with the same rows and the same weights as an uninterrupted run.
 #include <boost/test/unit_test.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -145,6 +146,25 @@ BOOST_AUTO_TEST_CASE(fit_with_a_loss_scaler_skips_overflowing_steps_backs_off_an
     const auto saved = train::grad_scaler_state_from_json(ck.meta().extra.at("grad_scaler_state"));
     BOOST_TEST(saved.scale == scaler.get_scale());
     BOOST_TEST(saved.growth_tracker == scaler.state().growth_tracker);
+}
+
+BOOST_AUTO_TEST_CASE(a_last_batch_of_one_image_is_left_out_not_fatal) {
+    // 160 training images in batches of 53: the last would hold 1, where batch norm cannot compute
+    // training statistics (PyTorch stops; a cross-validation fold meets this by chance)
+    auto c = config("one", 1);
+    c.train.batch_size = 53;
+    std::ostringstream log;
+    const auto rows = train::run_training<float, Cpu>(c, false, log);
+    BOOST_TEST(rows.size() == 1u);
+    BOOST_TEST(log.str().find("note: the last training batch would hold 1 image (160 images, train.batch_size 53); batch norm "
+                              "cannot train on one image") != std::string::npos, log.str());
+    BOOST_TEST(std::isfinite(rows.back().train_loss));
+    // whole batches: no note
+    c.train.batch_size = 40;
+    c.output_dir = (root / "full_batches").string();
+    std::ostringstream log2;
+    train::run_training<float, Cpu>(c, false, log2);
+    BOOST_TEST(log2.str().find("note: the last training batch") == std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(mixed_precision_on_the_cpu_is_refused_with_one_line) {

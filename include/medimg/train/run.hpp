@@ -216,6 +216,24 @@ std::vector<EpochRow> run_training(const io::Config& cfg, bool resume, std::ostr
         if (!r.ignored.empty()) out << "; " << r.ignored.size() << " keys ignored";
         out << "\n";
     }
+    // A last training batch of one image: batch norm cannot compute training statistics from it
+    // (PyTorch stops with "Expected more than 1 value per channel when training"), and a fold of
+    // medimg-crossval or a data set of 8k + 1 images meets it by chance. Left out of each epoch
+    // (another image each epoch: the order is shuffled), and said, instead of stopping the run.
+    // SyncBatchNorm over several ranks has the other ranks' images.
+    {
+        const auto per_epoch = train_loader->epoch_size(), batch = c.train.batch_size;
+        bool batch_norm = false;
+        for (auto& [name, sub] : model->named_modules()) batch_norm = batch_norm || dynamic_cast<nn::BatchNorm2d<T, B>*>(sub) != nullptr;
+        if (!c.train.drop_last && batch > 1 && per_epoch % batch == 1 && batch_norm && !(c.model.sync_bn && world > 1)) {
+            out << "note: the last training batch would hold 1 image (" << per_epoch << " images" << (world > 1 ? " per rank" : "")
+                << ", train.batch_size " << batch << "); batch norm cannot train on one image, so that batch is left out of each "
+                << "epoch, other images each time (as train.drop_last: true would)\n";
+            io::Config dropping = c;
+            dropping.train.drop_last = true;
+            train_loader = make_loader(train_ds, train_transforms(c, pre), pre.read_settings(), dropping, true, rank, world);
+        }
+    }
     auto optimizer = make_optimizer<T, B>(c, model->named_parameters());
     auto scheduler = make_scheduler(c, *optimizer);
 
