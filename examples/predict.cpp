@@ -24,7 +24,8 @@ static const char* kUsage = R"(usage: medimg-predict --checkpoint FILE --image F
                        [--explain-class NAME] [--explain-patch N] [--explain-stride N]]
 
   --checkpoint FILE    a medimg checkpoint (e.g. artifacts/checkpoints/best.safetensors)
-  --image PATH         an image, or a folder whose images are all predicted (repeatable)
+  --image PATH         an image, or a folder whose images are all predicted, its subfolders'
+                       too (repeatable)
   --config FILE        optional; runtime.threads and runtime.device are used (preprocessing comes
                        from the checkpoint)
   --set key=value      override one key of --config (repeatable), e.g. --set runtime.device=cpu
@@ -168,16 +169,12 @@ int main(int argc, char** argv) try {
     for (const auto& p : args.all("--image")) {
         std::error_code ec;
         if (fs::is_directory(p, ec)) {
-            std::vector<std::string> found;
-            // Regular files only, as a data set's scan takes them: a FIFO or socket is skipped, never opened.
-            for (fs::directory_iterator it(p, ec), end; !ec && it != end; it.increment(ec)) {
-                std::error_code type_ec;
-                if (it->is_regular_file(type_ec) && data::is_image_file(it->path())) found.push_back(it->path().string());
-            }
-            MEDIMG_CHECK(!ec, IoError, "predict: cannot list folder '", p, "': ", ec.message());
+            // As a data set's class folder is walked: subfolders too, regular files only (a FIFO
+            // or socket is skipped, never opened), in ImageFolder's order.
+            std::int64_t skipped = 0;
+            const auto found = data::image_files_under(p, skipped, "predict");
             MEDIMG_CHECK(!found.empty(), IoError, "predict: folder '", p, "' holds no images");
-            std::sort(found.begin(), found.end());
-            images.insert(images.end(), found.begin(), found.end());
+            for (const auto& f : found) images.push_back(f.string());
         } else {
             images.push_back(p);
         }

@@ -460,6 +460,13 @@ ln -s "$work/nowhere.png" "$work/special/normal/0101.png"
 limit=120 accept "a FIFO, a socket and a dangling link in a class folder are skipped" -- "$T" --config "$work/ok.yaml" --set data.train="$work/special" --set output.dir="$work/out-special"
 grep -q "3 non-image files skipped" "$work/stdout" || { echo "FAIL: the special files were not counted as skipped:"; cat "$work/stdout"; fails=$((fails + 1)); }
 limit=60 accept "predict on a folder holding a FIFO skips it" -- "$P" --checkpoint "$ckpt" --image "$work/special/lesao"
+# A folder of patients: predict walks the subfolders as training does (ImageFolder's order).
+mkdir -p "$work/patients/p2" "$work/patients/p1/.ipynb_checkpoints"
+cp "$work/data/val/lesao/0000.png" "$work/patients/p2/a.png" && cp "$work/data/val/lesao/0001.png" "$work/patients/p1/b.png"
+cp "$work/data/val/lesao/0001.png" "$work/patients/p1/.ipynb_checkpoints/b-checkpoint.png"
+limit=60 accept "predict on a folder of patient subfolders" -- "$P" --checkpoint "$ckpt" --image "$work/patients" --json
+[ "$(grep -o '"image":"[^"]*"' "$work/stdout" | sed 's/.*patients\///; s/"$//' | tr '\n' ' ')" = "p1/b.png p2/a.png " ] ||
+  { echo "FAIL: predict did not walk the patient subfolders in order:"; cat "$work/stdout"; fails=$((fails + 1)); }
 
 # Names with control characters (#22 item 4): every message prints them as \xNN (medimg::Error
 # escapes its message), so it stays one line; the file itself is found and read as it is named.

@@ -35,6 +35,42 @@ namespace medimg::data {
 /// old name: every format is an "image" to the programs.
 inline bool is_image_file(const std::filesystem::path& p) { return is_readable_file(p); }
 
+/// The files a reader takes (by name) in `dir` and its subfolders, in torchvision ImageFolder's
+/// order: folders sorted by their path string (os.walk's, sorted), files by name within each.
+/// Folders whose name starts with a dot are not walked; a folder reached twice through links is
+/// walked once (of two links, the one with the smaller path, every time). Entries that are not
+/// regular files, or that no reader takes, are counted in `skipped` and never opened. Throws
+/// IoError "<what>: cannot list '<folder>': ..." for a folder that cannot be listed.
+inline std::vector<std::filesystem::path> image_files_under(const std::filesystem::path& dir, std::int64_t& skipped, const char* what) {
+    namespace fs = std::filesystem;
+    std::vector<std::pair<std::string, std::string>> found;  // (folder as written, file name)
+    std::set<std::string> pending{dir.string()}, walked;     // walked: canonical paths
+    while (!pending.empty()) {
+        const fs::path folder = *pending.begin();
+        pending.erase(pending.begin());
+        std::error_code ec;
+        const fs::path real = fs::canonical(folder, ec);
+        if (!walked.insert(ec ? folder.string() : real.string()).second) continue;
+        ec.clear();
+        for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
+            std::error_code type_ec;  // its own: a dangling link must not end the listing
+            const fs::file_type type = it->status(type_ec).type();  // links followed
+            if (type == fs::file_type::directory) {
+                if (it->path().filename().string().rfind('.', 0) != 0) pending.insert(it->path().string());
+            } else if (type == fs::file_type::regular && is_readable_file(it->path())) {
+                found.emplace_back(folder.string(), it->path().filename().string());
+            } else {
+                ++skipped;
+            }
+        }
+        MEDIMG_CHECK(!ec, IoError, what, ": cannot list '", folder.string(), "': ", ec.message());
+    }
+    std::sort(found.begin(), found.end());
+    std::vector<fs::path> files;
+    for (const auto& [folder, name] : found) files.push_back(fs::path(folder) / name);
+    return files;
+}
+
 /// How volumes become samples (data.volume_slices, data.volume_axis).
 struct VolumeOptions {
     SliceSelection slices;
@@ -56,37 +92,9 @@ public:
             const fs::path dir = fs::path(root) / classes[k];
             MEDIMG_CHECK(fs::is_directory(dir, ec), IoError, "dataset: class folder '", dir.string(),
                          "' is missing (classes come from the config: data.classes)");
-            // (folder as written, file name): sorted as ImageFolder sorts os.walk's folders, by the
-            // whole path string, then the names within each
-            std::vector<std::pair<std::string, std::string>> found;
-            // the smallest path first: of two links to one folder, the same one is walked every time
-            std::set<std::string> pending{dir.string()};
-            std::set<std::string> walked;  // canonical paths: each folder once, however linked
-            while (!pending.empty()) {
-                const fs::path folder = *pending.begin();
-                pending.erase(pending.begin());
-                std::error_code canon_ec;
-                const fs::path real = fs::canonical(folder, canon_ec);
-                if (!walked.insert(canon_ec ? folder.string() : real.string()).second) continue;
-                for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
-                    std::error_code type_ec;  // its own: a dangling link must not end the listing
-                    const fs::file_type type = it->status(type_ec).type();  // links followed
-                    if (type == fs::file_type::directory) {
-                        if (it->path().filename().string().rfind('.', 0) != 0) pending.insert(it->path().string());
-                        continue;
-                    }
-                    if (type == fs::file_type::regular && is_image_file(it->path()))
-                        found.emplace_back(folder.string(), it->path().filename().string());
-                    else
-                        ++d.skipped_non_images_;
-                }
-                MEDIMG_CHECK(!ec, IoError, "dataset: cannot list '", folder.string(), "': ", ec.message());
-            }
-            MEDIMG_CHECK(!found.empty(), IoError, "dataset: class folder '", dir.string(),
+            const auto files = image_files_under(dir, d.skipped_non_images_, "dataset");
+            MEDIMG_CHECK(!files.empty(), IoError, "dataset: class folder '", dir.string(),
                          "' holds no images (.png, .jpg, .bmp, .pgm, .dcm, .nii, .nii.gz, ...)");
-            std::sort(found.begin(), found.end());
-            std::vector<fs::path> files;
-            for (const auto& [folder, name] : found) files.push_back(fs::path(folder) / name);
             std::int64_t count = 0;
             for (auto& f : files) {
                 const std::string path = f.string();
