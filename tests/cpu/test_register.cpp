@@ -49,18 +49,11 @@ reg::Transform2D from_json(const nlohmann::json& j, double side) {
     return T;
 }
 
-/// The largest distance between where two transforms send the image's four corners: how far apart
-/// they put the exam, in pixels.
+/// How far apart two transforms put the exam: the largest distance between where they send a
+/// side x side image's four corners, in pixels (the library's own measure).
 double corner_distance(const reg::Transform2D& p, const reg::Transform2D& q, double side) {
-    double worst = 0;
-    for (double x : {0.0, side - 1})
-        for (double y : {0.0, side - 1}) {
-            double u1 = 0, v1 = 0, u2 = 0, v2 = 0;
-            p.apply(x, y, u1, v1);
-            q.apply(x, y, u2, v2);
-            worst = std::max(worst, std::hypot(u1 - u2, v1 - v2));
-        }
-    return worst;
+    const auto n = static_cast<std::int64_t>(side);
+    return reg::detail::corner_distance(p, q, n, n);
 }
 
 reg::Motion motion_of(const std::string& m) {

@@ -354,7 +354,7 @@ inline Alignment align(const Tensor<float, Cpu>& reference, const Tensor<float, 
         const auto d = detail::best_shift(r_top, t_top);
         shifted.tx = d.first * top_factor, shifted.ty = d.second * top_factor;
         const bool is_new = std::none_of(starts.begin(), starts.end(), [&](const Transform2D& s) {
-            return std::abs(s.tx - shifted.tx) < top_factor && std::abs(s.ty - shifted.ty) < top_factor;
+            return detail::corner_distance(s, shifted, ref0.h, ref0.w) < top_factor;
         });
         if (is_new) starts.push_back(shifted);
     }
@@ -380,25 +380,35 @@ inline Alignment align(const Tensor<float, Cpu>& reference, const Tensor<float, 
     };
     std::vector<Candidate> candidates;
     std::exception_ptr first_error;
+    // One level of ECC for c from its full-resolution transform; false when it loses the overlap
+    // (the error kept: thrown if no candidate is left), T its end in the level's pixels.
+    const auto run_level = [&](const detail::Plane& r, const detail::Plane& t, std::size_t l, Candidate& c, Transform2D& T) {
+        T = c.transform.scaled(std::ldexp(1.0, static_cast<int>(l)));
+        LevelReport rep{refs[l].h, refs[l].w, 0, 0};
+        try {
+            rep.ncc = detail::ecc_level(r, t, T, o, rep.iterations);
+        } catch (const ValueError&) {
+            if (!first_error) first_error = std::current_exception();
+            return false;
+        }
+        c.levels.push_back(rep);
+        c.transform = to_full(T, std::ldexp(1.0, static_cast<int>(l)));
+        return true;
+    };
     {
         const double sigma = coarsest == 0 ? o.fine_sigma : o.sigma;
         const auto r = coarsest == 0 ? detail::blur(refs[0], sigma) : r_top;
         const auto t = coarsest == 0 ? detail::blur(tgts[0], sigma) : t_top;
         for (const auto& s : starts) {
-            Transform2D T = s.scaled(top_factor);
-            LevelReport rep{refs[coarsest].h, refs[coarsest].w, 0, 0};
-            try {
-                rep.ncc = detail::ecc_level(r, t, T, o, rep.iterations);
-            } catch (const ValueError&) {  // this start loses the overlap; another may not
-                if (!first_error) first_error = std::current_exception();
-                continue;
-            }
+            Candidate c{s, {}};
+            Transform2D T;
+            if (!run_level(r, t, coarsest, c, T)) continue;  // this start loses the overlap; another may not
             // a start other than the first counts only while a quarter of the smaller image stays in
             // common (a sliver of overlap can correlate by chance)
             std::int64_t overlap = 0;
             detail::overlap_ncc(r, t, T, overlap);
             if (&s != &starts.front() && 4 * overlap < std::min(r.h * r.w, t.h * t.w)) continue;
-            candidates.push_back({to_full(T, top_factor), {rep}});
+            candidates.push_back(std::move(c));
         }
         if (candidates.empty()) std::rethrow_exception(first_error);
     }
@@ -418,22 +428,12 @@ inline Alignment align(const Tensor<float, Cpu>& reference, const Tensor<float, 
         candidates = std::move(distinct);
     }
     for (std::size_t l = coarsest; l-- > 0;) {
-        const double factor = std::ldexp(1.0, static_cast<int>(l));
         const double sigma = l == 0 ? o.fine_sigma : o.sigma;
         const auto r = detail::blur(refs[l], sigma), t = detail::blur(tgts[l], sigma);
         std::vector<Candidate> going_on;
         for (auto& c : candidates) {
-            Transform2D T = c.transform.scaled(factor);
-            LevelReport rep{refs[l].h, refs[l].w, 0, 0};
-            try {
-                rep.ncc = detail::ecc_level(r, t, T, o, rep.iterations);
-            } catch (const ValueError&) {
-                if (!first_error) first_error = std::current_exception();
-                continue;
-            }
-            c.levels.push_back(rep);
-            c.transform = to_full(T, factor);
-            going_on.push_back(std::move(c));
+            Transform2D T;
+            if (run_level(r, t, l, c, T)) going_on.push_back(std::move(c));
         }
         if (going_on.empty()) std::rethrow_exception(first_error);
         candidates = std::move(going_on);
